@@ -1,0 +1,1 @@
+//! Storage engine traits of raftkv and their backends (memory, fjall, heed).

@@ -1,0 +1,1 @@
+//! The Raft consensus state machine of raftkv.

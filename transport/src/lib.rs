@@ -1,0 +1,1 @@
+//! The raftkv Transport trait and its implementations (in-process channel, gRPC).
