@@ -1,8 +1,38 @@
 //! The multi-raft layer of raftkv.
 //!
-//! This crate will hold the Store that hosts many Peers (one per Region) over an
-//! `Engine` and a `Transport`: PeerStorage (raft-core's `Storage` over the raft engine),
-//! the raft worker with group commit, proposals with callbacks, apply with write batches,
-//! the log GC worker, the region snapshot worker, conf change and region split.
+//! A Store hosts many Peers (one per Region) over an `Engine` and a `Transport`:
+//! PeerStorage (raft-core's `Storage` over the raft engine), the raft worker with group
+//! commit, proposals with callbacks, apply with write batches, the log GC worker, the
+//! region snapshot worker, conf change and region split.
 //!
-//! It is empty until the raft-store issue lands; see `DESIGN.md` for the plan.
+//! This crate is being built in slices. Present so far: the wire types ([`pb`]), the key
+//! encodings ([`keys`]) and the error taxonomy ([`Error`]).
+
+pub mod error;
+pub mod keys;
+
+/// Wire types, generated from `proto/`.
+pub mod pb {
+    /// Stores, peers and regions.
+    #[allow(missing_docs, clippy::all, clippy::pedantic)]
+    pub mod metapb {
+        include!(concat!(env!("OUT_DIR"), "/metapb.rs"));
+    }
+    /// Errors a client can act on.
+    #[allow(missing_docs, clippy::all, clippy::pedantic)]
+    pub mod errorpb {
+        include!(concat!(env!("OUT_DIR"), "/errorpb.rs"));
+    }
+    /// Messages between stores and the persisted state of a peer.
+    #[allow(missing_docs, clippy::all, clippy::pedantic)]
+    pub mod raft_serverpb {
+        include!(concat!(env!("OUT_DIR"), "/raft_serverpb.rs"));
+    }
+    /// Commands proposed to a region and their responses.
+    #[allow(missing_docs, clippy::all, clippy::pedantic)]
+    pub mod raft_cmdpb {
+        include!(concat!(env!("OUT_DIR"), "/raft_cmdpb.rs"));
+    }
+}
+
+pub use error::{Error, Result};
