@@ -110,7 +110,7 @@ impl Error {
             Error::NotLeader { region_id, leader } => {
                 e.not_leader = Some(errorpb::NotLeader {
                     region_id: *region_id,
-                    leader: leader.clone(),
+                    leader: *leader,
                 });
             }
             Error::StaleCommand => e.stale_command = Some(errorpb::StaleCommand {}),
