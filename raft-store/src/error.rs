@@ -63,8 +63,8 @@ pub enum Error {
         entry_size: u64,
     },
     /// The storage engine failed (fatal for the store).
-    #[error("engine: {0}")]
-    Engine(String),
+    #[error(transparent)]
+    Engine(#[from] engines::Error),
     /// The Raft core failed.
     #[error(transparent)]
     Raft(#[from] raft_core::Error),

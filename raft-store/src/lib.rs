@@ -10,6 +10,7 @@
 
 pub mod error;
 pub mod keys;
+pub mod peer_storage;
 
 /// Wire types, generated from `proto/`.
 pub mod pb {
