@@ -587,7 +587,7 @@ mod tests {
         let applied = RaftApplyState {
             applied_index: 7,
             applied_term: 6,
-            ..s.apply_state().clone()
+            ..*s.apply_state()
         };
         write_apply_state(&mut wb, 1, &applied).unwrap();
         kv.write(&wb, engines::WriteOptions::synced()).unwrap();
