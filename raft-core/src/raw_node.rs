@@ -90,6 +90,12 @@ impl<S: Storage> RawNode<S> {
         self.raft.store()
     }
 
+    /// The store, mutably (an application persisting a `Ready` updates its own storage's
+    /// cached state through this).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.raft.raft_log_mut().store
+    }
+
     /// Advances the logical clock by one tick.
     ///
     /// # Errors

@@ -8,9 +8,16 @@
 //! This crate is being built in slices. Present so far: the wire types ([`pb`]), the key
 //! encodings ([`keys`]) and the error taxonomy ([`Error`]).
 
+pub mod bootstrap;
+pub mod config;
 pub mod error;
 pub mod keys;
+pub mod msg;
+pub mod peer;
 pub mod peer_storage;
+pub mod region_check;
+pub mod sender;
+pub mod store;
 
 /// Wire types, generated from `proto/`.
 pub mod pb {
@@ -36,4 +43,9 @@ pub mod pb {
     }
 }
 
+pub use config::Config;
 pub use error::{Error, Result};
+pub use msg::{Callback, StoreMsg};
+pub use peer::Peer;
+pub use sender::RaftMessageSender;
+pub use store::Store;

@@ -11,7 +11,7 @@ use tracing::info;
 
 use crate::error::{Error, Result};
 use crate::keys::{self, CF_META, CF_RAFT};
-use crate::pb::metapb::{PeerRole, Region};
+use crate::pb::metapb::{self, PeerRole, Region};
 use crate::pb::raft_serverpb::{
     PeerState, RaftApplyState, RaftLocalState, RaftTruncatedState, RegionLocalState,
 };
@@ -47,7 +47,7 @@ impl<ER: Engine, EK: Engine> fmt::Debug for PeerStorage<ER, EK> {
     }
 }
 
-/// The raft-core membership of a region.
+/// The raft-core membership of a region (the inverse of [`region_peers_from_conf_state`]).
 #[must_use]
 pub fn conf_state_from_region(region: &Region) -> ConfState {
     let mut cs = ConfState::default();
@@ -68,12 +68,57 @@ pub fn conf_state_from_region(region: &Region) -> ConfState {
                 cs.voters_outgoing.push(p.id);
                 cs.learners_next.push(p.id);
             }
+            PeerRole::OutgoingVoter => {
+                joint = true;
+                cs.voters_outgoing.push(p.id);
+            }
         }
     }
     if !joint {
         cs.voters_outgoing.clear();
     }
     cs
+}
+
+/// The roles of a region's peers after a membership change: every member of `cs`, with
+/// store ids taken from `known` (the region's old peers and the peers the change named).
+/// Members whose store is unknown are left out (they cannot be reached anyway).
+#[must_use]
+pub fn region_peers_from_conf_state(cs: &ConfState, known: &[metapb::Peer]) -> Vec<metapb::Peer> {
+    let joint = !cs.voters_outgoing.is_empty();
+    let mut ids: Vec<u64> = cs
+        .voters
+        .iter()
+        .chain(&cs.voters_outgoing)
+        .chain(&cs.learners)
+        .copied()
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut peers = Vec::with_capacity(ids.len());
+    for id in ids {
+        let incoming = cs.voters.contains(&id);
+        let outgoing = cs.voters_outgoing.contains(&id);
+        let role = if cs.learners.contains(&id) {
+            PeerRole::Learner
+        } else if !joint || (incoming && outgoing) {
+            PeerRole::Voter
+        } else if incoming {
+            PeerRole::IncomingVoter
+        } else if cs.learners_next.contains(&id) {
+            PeerRole::DemotingVoter
+        } else {
+            PeerRole::OutgoingVoter
+        };
+        if let Some(p) = known.iter().find(|p| p.id == id) {
+            peers.push(metapb::Peer {
+                id,
+                store_id: p.store_id,
+                role: role as i32,
+            });
+        }
+    }
+    peers
 }
 
 fn storage_err(e: impl Into<Error>) -> StorageError {
@@ -635,5 +680,34 @@ mod tests {
         assert_eq!(cs.voters_outgoing, vec![1, 2, 4]);
         assert_eq!(cs.learners, vec![5]);
         assert_eq!(cs.learners_next, vec![4]);
+        // And back: the roles survive the round trip.
+        let mut peers = region_peers_from_conf_state(&cs, &r.peers);
+        peers.sort_by_key(|p| p.id);
+        let mut expected = r.peers.clone();
+        expected.sort_by_key(|p| p.id);
+        assert_eq!(peers, expected);
+    }
+
+    #[test]
+    fn removed_voter_in_joint_is_an_outgoing_voter() {
+        let cs = ConfState {
+            voters: vec![1, 2],
+            voters_outgoing: vec![1, 2, 3],
+            ..Default::default()
+        };
+        let known: Vec<Peer> = (1..=3)
+            .map(|id| Peer {
+                id,
+                store_id: id,
+                role: 0,
+            })
+            .collect();
+        let peers = region_peers_from_conf_state(&cs, &known);
+        assert_eq!(peers[2].role(), PeerRole::OutgoingVoter);
+        let back = conf_state_from_region(&Region {
+            peers,
+            ..Default::default()
+        });
+        assert_eq!(back, cs);
     }
 }

@@ -1,0 +1,167 @@
+//! Settings of a store, loadable from TOML.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Settings of a store. Every field has a documented default; unknown fields in a TOML
+/// file are an error, so a typo never silently keeps a default.
+///
+/// ```
+/// let cfg: raft_store::Config = toml::from_str("raft_election_ticks = 20").unwrap();
+/// assert_eq!(cfg.raft_election_ticks, 20);
+/// assert_eq!(cfg.raft_heartbeat_ticks, 2);
+/// cfg.validate().unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The interval of one raft tick. Default 100 ms.
+    pub raft_base_tick_ms: u64,
+    /// Ticks before a follower without a leader campaigns. Default 10.
+    pub raft_election_ticks: usize,
+    /// Ticks between a leader's heartbeats. Default 2.
+    pub raft_heartbeat_ticks: usize,
+    /// Append messages in flight per peer. Default 256.
+    pub raft_max_inflight_msgs: usize,
+    /// Bytes of append messages in flight per peer. Default 64 MiB.
+    pub raft_max_inflight_bytes: u64,
+    /// Maximum bytes of entries in one append message. Default 1 MiB.
+    pub raft_max_size_per_msg_bytes: u64,
+    /// Maximum bytes of one proposed entry; larger requests get `RaftEntryTooLarge`.
+    /// Default 8 MiB.
+    pub raft_entry_max_bytes: u64,
+    /// Maximum payload bytes of uncommitted entries per region; proposals past it get
+    /// `ServerIsBusy`. Default 128 MiB.
+    pub raft_max_uncommitted_bytes: u64,
+    /// Ticks between log GC checks. Default 10.
+    pub raft_log_gc_tick_ticks: usize,
+    /// Entries kept after the applied index before the leader proposes compaction.
+    /// Default 10,000.
+    pub raft_log_gc_count_limit: u64,
+    /// Ticks between split checks. Default 100.
+    pub split_check_tick_ticks: usize,
+    /// A region larger than this is split. Default 96 MiB.
+    pub region_max_size_bytes: u64,
+    /// The size of each half after a split. Default 64 MiB.
+    pub region_split_size_bytes: u64,
+    /// Bytes per snapshot chunk on the wire. Default 1 MiB.
+    pub snap_chunk_bytes: u64,
+    /// Snapshots generated or applied at once. Default 4.
+    pub max_concurrent_snapshots: usize,
+    /// Maximum messages handled in one loop iteration. Default 4096.
+    pub max_batch_msgs: usize,
+    /// Whether the raft log is fsynced before acknowledging (turning it off risks losing
+    /// acknowledged writes on power loss). Default true.
+    pub sync_log: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            raft_base_tick_ms: 100,
+            raft_election_ticks: 10,
+            raft_heartbeat_ticks: 2,
+            raft_max_inflight_msgs: 256,
+            raft_max_inflight_bytes: 64 << 20,
+            raft_max_size_per_msg_bytes: 1 << 20,
+            raft_entry_max_bytes: 8 << 20,
+            raft_max_uncommitted_bytes: 128 << 20,
+            raft_log_gc_tick_ticks: 10,
+            raft_log_gc_count_limit: 10_000,
+            split_check_tick_ticks: 100,
+            region_max_size_bytes: 96 << 20,
+            region_split_size_bytes: 64 << 20,
+            snap_chunk_bytes: 1 << 20,
+            max_concurrent_snapshots: 4,
+            max_batch_msgs: 4096,
+            sync_log: true,
+        }
+    }
+}
+
+impl Config {
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// [`Error::Other`] naming the first bad setting.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: &str| Err(Error::Other(format!("invalid store config: {msg}")));
+        if self.raft_base_tick_ms == 0 {
+            return bad("raft_base_tick_ms must be greater than 0");
+        }
+        if self.raft_heartbeat_ticks == 0 || self.raft_election_ticks <= self.raft_heartbeat_ticks {
+            return bad("raft_election_ticks must be greater than raft_heartbeat_ticks > 0");
+        }
+        if self.raft_max_inflight_msgs == 0 || self.raft_max_inflight_bytes == 0 {
+            return bad("raft_max_inflight_msgs and raft_max_inflight_bytes must be > 0");
+        }
+        if self.raft_entry_max_bytes == 0 || self.raft_max_size_per_msg_bytes == 0 {
+            return bad("raft_entry_max_bytes and raft_max_size_per_msg_bytes must be > 0");
+        }
+        if self.raft_log_gc_tick_ticks == 0 || self.split_check_tick_ticks == 0 {
+            return bad("raft_log_gc_tick_ticks and split_check_tick_ticks must be > 0");
+        }
+        if self.raft_log_gc_count_limit == 0 {
+            return bad("raft_log_gc_count_limit must be greater than 0");
+        }
+        if self.region_split_size_bytes == 0
+            || self.region_split_size_bytes > self.region_max_size_bytes
+        {
+            return bad("region_split_size_bytes must be in (0, region_max_size_bytes]");
+        }
+        if self.snap_chunk_bytes == 0 || self.max_concurrent_snapshots == 0 {
+            return bad("snap_chunk_bytes and max_concurrent_snapshots must be > 0");
+        }
+        if self.max_batch_msgs == 0 {
+            return bad("max_batch_msgs must be greater than 0");
+        }
+        Ok(())
+    }
+
+    /// The raft-core config of peer `peer_id`, whose applied index is `applied`.
+    #[must_use]
+    pub fn raft_config(&self, peer_id: u64, applied: u64) -> raft_core::Config {
+        let mut c = raft_core::Config::new(peer_id);
+        c.election_ticks = self.raft_election_ticks;
+        c.heartbeat_ticks = self.raft_heartbeat_ticks;
+        c.applied = applied;
+        c.max_msg_bytes = self.raft_max_size_per_msg_bytes;
+        c.max_inflight_msgs = self.raft_max_inflight_msgs;
+        c.max_inflight_bytes = self.raft_max_inflight_bytes;
+        c.max_uncommitted_bytes = self.raft_max_uncommitted_bytes;
+        c.check_quorum = true;
+        c.pre_vote = true;
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_settings_are_named() {
+        let mut c = Config {
+            raft_heartbeat_ticks: 10,
+            ..Config::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("raft_election_ticks")
+        );
+        c = Config {
+            region_split_size_bytes: 200 << 20,
+            ..Config::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("region_split_size_bytes")
+        );
+        assert!(toml::from_str::<Config>("no_such_setting = 1").is_err());
+    }
+}

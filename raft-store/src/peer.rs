@@ -1,0 +1,196 @@
+//! One replica of one region on this store: the Raft group and what waits on it.
+//! Behaviour lives in `peer/`: proposing, applying, reading.
+
+mod apply;
+mod propose;
+mod read;
+
+use std::collections::VecDeque;
+
+use engines::Engine;
+use raft_core::{RawNode, StateRole};
+use tracing::info;
+
+pub use apply::ApplyResult;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::msg::Callback;
+use crate::pb::metapb::{self, Region};
+use crate::pb::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse, ResponseHeader};
+use crate::peer_storage::PeerStorage;
+
+/// A proposed command waiting for its entry to apply.
+struct Proposal {
+    index: u64,
+    term: u64,
+    callback: Callback,
+}
+
+/// Read commands waiting for a ReadIndex round and then for the applied index.
+struct PendingRead {
+    id: u64,
+    commands: Vec<(RaftCmdRequest, Callback)>,
+    /// The commit index confirmed by the round; the reads are served once applied.
+    read_index: Option<u64>,
+}
+
+/// One replica of one region on this store.
+///
+/// Invariants: `proposals` are in increasing index order; each is answered exactly once
+/// (when its index applies, or as stale when another entry took its place).
+pub struct Peer<ER: Engine, EK: Engine> {
+    meta: metapb::Peer,
+    raft_group: RawNode<PeerStorage<ER, EK>>,
+    proposals: VecDeque<Proposal>,
+    pending_reads: VecDeque<PendingRead>,
+    /// Reads that arrived in this loop iteration; one ReadIndex round serves them all.
+    read_batch: Vec<(RaftCmdRequest, Callback)>,
+    next_read_id: u64,
+    /// Set once the peer was removed from its region; the store destroys it.
+    pending_remove: bool,
+}
+
+impl<ER: Engine, EK: Engine> std::fmt::Debug for Peer<ER, EK> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("region_id", &self.region_id())
+            .field("peer_id", &self.meta.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A response carrying only an error.
+#[must_use]
+pub fn error_response(e: &Error) -> RaftCmdResponse {
+    RaftCmdResponse {
+        header: Some(ResponseHeader {
+            error: Some(e.to_pb()),
+            current_term: 0,
+        }),
+        ..Default::default()
+    }
+}
+
+impl<ER: Engine, EK: Engine> Peer<ER, EK> {
+    /// The peer `meta` of `region`, loaded from (or initialized in) the engines.
+    ///
+    /// # Errors
+    /// An engine failure or inconsistent persisted state.
+    pub fn new(
+        cfg: &Config,
+        raft_engine: ER,
+        kv_engine: EK,
+        region: Region,
+        meta: metapb::Peer,
+    ) -> Result<Self> {
+        let storage = PeerStorage::new(raft_engine, kv_engine, region)?;
+        let mut raft_cfg = cfg.raft_config(meta.id, storage.applied_index());
+        // Different peers of one region must not time out in lockstep.
+        raft_cfg.random_seed = meta.id ^ (storage.region().id << 32);
+        let raft_group = RawNode::new(&raft_cfg, storage)?;
+        info!(
+            region_id = raft_group.store().region().id,
+            peer_id = meta.id,
+            "peer created"
+        );
+        Ok(Self {
+            meta,
+            raft_group,
+            proposals: VecDeque::new(),
+            pending_reads: VecDeque::new(),
+            read_batch: Vec::new(),
+            next_read_id: 1,
+            pending_remove: false,
+        })
+    }
+
+    /// The region id.
+    #[must_use]
+    pub fn region_id(&self) -> u64 {
+        self.raft_group.store().region().id
+    }
+
+    /// The region.
+    #[must_use]
+    pub fn region(&self) -> &Region {
+        self.raft_group.store().region()
+    }
+
+    /// This peer's id and store.
+    #[must_use]
+    pub fn meta(&self) -> &metapb::Peer {
+        &self.meta
+    }
+
+    /// The Raft group.
+    #[must_use]
+    pub fn raft_group(&self) -> &RawNode<PeerStorage<ER, EK>> {
+        &self.raft_group
+    }
+
+    /// The Raft group, mutably.
+    pub fn raft_group_mut(&mut self) -> &mut RawNode<PeerStorage<ER, EK>> {
+        &mut self.raft_group
+    }
+
+    /// Whether this peer leads its region.
+    #[must_use]
+    pub fn is_leader(&self) -> bool {
+        self.raft_group.raft().state() == StateRole::Leader
+    }
+
+    /// Whether the peer was removed and waits to be destroyed.
+    #[must_use]
+    pub fn pending_remove(&self) -> bool {
+        self.pending_remove
+    }
+
+    /// The peer of this region with id `peer_id`, if it is a member.
+    #[must_use]
+    pub fn find_peer(&self, peer_id: u64) -> Option<metapb::Peer> {
+        self.region()
+            .peers
+            .iter()
+            .find(|p| p.id == peer_id)
+            .copied()
+    }
+
+    /// The leader this peer knows of.
+    #[must_use]
+    pub fn leader(&self) -> Option<metapb::Peer> {
+        self.find_peer(self.raft_group.raft().leader_id())
+    }
+
+    /// The `NotLeader` error for this region.
+    #[must_use]
+    pub fn not_leader(&self) -> Error {
+        Error::NotLeader {
+            region_id: self.region_id(),
+            leader: self.leader(),
+        }
+    }
+
+    /// Advances the peer's logical clock.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub fn tick(&mut self) -> Result<()> {
+        Ok(self.raft_group.tick()?)
+    }
+
+    /// Answers every waiting proposal and read with `err` (the peer is going away).
+    pub fn fail_all(&mut self, err: &Error) {
+        for p in self.proposals.drain(..) {
+            (p.callback)(error_response(err));
+        }
+        for r in self.pending_reads.drain(..) {
+            for (_, cb) in r.commands {
+                cb(error_response(err));
+            }
+        }
+        for (_, cb) in self.read_batch.drain(..) {
+            cb(error_response(err));
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! Applying committed entries to the kv engine, atomically with the applied index.
+
+use engines::{Engine, WriteBatch};
+use prost::Message as _;
+use raft_core::ConfChangeI;
+use raft_core::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType};
+use tracing::{error, info, warn};
+
+use super::{Peer, error_response};
+use crate::error::{Error, Result};
+use crate::keys::{self, CF_DEFAULT};
+use crate::msg::Callback;
+use crate::pb::metapb;
+use crate::pb::raft_cmdpb::{
+    AdminCmdType, AdminRequest, AdminResponse, ChangePeerResponse, CmdType, CompactLogResponse,
+    RaftCmdRequest, RaftCmdResponse, Response,
+};
+use crate::pb::raft_serverpb::{PeerState, RaftTruncatedState};
+use crate::peer_storage::{region_peers_from_conf_state, write_region_state};
+use crate::region_check::{check_epoch, check_keys};
+
+/// Something applying did that the store must act on after the batch is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyResult {
+    /// The log was truncated up to `compact_index`: delete `[first_index, compact_index]`.
+    CompactLog {
+        /// The region.
+        region_id: u64,
+        /// The first index that was still in the log.
+        first_index: u64,
+        /// The last index to delete.
+        compact_index: u64,
+    },
+    /// The membership changed; `removed_self` when this peer is no longer a member.
+    ConfChange {
+        /// The region.
+        region_id: u64,
+        /// Whether this peer was removed.
+        removed_self: bool,
+    },
+}
+
+/// The user column family a request names, mapped to the engine's.
+fn data_cf(cf: &str) -> Result<&'static str> {
+    match cf {
+        "" | CF_DEFAULT => Ok(CF_DEFAULT),
+        other => Err(Error::Other(format!("unknown column family {other:?}"))),
+    }
+}
+
+impl<ER: Engine, EK: Engine> Peer<ER, EK> {
+    /// Applies `entries` (committed, in order) into `wb`, advancing the applied index in
+    /// memory; the caller writes `wb` (which must also carry the apply state, see
+    /// [`Self::write_apply_state`]) and only then fires `answers` and acts on `results`.
+    ///
+    /// # Errors
+    /// An engine failure while staging writes.
+    pub fn apply_entries(
+        &mut self,
+        entries: Vec<Entry>,
+        wb: &mut EK::WriteBatch,
+        answers: &mut Vec<(Callback, RaftCmdResponse)>,
+        results: &mut Vec<ApplyResult>,
+    ) -> Result<()> {
+        for entry in entries {
+            let (index, term) = (entry.index, entry.term);
+            let resp = match EntryType::try_from(entry.entry_type) {
+                Ok(EntryType::EntryNormal) if entry.data.is_empty() => None,
+                Ok(EntryType::EntryNormal) => Some(self.apply_command(&entry.data, wb, results)?),
+                Ok(EntryType::EntryConfChange | EntryType::EntryConfChangeV2) => {
+                    Some(self.apply_conf_change(&entry, wb, results)?)
+                }
+                Err(_) => {
+                    error!(
+                        region_id = self.region_id(),
+                        index, "unknown entry type; skipped"
+                    );
+                    None
+                }
+            };
+            let storage = self.raft_group.store_mut();
+            let mut state = *storage.apply_state();
+            state.applied_index = index;
+            state.applied_term = term;
+            storage.set_apply_state(state);
+            self.answer_proposals(index, term, resp, answers);
+        }
+        Ok(())
+    }
+
+    /// Stages the apply state into `wb`.
+    ///
+    /// # Errors
+    /// An engine failure while staging.
+    pub fn write_apply_state(&self, wb: &mut EK::WriteBatch) -> Result<()> {
+        self.raft_group.store().write_apply_state(wb)
+    }
+
+    fn answer_proposals(
+        &mut self,
+        index: u64,
+        term: u64,
+        resp: Option<RaftCmdResponse>,
+        answers: &mut Vec<(Callback, RaftCmdResponse)>,
+    ) {
+        let stale = || error_response(&Error::StaleCommand);
+        let mut resp = resp;
+        while let Some(p) = self.proposals.front() {
+            if p.index > index {
+                break;
+            }
+            let p = self.proposals.pop_front().expect("front exists");
+            if p.index == index && p.term == term {
+                answers.push((p.callback, resp.take().unwrap_or_default()));
+            } else {
+                // Another entry took this proposal's place: it will never apply.
+                answers.push((p.callback, stale()));
+            }
+        }
+    }
+
+    fn apply_command(
+        &mut self,
+        data: &[u8],
+        wb: &mut EK::WriteBatch,
+        results: &mut Vec<ApplyResult>,
+    ) -> Result<RaftCmdResponse> {
+        let req = match RaftCmdRequest::decode(data) {
+            Ok(r) => r,
+            Err(e) => {
+                // Every replica fails the same way on the same bytes, so skipping keeps
+                // them consistent.
+                error!(
+                    region_id = self.region_id(),
+                    "undecodable command in the log: {e}"
+                );
+                return Ok(error_response(&Error::Corruption(e.to_string())));
+            }
+        };
+        let region = self.region().clone();
+        if let Err(e) = check_epoch(&req, &region).and_then(|()| check_keys(&req, &region)) {
+            return Ok(error_response(&e));
+        }
+        if let Some(admin) = &req.admin_request {
+            return self.apply_admin(admin, results);
+        }
+        // Validate everything first: a command applies entirely or not at all.
+        for r in &req.requests {
+            let cf = match r.cmd_type() {
+                CmdType::Put => r.put.as_ref().map(|p| p.cf.as_str()),
+                CmdType::Delete => r.delete.as_ref().map(|d| d.cf.as_str()),
+                CmdType::DeleteRange => r.delete_range.as_ref().map(|d| d.cf.as_str()),
+                other => {
+                    return Ok(error_response(&Error::Other(format!(
+                        "{other:?} in a write command"
+                    ))));
+                }
+            };
+            if let Err(e) = data_cf(cf.unwrap_or_default()) {
+                return Ok(error_response(&e));
+            }
+        }
+        let mut responses = Vec::with_capacity(req.requests.len());
+        for r in req.requests {
+            let cmd_type = r.cmd_type();
+            match cmd_type {
+                CmdType::Put => {
+                    let p = r.put.unwrap_or_default();
+                    wb.put(data_cf(&p.cf)?, &keys::data_key(&p.key), &p.value)?;
+                }
+                CmdType::Delete => {
+                    let d = r.delete.unwrap_or_default();
+                    wb.delete(data_cf(&d.cf)?, &keys::data_key(&d.key))?;
+                }
+                CmdType::DeleteRange => {
+                    let d = r.delete_range.unwrap_or_default();
+                    let start = keys::data_key(&d.start_key);
+                    let end = keys::data_end_key(&d.end_key);
+                    wb.delete_range(data_cf(&d.cf)?, start.as_slice()..end.as_slice())?;
+                }
+                _ => unreachable!("validated above: only writes"),
+            }
+            responses.push(Response {
+                cmd_type: cmd_type as i32,
+                ..Default::default()
+            });
+        }
+        Ok(RaftCmdResponse {
+            responses,
+            ..Default::default()
+        })
+    }
+
+    fn apply_admin(
+        &mut self,
+        admin: &AdminRequest,
+        results: &mut Vec<ApplyResult>,
+    ) -> Result<RaftCmdResponse> {
+        match admin.cmd_type() {
+            AdminCmdType::CompactLog => {
+                let req = admin.compact_log.unwrap_or_default();
+                let storage = self.raft_group.store_mut();
+                let first_index = storage.truncated_index() + 1;
+                if req.compact_index >= first_index && req.compact_index <= storage.applied_index()
+                {
+                    let mut state = *storage.apply_state();
+                    state.truncated_state = Some(RaftTruncatedState {
+                        index: req.compact_index,
+                        term: req.compact_term,
+                    });
+                    storage.set_apply_state(state);
+                    results.push(ApplyResult::CompactLog {
+                        region_id: self.region_id(),
+                        first_index,
+                        compact_index: req.compact_index,
+                    });
+                }
+                let admin = AdminResponse {
+                    cmd_type: AdminCmdType::CompactLog as i32,
+                    compact_log: Some(CompactLogResponse {}),
+                    ..Default::default()
+                };
+                Ok(RaftCmdResponse {
+                    admin_response: Some(admin),
+                    ..Default::default()
+                })
+            }
+            other => Ok(error_response(&Error::Other(format!(
+                "{other:?} is not applied as a command"
+            )))),
+        }
+    }
+
+    fn apply_conf_change(
+        &mut self,
+        entry: &Entry,
+        wb: &mut EK::WriteBatch,
+        results: &mut Vec<ApplyResult>,
+    ) -> Result<RaftCmdResponse> {
+        let decoded = if entry.entry_type() == EntryType::EntryConfChange {
+            ConfChange::decode(entry.data.clone()).map(|cc| cc.as_v2())
+        } else {
+            ConfChangeV2::decode(entry.data.clone())
+        };
+        let cc = match decoded {
+            Ok(cc) => cc,
+            Err(e) => {
+                error!(region_id = self.region_id(), "undecodable conf change: {e}");
+                return Ok(error_response(&Error::Corruption(e.to_string())));
+            }
+        };
+        // The peers a change adds travel in its context (raft-core knows only ids). The
+        // empty change that leaves a joint configuration has none.
+        let req = match RaftCmdRequest::decode(cc.context.clone()) {
+            Ok(req) => req,
+            Err(e) => return Ok(error_response(&Error::Corruption(e.to_string()))),
+        };
+        let mut region = self.region().clone();
+        if req.header.is_some() {
+            if let Err(e) = check_epoch(&req, &region) {
+                // Rejected alike on every replica: raft-core never sees the change.
+                return Ok(error_response(&e));
+            }
+        }
+        let cs = match self.raft_group.apply_conf_change(&cc) {
+            Ok(cs) => cs,
+            Err(e) => {
+                warn!(region_id = region.id, "conf change rejected: {e}");
+                return Ok(error_response(&Error::Raft(e)));
+            }
+        };
+        let mut known: Vec<metapb::Peer> = region.peers.clone();
+        if let Some(admin) = &req.admin_request {
+            let named = admin
+                .change_peer
+                .iter()
+                .chain(admin.change_peer_v2.iter().flat_map(|v| &v.changes));
+            known.extend(named.filter_map(|c| c.peer));
+        }
+        region.peers = region_peers_from_conf_state(&cs, &known);
+        let epoch = region.region_epoch.get_or_insert_with(Default::default);
+        epoch.conf_ver += cc.changes.len().max(1) as u64;
+        let removed_self = !region.peers.iter().any(|p| p.id == self.meta.id);
+        info!(region_id = region.id, peers = ?region.peers, removed_self, "membership changed");
+        write_region_state(
+            wb,
+            &region,
+            if removed_self {
+                PeerState::Tombstone
+            } else {
+                PeerState::Normal
+            },
+        )?;
+        if let Some(p) = region.peers.iter().find(|p| p.id == self.meta.id) {
+            self.meta = *p;
+        }
+        self.raft_group.store_mut().set_region(region.clone());
+        if removed_self {
+            self.pending_remove = true;
+        }
+        results.push(ApplyResult::ConfChange {
+            region_id: region.id,
+            removed_self,
+        });
+        let cmd_type = req
+            .admin_request
+            .map_or(AdminCmdType::ChangePeerV2, |a| a.cmd_type());
+        let admin = AdminResponse {
+            cmd_type: cmd_type as i32,
+            change_peer: Some(ChangePeerResponse {
+                region: Some(region),
+            }),
+            ..Default::default()
+        };
+        Ok(RaftCmdResponse {
+            admin_response: Some(admin),
+            ..Default::default()
+        })
+    }
+}

@@ -1,0 +1,179 @@
+//! Turning client commands into log entries.
+
+use engines::Engine;
+use prost::Message as _;
+use raft_core::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
+use tracing::debug;
+
+use super::{Peer, Proposal, error_response};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::msg::Callback;
+use crate::pb::raft_cmdpb::{AdminCmdType, AdminResponse, RaftCmdRequest, RaftCmdResponse};
+use crate::region_check::{check_epoch, check_keys, is_read_only};
+
+impl<ER: Engine, EK: Engine> Peer<ER, EK> {
+    /// Proposes a client command; the callback answers it once applied, or at once with
+    /// a typed error (`NotLeader`, `EpochNotMatch`, `KeyNotInRegion`, ...).
+    pub fn propose(&mut self, cfg: &Config, req: RaftCmdRequest, callback: Callback) {
+        if let Err(e) = self.pre_propose(&req) {
+            callback(error_response(&e));
+            return;
+        }
+        if is_read_only(&req) {
+            self.read_batch.push((req, callback));
+            return;
+        }
+        let result = match req.admin_request.as_ref().map(|a| a.cmd_type()) {
+            Some(AdminCmdType::TransferLeader) => {
+                let target = req
+                    .admin_request
+                    .as_ref()
+                    .and_then(|a| a.transfer_leader.as_ref());
+                let target = target.and_then(|t| t.peer).map_or(0, |p| p.id);
+                if self.find_peer(target).is_none() {
+                    Err(Error::Other(format!(
+                        "transfer target {target} is not a member"
+                    )))
+                } else {
+                    self.raft_group
+                        .transfer_leader(target)
+                        .map_err(Error::from)
+                        .map(|()| {
+                            let admin = AdminResponse {
+                                cmd_type: AdminCmdType::TransferLeader as i32,
+                                ..Default::default()
+                            };
+                            callback_now(callback_ok(admin))
+                        })
+                }
+            }
+            Some(AdminCmdType::ChangePeer | AdminCmdType::ChangePeerV2) => {
+                self.propose_conf_change(&req)
+            }
+            Some(AdminCmdType::Split | AdminCmdType::BatchSplit) => {
+                Err(Error::Other("split is not supported yet".into()))
+            }
+            _ => self.propose_normal(cfg, &req),
+        };
+        match result {
+            Ok(ProposeOutcome::Proposed { index, term }) => {
+                debug_assert!(self.proposals.back().is_none_or(|p| p.index < index));
+                self.proposals.push_back(Proposal {
+                    index,
+                    term,
+                    callback,
+                });
+            }
+            Ok(ProposeOutcome::Answered(resp)) => callback(*resp),
+            Err(e) => callback(error_response(&e)),
+        }
+    }
+
+    fn pre_propose(&self, req: &RaftCmdRequest) -> Result<()> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        check_epoch(req, self.region())?;
+        check_keys(req, self.region())?;
+        if req.admin_request.is_some() && !req.requests.is_empty() {
+            return Err(Error::Other(
+                "a command is either admin or data, not both".into(),
+            ));
+        }
+        if req.admin_request.is_none() && req.requests.is_empty() {
+            return Err(Error::Other("empty command".into()));
+        }
+        Ok(())
+    }
+
+    fn propose_normal(&mut self, cfg: &Config, req: &RaftCmdRequest) -> Result<ProposeOutcome> {
+        let data = req.encode_to_vec();
+        if data.len() as u64 > cfg.raft_entry_max_bytes {
+            return Err(Error::RaftEntryTooLarge {
+                region_id: self.region_id(),
+                entry_size: data.len() as u64,
+            });
+        }
+        self.raft_group
+            .propose(Default::default(), data.into())
+            .map_err(|e| self.map_propose_error(e))?;
+        Ok(self.proposed_at_last_index())
+    }
+
+    fn propose_conf_change(&mut self, req: &RaftCmdRequest) -> Result<ProposeOutcome> {
+        let admin = req.admin_request.clone().unwrap_or_default();
+        let is_v1 = admin.cmd_type() == AdminCmdType::ChangePeer;
+        let changes: Vec<_> = if is_v1 {
+            admin.change_peer.into_iter().collect()
+        } else {
+            admin
+                .change_peer_v2
+                .map(|v2| v2.changes)
+                .unwrap_or_default()
+        };
+        let mut cc = ConfChangeV2 {
+            context: req.encode_to_vec().into(),
+            ..Default::default()
+        };
+        for change in &changes {
+            let peer = change.peer.unwrap_or_default();
+            if peer.id == 0 || peer.store_id == 0 {
+                return Err(Error::Other("conf change names no peer".into()));
+            }
+            let change_type = ConfChangeType::try_from(change.change_type)
+                .map_err(|_| Error::Other(format!("unknown change type {}", change.change_type)))?;
+            cc.changes
+                .push(ConfChangeSingle::with(change_type, peer.id));
+        }
+        if cc.changes.is_empty() && is_v1 {
+            return Err(Error::Other("ChangePeer without a change".into()));
+        }
+        debug!(
+            region_id = self.region_id(),
+            ?changes,
+            "proposing conf change"
+        );
+        self.raft_group
+            .propose_conf_change(Default::default(), &cc)
+            .map_err(|e| self.map_propose_error(e))?;
+        Ok(self.proposed_at_last_index())
+    }
+
+    fn proposed_at_last_index(&self) -> ProposeOutcome {
+        let raft = self.raft_group.raft();
+        ProposeOutcome::Proposed {
+            index: raft.raft_log().last_index(),
+            term: raft.term(),
+        }
+    }
+
+    fn map_propose_error(&self, e: raft_core::Error) -> Error {
+        match e {
+            raft_core::Error::ProposalDropped if self.is_leader() => {
+                Error::ServerIsBusy(format!("region {}: proposal dropped", self.region_id()))
+            }
+            raft_core::Error::ProposalDropped => self.not_leader(),
+            other => Error::Raft(other),
+        }
+    }
+}
+
+/// What proposing did.
+enum ProposeOutcome {
+    /// An entry was appended at `index` in `term`; the callback waits for it to apply.
+    Proposed { index: u64, term: u64 },
+    /// The command was answered without a log entry.
+    Answered(Box<RaftCmdResponse>),
+}
+
+fn callback_ok(admin: AdminResponse) -> RaftCmdResponse {
+    RaftCmdResponse {
+        admin_response: Some(admin),
+        ..Default::default()
+    }
+}
+
+fn callback_now(resp: RaftCmdResponse) -> ProposeOutcome {
+    ProposeOutcome::Answered(Box::new(resp))
+}

@@ -1,0 +1,222 @@
+//! Checks of a request against a region: epoch and key range.
+
+use crate::error::{Error, Result};
+use crate::pb::metapb::Region;
+use crate::pb::raft_cmdpb::{AdminCmdType, CmdType, RaftCmdRequest};
+
+/// Which parts of the epoch a command depends on.
+fn epoch_dependencies(req: &RaftCmdRequest) -> (bool, bool) {
+    match req.admin_request.as_ref().map(|a| a.cmd_type()) {
+        // (conf_ver, version)
+        Some(AdminCmdType::ChangePeer | AdminCmdType::ChangePeerV2) => (true, false),
+        Some(AdminCmdType::Split | AdminCmdType::BatchSplit) => (true, true),
+        Some(AdminCmdType::TransferLeader) => (true, true),
+        Some(AdminCmdType::CompactLog | AdminCmdType::InvalidAdmin) => (false, false),
+        None => (false, true),
+    }
+}
+
+/// Fails with `EpochNotMatch` when the request's epoch differs from the region's in a
+/// part the command depends on (conf changes on `conf_ver`, data on `version`).
+///
+/// # Errors
+/// [`Error::EpochNotMatch`] carrying the current region.
+pub fn check_epoch(req: &RaftCmdRequest, region: &Region) -> Result<()> {
+    let (check_conf_ver, check_version) = epoch_dependencies(req);
+    if !check_conf_ver && !check_version {
+        return Ok(());
+    }
+    let current = region.region_epoch.unwrap_or_default();
+    let Some(epoch) = req.header.as_ref().and_then(|h| h.region_epoch) else {
+        return Err(Error::EpochNotMatch {
+            message: "request carries no region epoch".into(),
+            current_regions: vec![region.clone()],
+        });
+    };
+    if (check_conf_ver && epoch.conf_ver != current.conf_ver)
+        || (check_version && epoch.version != current.version)
+    {
+        return Err(Error::EpochNotMatch {
+            message: format!(
+                "request epoch {epoch:?}, region {} epoch {current:?}",
+                region.id
+            ),
+            current_regions: vec![region.clone()],
+        });
+    }
+    Ok(())
+}
+
+/// Whether `key` is inside `[start_key, end_key)` (an empty end key is unbounded).
+#[must_use]
+pub fn key_in_region(key: &[u8], region: &Region) -> bool {
+    key >= &region.start_key[..] && (region.end_key.is_empty() || key < &region.end_key[..])
+}
+
+/// Fails with `KeyNotInRegion` unless `key` is in the region.
+///
+/// # Errors
+/// [`Error::KeyNotInRegion`].
+pub fn check_key_in_region(key: &[u8], region: &Region) -> Result<()> {
+    if key_in_region(key, region) {
+        return Ok(());
+    }
+    Err(Error::KeyNotInRegion {
+        key: key.to_vec(),
+        region_id: region.id,
+        start_key: region.start_key.to_vec(),
+        end_key: region.end_key.to_vec(),
+    })
+}
+
+/// Checks every key and range a command touches.
+///
+/// # Errors
+/// [`Error::KeyNotInRegion`] for the first key outside the region.
+pub fn check_keys(req: &RaftCmdRequest, region: &Region) -> Result<()> {
+    for r in &req.requests {
+        match r.cmd_type() {
+            CmdType::Get => check_key_in_region(
+                &r.get.as_ref().map(|g| g.key.clone()).unwrap_or_default(),
+                region,
+            )?,
+            CmdType::Put => check_key_in_region(
+                &r.put.as_ref().map(|p| p.key.clone()).unwrap_or_default(),
+                region,
+            )?,
+            CmdType::Delete => check_key_in_region(
+                &r.delete.as_ref().map(|d| d.key.clone()).unwrap_or_default(),
+                region,
+            )?,
+            CmdType::DeleteRange => {
+                let d = r.delete_range.clone().unwrap_or_default();
+                check_range_in_region(&d.start_key, &d.end_key, region)?;
+            }
+            CmdType::Scan => {
+                let s = r.scan.clone().unwrap_or_default();
+                check_range_in_region(&s.start_key, &s.end_key, region)?;
+            }
+            CmdType::Snap | CmdType::Invalid => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_range_in_region(start: &[u8], end: &[u8], region: &Region) -> Result<()> {
+    check_key_in_region(start, region)?;
+    let end_ok = if region.end_key.is_empty() {
+        true
+    } else {
+        !end.is_empty() && end <= &region.end_key[..]
+    };
+    if !end_ok {
+        return Err(Error::KeyNotInRegion {
+            key: end.to_vec(),
+            region_id: region.id,
+            start_key: region.start_key.to_vec(),
+            end_key: region.end_key.to_vec(),
+        });
+    }
+    Ok(())
+}
+
+/// Whether every request of the command only reads.
+#[must_use]
+pub fn is_read_only(req: &RaftCmdRequest) -> bool {
+    req.admin_request.is_none()
+        && !req.requests.is_empty()
+        && req
+            .requests
+            .iter()
+            .all(|r| matches!(r.cmd_type(), CmdType::Get | CmdType::Scan | CmdType::Snap))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pb::metapb::RegionEpoch;
+    use crate::pb::raft_cmdpb::{PutRequest, Request, RequestHeader};
+
+    fn region() -> Region {
+        Region {
+            id: 1,
+            start_key: b"b".to_vec().into(),
+            end_key: b"m".to_vec().into(),
+            region_epoch: Some(RegionEpoch {
+                conf_ver: 2,
+                version: 3,
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn put(key: &[u8], epoch: RegionEpoch) -> RaftCmdRequest {
+        RaftCmdRequest {
+            header: Some(RequestHeader {
+                region_id: 1,
+                region_epoch: Some(epoch),
+                ..Default::default()
+            }),
+            requests: vec![Request {
+                cmd_type: CmdType::Put as i32,
+                put: Some(PutRequest {
+                    key: key.to_vec().into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            admin_request: None,
+        }
+    }
+
+    #[test]
+    fn data_commands_check_version_only() {
+        let r = region();
+        assert!(
+            check_epoch(
+                &put(
+                    b"c",
+                    RegionEpoch {
+                        conf_ver: 9,
+                        version: 3
+                    }
+                ),
+                &r
+            )
+            .is_ok()
+        );
+        let err = check_epoch(
+            &put(
+                b"c",
+                RegionEpoch {
+                    conf_ver: 2,
+                    version: 2,
+                },
+            ),
+            &r,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, Error::EpochNotMatch { ref current_regions, .. } if current_regions[0].id == 1)
+        );
+    }
+
+    #[test]
+    fn keys_outside_the_range_are_rejected() {
+        let r = region();
+        assert!(check_keys(&put(b"b", RegionEpoch::default()), &r).is_ok());
+        assert!(matches!(
+            check_keys(&put(b"m", RegionEpoch::default()), &r),
+            Err(Error::KeyNotInRegion { .. })
+        ));
+        assert!(matches!(
+            check_keys(&put(b"a", RegionEpoch::default()), &r),
+            Err(Error::KeyNotInRegion { .. })
+        ));
+        let unbounded = Region {
+            end_key: Default::default(),
+            ..region()
+        };
+        assert!(check_keys(&put(b"zzzz", RegionEpoch::default()), &unbounded).is_ok());
+    }
+}

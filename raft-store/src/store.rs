@@ -1,0 +1,603 @@
+//! A store: every peer on this node, driven by one loop body over a mailbox.
+//!
+//! [`Store::handle_msgs`] is the whole raft worker iteration: it reads no clock and draws
+//! no randomness, so a production thread and a deterministic simulator drive the same
+//! code (the simulator delivers `Tick`s by virtual time).
+
+use std::collections::{BTreeMap, HashMap};
+
+use engines::{Engine, WriteBatch, WriteOptions};
+use prost::Message as _;
+use raft_core::eraftpb::{self, MessageType};
+use tracing::{debug, error, info, warn};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::keys::{self, CF_DEFAULT, CF_META, CF_RAFT};
+use crate::msg::{Callback, StoreMsg};
+use crate::pb::metapb::{self, Region, RegionEpoch};
+use crate::pb::raft_cmdpb::{
+    AdminCmdType, AdminRequest, CompactLogRequest, RaftCmdRequest, RaftCmdResponse, RequestHeader,
+};
+use crate::pb::raft_serverpb::{PeerState, RaftMessage, RegionLocalState};
+use crate::peer::{ApplyResult, Peer, error_response};
+use crate::sender::RaftMessageSender;
+
+/// Every peer on one node, over one raft engine and one kv engine.
+pub struct Store<ER: Engine, EK: Engine, S: RaftMessageSender> {
+    store_id: u64,
+    cfg: Config,
+    raft_engine: ER,
+    kv_engine: EK,
+    /// Ordered so every iteration visits peers in the same order (determinism).
+    peers: BTreeMap<u64, Peer<ER, EK>>,
+    /// Initialized regions by the data key their range ends at, for routing by key.
+    region_ranges: BTreeMap<Vec<u8>, u64>,
+    /// Regions whose peer here was destroyed, with the epoch at that time: messages from
+    /// that epoch or older are stale.
+    tombstones: HashMap<u64, RegionEpoch>,
+    sender: S,
+    ticks: u64,
+}
+
+impl<ER: Engine, EK: Engine, S: RaftMessageSender> std::fmt::Debug for Store<ER, EK, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("store_id", &self.store_id)
+            .field("regions", &self.peers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
+    /// Opens store `store_id`: loads every region this store has a peer of.
+    ///
+    /// # Errors
+    /// An invalid config, an engine failure, or corrupt persisted state.
+    pub fn open(
+        store_id: u64,
+        cfg: Config,
+        raft_engine: ER,
+        kv_engine: EK,
+        sender: S,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let mut store = Self {
+            store_id,
+            cfg,
+            raft_engine,
+            kv_engine,
+            peers: BTreeMap::new(),
+            region_ranges: BTreeMap::new(),
+            tombstones: HashMap::new(),
+            sender,
+            ticks: 0,
+        };
+        let (lo, hi) = keys::region_state_range();
+        let mut states = Vec::new();
+        let mut failure = None;
+        store.kv_engine.scan(
+            CF_META,
+            lo.as_slice()..hi.as_slice(),
+            engines::Direction::Forward,
+            |k, v| {
+                match RegionLocalState::decode(v) {
+                    Ok(s) => states.push(s),
+                    Err(e) => failure = Some(Error::Corruption(format!("region state {k:?}: {e}"))),
+                }
+                failure.is_none()
+            },
+        )?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        for state in states {
+            let peer_state = state.state();
+            let region = state.region.unwrap_or_default();
+            match peer_state {
+                PeerState::Tombstone => {
+                    store
+                        .tombstones
+                        .insert(region.id, region.region_epoch.unwrap_or_default());
+                }
+                PeerState::Applying => {
+                    return Err(Error::Other(format!(
+                        "region {} was applying a snapshot when the store stopped; snapshot recovery is not supported yet",
+                        region.id
+                    )));
+                }
+                PeerState::Normal => {
+                    let Some(meta) = region
+                        .peers
+                        .iter()
+                        .find(|p| p.store_id == store_id)
+                        .copied()
+                    else {
+                        warn!(
+                            region_id = region.id,
+                            "region has no peer on this store; skipped"
+                        );
+                        continue;
+                    };
+                    store.insert_peer(region, meta)?;
+                }
+            }
+        }
+        info!(store_id, regions = store.peers.len(), "store opened");
+        Ok(store)
+    }
+
+    fn insert_peer(&mut self, region: Region, meta: metapb::Peer) -> Result<()> {
+        let peer = Peer::new(
+            &self.cfg,
+            self.raft_engine.clone(),
+            self.kv_engine.clone(),
+            region,
+            meta,
+        )?;
+        if peer.raft_group().store().is_initialized() {
+            self.region_ranges
+                .insert(keys::data_end_key(&peer.region().end_key), peer.region_id());
+        }
+        self.peers.insert(peer.region_id(), peer);
+        Ok(())
+    }
+
+    /// This store's id.
+    #[must_use]
+    pub fn store_id(&self) -> u64 {
+        self.store_id
+    }
+
+    /// The peer of `region_id` on this store.
+    #[must_use]
+    pub fn peer(&self, region_id: u64) -> Option<&Peer<ER, EK>> {
+        self.peers.get(&region_id)
+    }
+
+    /// Every peer on this store.
+    pub fn peers(&self) -> impl Iterator<Item = &Peer<ER, EK>> {
+        self.peers.values()
+    }
+
+    /// The region holding `key`, if this store has a peer of it.
+    #[must_use]
+    pub fn region_for_key(&self, key: &[u8]) -> Option<&Region> {
+        let data_key = keys::data_key(key);
+        let (_, id) = self
+            .region_ranges
+            .range::<[u8], _>((
+                std::ops::Bound::Excluded(data_key.as_slice()),
+                std::ops::Bound::Unbounded,
+            ))
+            .next()?;
+        let region = self.peers.get(id)?.region();
+        crate::region_check::key_in_region(key, region).then_some(region)
+    }
+
+    /// The message sender.
+    #[must_use]
+    pub fn sender(&self) -> &S {
+        &self.sender
+    }
+
+    /// The message sender, mutably.
+    pub fn sender_mut(&mut self) -> &mut S {
+        &mut self.sender
+    }
+
+    /// One raft worker iteration: handles `msgs`, then persists every peer's Ready in one
+    /// raft-engine write batch with one fsync (group commit), sends, applies committed
+    /// entries in one kv-engine write batch, answers callbacks and serves reads.
+    ///
+    /// # Errors
+    /// Only fatal errors (engine failures); the store must stop on them.
+    pub fn handle_msgs(&mut self, msgs: impl IntoIterator<Item = StoreMsg>) -> Result<()> {
+        for msg in msgs {
+            match msg {
+                StoreMsg::Tick => self.on_tick()?,
+                StoreMsg::RaftMessage(m) => self.on_raft_message(*m)?,
+                StoreMsg::Command { request, callback } => self.on_command(*request, callback),
+                StoreMsg::StoreUnreachable(store_id) => self.on_store_unreachable(store_id),
+            }
+        }
+        for peer in self.peers.values_mut() {
+            peer.flush_reads();
+        }
+        // Persisting and applying can produce more work (a leader commits once its own
+        // write is durable); a few rounds settle it, the rest waits for the next batch.
+        for _ in 0..4 {
+            if !self.handle_readies()? {
+                break;
+            }
+        }
+        self.sender.flush();
+        Ok(())
+    }
+
+    fn on_tick(&mut self) -> Result<()> {
+        self.ticks += 1;
+        for peer in self.peers.values_mut() {
+            peer.tick()?;
+        }
+        if self.ticks % self.cfg.raft_log_gc_tick_ticks as u64 == 0 {
+            self.propose_log_gc();
+        }
+        Ok(())
+    }
+
+    /// Leaders whose log grew past the GC limit propose compacting it.
+    fn propose_log_gc(&mut self) {
+        let limit = self.cfg.raft_log_gc_count_limit;
+        let mut proposals = Vec::new();
+        for peer in self.peers.values() {
+            if !peer.is_leader() {
+                continue;
+            }
+            let storage = peer.raft_group().store();
+            let applied = storage.applied_index();
+            let truncated = storage.truncated_index();
+            if applied.saturating_sub(truncated) < limit {
+                continue;
+            }
+            // Keep what a live follower still needs, unless it lags so far that a
+            // snapshot is the better way to catch it up.
+            let status = peer.raft_group().status();
+            let replicated = status
+                .progress
+                .iter()
+                .flat_map(|p| p.values())
+                .map(|p| p.matched)
+                .min()
+                .unwrap_or(applied);
+            let compact_index = if replicated > truncated && applied - replicated < 2 * limit {
+                replicated.min(applied)
+            } else {
+                applied
+            };
+            let Ok(compact_term) = raft_core::Storage::term(storage, compact_index) else {
+                continue;
+            };
+            if compact_index <= truncated {
+                continue;
+            }
+            proposals.push((
+                peer.region().clone(),
+                *peer.meta(),
+                compact_index,
+                compact_term,
+            ));
+        }
+        for (region, meta, compact_index, compact_term) in proposals {
+            let req = RaftCmdRequest {
+                header: Some(RequestHeader {
+                    region_id: region.id,
+                    peer: Some(meta),
+                    region_epoch: region.region_epoch,
+                    ..Default::default()
+                }),
+                requests: Vec::new(),
+                admin_request: Some(AdminRequest {
+                    cmd_type: AdminCmdType::CompactLog as i32,
+                    compact_log: Some(CompactLogRequest {
+                        compact_index,
+                        compact_term,
+                    }),
+                    ..Default::default()
+                }),
+            };
+            debug!(
+                region_id = region.id,
+                compact_index, "proposing log compaction"
+            );
+            self.on_command(req, Box::new(|_| {}));
+        }
+    }
+
+    fn on_command(&mut self, req: RaftCmdRequest, callback: Callback) {
+        let header = req.header.unwrap_or_default();
+        if let Some(peer) = header.peer {
+            if peer.store_id != 0 && peer.store_id != self.store_id {
+                let e = Error::StoreNotMatch {
+                    request_store_id: peer.store_id,
+                    actual_store_id: self.store_id,
+                };
+                callback(error_response(&e));
+                return;
+            }
+        }
+        let Some(peer) = self.peers.get_mut(&header.region_id) else {
+            callback(error_response(&Error::RegionNotFound(header.region_id)));
+            return;
+        };
+        if peer.pending_remove() {
+            callback(error_response(&Error::RegionNotFound(header.region_id)));
+            return;
+        }
+        peer.propose(&self.cfg, req, callback);
+    }
+
+    fn on_store_unreachable(&mut self, store_id: u64) {
+        for peer in self.peers.values_mut() {
+            if !peer.is_leader() {
+                continue;
+            }
+            let targets: Vec<u64> = peer
+                .region()
+                .peers
+                .iter()
+                .filter(|p| p.store_id == store_id)
+                .map(|p| p.id)
+                .collect();
+            for id in targets {
+                peer.raft_group_mut().report_unreachable(id);
+            }
+        }
+    }
+
+    fn on_raft_message(&mut self, m: RaftMessage) -> Result<()> {
+        let region_id = m.region_id;
+        let to = m.to_peer.unwrap_or_default();
+        if to.store_id != self.store_id {
+            warn!(
+                store_id = self.store_id,
+                region_id,
+                to_store = to.store_id,
+                "message for another store; dropped"
+            );
+            return Ok(());
+        }
+        let Some(msg) = m.message.clone() else {
+            debug!(region_id, "raft message without a payload; dropped");
+            return Ok(());
+        };
+        if !self.peers.contains_key(&region_id) && !self.maybe_create_peer(&m, &msg)? {
+            return Ok(());
+        }
+        let Some(peer) = self.peers.get_mut(&region_id) else {
+            return Ok(());
+        };
+        if peer.meta().id != to.id {
+            debug!(
+                region_id,
+                ours = peer.meta().id,
+                theirs = to.id,
+                "message for another peer id; dropped"
+            );
+            return Ok(());
+        }
+        if let Err(e) = peer.raft_group_mut().step(msg) {
+            debug!(region_id, "step: {e}");
+        }
+        Ok(())
+    }
+
+    /// Creates an uninitialized peer for a region this store does not have, when a leader
+    /// contacts it (the peer was just added); its data arrives by snapshot.
+    fn maybe_create_peer(&mut self, m: &RaftMessage, msg: &eraftpb::Message) -> Result<bool> {
+        let from_leader = matches!(
+            msg.msg_type(),
+            MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
+        );
+        if !from_leader {
+            return Ok(false);
+        }
+        let epoch = m.region_epoch.unwrap_or_default();
+        if let Some(dead) = self.tombstones.get(&m.region_id) {
+            if epoch.conf_ver <= dead.conf_ver {
+                debug!(
+                    region_id = m.region_id,
+                    "message for a destroyed peer; dropped"
+                );
+                return Ok(false);
+            }
+        }
+        let start = keys::data_key(&m.start_key);
+        let overlaps = self
+            .region_ranges
+            .range::<[u8], _>((
+                std::ops::Bound::Excluded(start.as_slice()),
+                std::ops::Bound::Unbounded,
+            ))
+            .next()
+            .and_then(|(_, id)| self.peers.get(id))
+            .is_some_and(|p| m.end_key.is_empty() || p.region().start_key < m.end_key);
+        if overlaps {
+            debug!(
+                region_id = m.region_id,
+                "new region overlaps an existing one; dropped"
+            );
+            return Ok(false);
+        }
+        let region = Region {
+            id: m.region_id,
+            ..Default::default()
+        };
+        let meta = m.to_peer.unwrap_or_default();
+        info!(
+            store_id = self.store_id,
+            region_id = m.region_id,
+            peer_id = meta.id,
+            "creating peer on demand"
+        );
+        self.insert_peer(region, meta)?;
+        Ok(true)
+    }
+
+    /// One round of Ready handling over every peer. Returns whether any peer had one.
+    fn handle_readies(&mut self) -> Result<bool> {
+        let Self {
+            peers,
+            sender,
+            raft_engine,
+            kv_engine,
+            cfg,
+            ..
+        } = self;
+        let mut raft_wb = raft_engine.write_batch();
+        let mut readies = Vec::new();
+        let mut must_sync = false;
+        for (&region_id, peer) in peers.iter_mut() {
+            if !peer.raft_group().has_ready() {
+                continue;
+            }
+            let mut rd = peer.raft_group_mut().ready()?;
+            if rd.snapshot().is_some() {
+                error!(
+                    region_id,
+                    "received a snapshot; snapshot apply is not supported yet"
+                );
+            }
+            send_messages(peer, rd.take_messages(), sender);
+            let storage = peer.raft_group_mut().store_mut();
+            storage.append(rd.entries(), &mut raft_wb)?;
+            if let Some(hs) = rd.hard_state() {
+                storage.set_hard_state(*hs);
+            }
+            storage.write_raft_state(&mut raft_wb)?;
+            must_sync |= rd.must_sync();
+            readies.push((region_id, rd));
+        }
+        if readies.is_empty() {
+            return Ok(false);
+        }
+        // Group commit: one write and at most one fsync for every peer's Ready.
+        raft_engine.write(
+            &raft_wb,
+            WriteOptions {
+                sync: must_sync && cfg.sync_log,
+            },
+        )?;
+
+        let mut kv_wb = kv_engine.write_batch();
+        let mut answers: Vec<(Callback, RaftCmdResponse)> = Vec::new();
+        let mut results = Vec::new();
+        for (region_id, mut rd) in readies {
+            let peer = peers.get_mut(&region_id).expect("peer handled above");
+            send_messages(peer, rd.take_persisted_messages(), sender);
+            let lost_leadership = rd
+                .soft_state()
+                .is_some_and(|ss| ss.raft_state != raft_core::StateRole::Leader);
+            let read_states = rd.take_read_states();
+            let committed = rd.take_committed_entries();
+            peer.raft_group_mut().on_persist_ready(rd.number())?;
+            if lost_leadership {
+                peer.on_leadership_lost();
+            }
+            peer.on_read_states(read_states);
+            if !committed.is_empty() {
+                peer.apply_entries(committed, &mut kv_wb, &mut answers, &mut results)?;
+                peer.write_apply_state(&mut kv_wb)?;
+            }
+        }
+        // The applied index travels with the data it describes. A compaction must be on
+        // disk before the log it truncates is deleted.
+        let has_compaction = results
+            .iter()
+            .any(|r| matches!(r, ApplyResult::CompactLog { .. }));
+        if !kv_wb.is_empty() {
+            kv_engine.write(
+                &kv_wb,
+                WriteOptions {
+                    sync: has_compaction,
+                },
+            )?;
+        }
+        for peer in peers.values_mut() {
+            let applied = peer.raft_group().store().applied_index();
+            if applied > peer.raft_group().raft().raft_log().applied {
+                peer.raft_group_mut().advance_apply_to(applied)?;
+            }
+            peer.serve_reads(&mut answers)?;
+        }
+        for (cb, resp) in answers {
+            cb(resp);
+        }
+        self.on_apply_results(results)?;
+        Ok(true)
+    }
+
+    fn on_apply_results(&mut self, results: Vec<ApplyResult>) -> Result<()> {
+        for result in results {
+            match result {
+                ApplyResult::CompactLog {
+                    region_id,
+                    first_index,
+                    compact_index,
+                } => {
+                    let from = keys::raft_log_key(region_id, first_index);
+                    let to = keys::raft_log_key(region_id, compact_index + 1);
+                    self.raft_engine
+                        .delete_range(CF_RAFT, from.as_slice()..to.as_slice())?;
+                    debug!(region_id, first_index, compact_index, "raft log compacted");
+                }
+                ApplyResult::ConfChange {
+                    region_id,
+                    removed_self: true,
+                } => self.destroy_peer(region_id)?,
+                ApplyResult::ConfChange { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a peer that is no longer a member and deletes its data.
+    fn destroy_peer(&mut self, region_id: u64) -> Result<()> {
+        let Some(mut peer) = self.peers.remove(&region_id) else {
+            return Ok(());
+        };
+        info!(
+            store_id = self.store_id,
+            region_id, "destroying removed peer"
+        );
+        peer.fail_all(&Error::RegionNotFound(region_id));
+        let region = peer.region().clone();
+        self.tombstones
+            .insert(region_id, region.region_epoch.unwrap_or_default());
+        if self.region_ranges.get(&keys::data_end_key(&region.end_key)) == Some(&region_id) {
+            self.region_ranges
+                .remove(&keys::data_end_key(&region.end_key));
+        }
+        let start = keys::data_key(&region.start_key);
+        let end = keys::data_end_key(&region.end_key);
+        self.kv_engine
+            .delete_range(CF_DEFAULT, start.as_slice()..end.as_slice())?;
+        let mut raft_wb = self.raft_engine.write_batch();
+        let log_start = keys::raft_log_prefix(region_id);
+        let log_end = keys::raft_log_key(region_id, u64::MAX);
+        raft_wb.delete_range(CF_RAFT, log_start.as_slice()..log_end.as_slice())?;
+        raft_wb.delete(CF_RAFT, &keys::raft_state_key(region_id))?;
+        self.raft_engine.write(&raft_wb, WriteOptions::synced())?;
+        Ok(())
+    }
+}
+
+/// Wraps a peer's Raft messages with routing information and queues them.
+fn send_messages<ER: Engine, EK: Engine, S: RaftMessageSender>(
+    peer: &Peer<ER, EK>,
+    msgs: Vec<eraftpb::Message>,
+    sender: &mut S,
+) {
+    let region = peer.region();
+    for m in msgs {
+        let Some(to) = peer.find_peer(m.to) else {
+            debug!(
+                region_id = region.id,
+                to = m.to,
+                "no address for peer; message dropped"
+            );
+            continue;
+        };
+        let rm = RaftMessage {
+            region_id: region.id,
+            from_peer: Some(*peer.meta()),
+            to_peer: Some(to),
+            message: Some(m),
+            region_epoch: region.region_epoch,
+            is_tombstone: false,
+            start_key: region.start_key.clone(),
+            end_key: region.end_key.clone(),
+        };
+        sender.send(to.store_id, rm);
+    }
+}

@@ -1,0 +1,283 @@
+//! A deterministic cluster of stores in one thread: messages go through in-memory queues,
+//! time is a count of ticks, and a store can be stopped and reopened from its engines.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use engines::MemoryEngine;
+use raft_store::bootstrap::{bootstrap_region, bootstrap_store};
+use raft_store::keys::{CF_DEFAULT, CF_META, CF_RAFT};
+use raft_store::pb::metapb::{Peer, Region, RegionEpoch};
+use raft_store::pb::raft_cmdpb::{
+    CmdType, DeleteRequest, GetRequest, PutRequest, RaftCmdRequest, RaftCmdResponse, Request,
+    RequestHeader, ScanRequest,
+};
+use raft_store::pb::raft_serverpb::RaftMessage;
+use raft_store::{Config, RaftMessageSender, Store, StoreMsg};
+
+type Queue = Rc<RefCell<VecDeque<(u64, RaftMessage)>>>;
+
+/// Sends into the cluster's shared queue.
+pub struct QueueSender {
+    queue: Queue,
+}
+
+impl RaftMessageSender for QueueSender {
+    fn send(&mut self, to_store: u64, msg: RaftMessage) {
+        self.queue.borrow_mut().push_back((to_store, msg));
+    }
+
+    fn flush(&mut self) {}
+}
+
+pub type TestStore = Store<MemoryEngine, MemoryEngine, QueueSender>;
+
+pub struct Cluster {
+    pub cfg: Config,
+    pub stores: BTreeMap<u64, TestStore>,
+    engines: BTreeMap<u64, (MemoryEngine, MemoryEngine)>,
+    queue: Queue,
+    /// Stores that are stopped: messages to them are lost.
+    pub stopped: HashSet<u64>,
+    /// Links (from, to) that drop every message.
+    pub cut: HashSet<(u64, u64)>,
+}
+
+pub fn test_config() -> Config {
+    Config {
+        raft_election_ticks: 10,
+        raft_heartbeat_ticks: 2,
+        ..Config::default()
+    }
+}
+
+impl Cluster {
+    /// `n` stores sharing one region `[start, end)` with a peer on each store.
+    pub fn new(n: u64, cfg: Config, start: &[u8], end: &[u8]) -> Self {
+        let region = Region {
+            id: 1,
+            start_key: start.to_vec().into(),
+            end_key: end.to_vec().into(),
+            region_epoch: Some(RegionEpoch {
+                conf_ver: 1,
+                version: 1,
+            }),
+            peers: (1..=n)
+                .map(|id| Peer {
+                    id,
+                    store_id: id,
+                    role: 0,
+                })
+                .collect(),
+        };
+        let mut cluster = Self {
+            cfg,
+            stores: BTreeMap::new(),
+            engines: BTreeMap::new(),
+            queue: Rc::new(RefCell::new(VecDeque::new())),
+            stopped: HashSet::new(),
+            cut: HashSet::new(),
+        };
+        for id in 1..=n {
+            let raft = MemoryEngine::new(&[CF_RAFT]).unwrap();
+            let kv = MemoryEngine::new(&[CF_DEFAULT, CF_META]).unwrap();
+            bootstrap_store(&kv, 1, id).unwrap();
+            bootstrap_region(&raft, &kv, &region).unwrap();
+            cluster.engines.insert(id, (raft, kv));
+            cluster.start(id);
+        }
+        cluster
+    }
+
+    pub fn start(&mut self, id: u64) {
+        let (raft, kv) = self.engines[&id].clone();
+        let sender = QueueSender {
+            queue: self.queue.clone(),
+        };
+        let store = Store::open(id, self.cfg.clone(), raft, kv, sender).unwrap();
+        self.stores.insert(id, store);
+        self.stopped.remove(&id);
+    }
+
+    pub fn stop(&mut self, id: u64) {
+        self.stores.remove(&id);
+        self.stopped.insert(id);
+    }
+
+    pub fn kv(&self, id: u64) -> &MemoryEngine {
+        &self.engines[&id].1
+    }
+
+    pub fn raft_engine(&self, id: u64) -> &MemoryEngine {
+        &self.engines[&id].0
+    }
+
+    /// Delivers queued messages until the network is quiet.
+    pub fn run(&mut self) {
+        for _ in 0..1000 {
+            let batch: Vec<(u64, RaftMessage)> = self.queue.borrow_mut().drain(..).collect();
+            if batch.is_empty() {
+                return;
+            }
+            let mut per_store: BTreeMap<u64, Vec<StoreMsg>> = BTreeMap::new();
+            for (to, msg) in batch {
+                let from = msg.from_peer.map_or(0, |p| p.store_id);
+                if self.stopped.contains(&to) || self.cut.contains(&(from, to)) {
+                    continue;
+                }
+                per_store
+                    .entry(to)
+                    .or_default()
+                    .push(StoreMsg::RaftMessage(Box::new(msg)));
+            }
+            for (to, msgs) in per_store {
+                if let Some(store) = self.stores.get_mut(&to) {
+                    store.handle_msgs(msgs).unwrap();
+                }
+            }
+        }
+        panic!("network did not quiesce");
+    }
+
+    pub fn tick(&mut self) {
+        for store in self.stores.values_mut() {
+            store.handle_msgs([StoreMsg::Tick]).unwrap();
+        }
+        self.run();
+    }
+
+    /// The store whose peer of `region_id` leads, ticking until one does.
+    pub fn leader(&mut self, region_id: u64) -> u64 {
+        for _ in 0..500 {
+            if let Some(id) = self.current_leader(region_id) {
+                return id;
+            }
+            self.tick();
+        }
+        panic!("no leader for region {region_id}");
+    }
+
+    pub fn current_leader(&self, region_id: u64) -> Option<u64> {
+        self.stores
+            .iter()
+            .filter(|(_, s)| s.peer(region_id).is_some_and(|p| p.is_leader()))
+            .max_by_key(|(_, s)| s.peer(region_id).map(|p| p.raft_group().raft().term()))
+            .map(|(&id, _)| id)
+    }
+
+    /// Sends `req` to `store` and runs the cluster until it is answered.
+    pub fn call(&mut self, store: u64, req: RaftCmdRequest) -> RaftCmdResponse {
+        let slot: Arc<Mutex<Option<RaftCmdResponse>>> = Arc::default();
+        let answer = slot.clone();
+        let msg = StoreMsg::Command {
+            request: Box::new(req),
+            callback: Box::new(move |resp| *answer.lock().unwrap() = Some(resp)),
+        };
+        self.stores
+            .get_mut(&store)
+            .expect("store running")
+            .handle_msgs([msg])
+            .unwrap();
+        for _ in 0..200 {
+            self.run();
+            if let Some(resp) = slot.lock().unwrap().take() {
+                return resp;
+            }
+            self.tick();
+        }
+        panic!("request to store {store} was never answered");
+    }
+
+    /// A request for region 1 with the epoch the store currently has.
+    pub fn request(&self, store: u64, requests: Vec<Request>) -> RaftCmdRequest {
+        let region = self.stores[&store]
+            .peer(1)
+            .expect("peer of region 1")
+            .region()
+            .clone();
+        RaftCmdRequest {
+            header: Some(RequestHeader {
+                region_id: 1,
+                region_epoch: region.region_epoch,
+                ..Default::default()
+            }),
+            requests,
+            admin_request: None,
+        }
+    }
+
+    /// Runs `requests` on the leader, following NotLeader hints; panics on other errors.
+    pub fn must_call(&mut self, requests: Vec<Request>) -> RaftCmdResponse {
+        for _ in 0..20 {
+            let leader = self.leader(1);
+            let resp = self.call(leader, self.request(leader, requests.clone()));
+            match resp.header.as_ref().and_then(|h| h.error.as_ref()) {
+                None => return resp,
+                Some(e) if e.not_leader.is_some() || e.stale_command.is_some() => self.tick(),
+                Some(e) => panic!("request failed: {e:?}"),
+            }
+        }
+        panic!("request kept failing");
+    }
+
+    pub fn must_put(&mut self, key: &[u8], value: &[u8]) {
+        self.must_call(vec![put(key, value)]);
+    }
+
+    pub fn must_get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+        let resp = self.must_call(vec![get(key)]);
+        let g = resp.responses[0].get.clone().unwrap();
+        g.found.then(|| g.value.to_vec())
+    }
+}
+
+pub fn put(key: &[u8], value: &[u8]) -> Request {
+    Request {
+        cmd_type: CmdType::Put as i32,
+        put: Some(PutRequest {
+            cf: String::new(),
+            key: key.to_vec().into(),
+            value: value.to_vec().into(),
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn get(key: &[u8]) -> Request {
+    Request {
+        cmd_type: CmdType::Get as i32,
+        get: Some(GetRequest {
+            cf: String::new(),
+            key: key.to_vec().into(),
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn delete(key: &[u8]) -> Request {
+    Request {
+        cmd_type: CmdType::Delete as i32,
+        delete: Some(DeleteRequest {
+            cf: String::new(),
+            key: key.to_vec().into(),
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn scan(start: &[u8], end: &[u8], limit: u32, reverse: bool) -> Request {
+    Request {
+        cmd_type: CmdType::Scan as i32,
+        scan: Some(ScanRequest {
+            start_key: start.to_vec().into(),
+            end_key: end.to_vec().into(),
+            limit,
+            reverse,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
