@@ -269,6 +269,31 @@ impl<S: Storage> Raft<S> {
         Ok(true)
     }
 
+    /// Sends an append without entries at the peer's next index (used to unblock a full
+    /// inflight window); falls back to a snapshot when that position is compacted.
+    fn send_empty_append(&mut self, to: u64) -> Result<()> {
+        let Some(pr) = self.trk.progress.get(&to) else {
+            return Ok(());
+        };
+        let prev_index = pr.next_idx - 1;
+        let prev_term = match self.raft_log.term(prev_index) {
+            Ok(t) => t,
+            Err(StorageError::Compacted) => return self.send_snapshot(to).map(|_| ()),
+            Err(StorageError::Unavailable) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let commit = self.raft_log.committed;
+        self.send(Message {
+            msg_type: MessageType::MsgAppend as i32,
+            to,
+            index: prev_index,
+            log_term: prev_term,
+            commit,
+            ..Default::default()
+        });
+        Ok(())
+    }
+
     fn send_snapshot(&mut self, to: u64) -> Result<bool> {
         let Some(pr) = self.trk.progress.get(&to) else {
             return Ok(false);
@@ -442,7 +467,12 @@ impl<S: Storage> Raft<S> {
             .expect("checked by step_leader");
         pr.recent_active = true;
         pr.probe_sent = false;
-        if pr.matched < last_index {
+        if pr.state == ProgressState::Replicate && pr.inflights.full() && pr.matched < last_index {
+            // Every append in the window may have been lost (the peer restarted or the
+            // network dropped them): nothing would ever free it. An empty append gets
+            // acknowledged or rejected, and either answer unblocks replication.
+            self.send_empty_append(m.from)?;
+        } else if pr.matched < last_index {
             self.send_append(m.from)?;
         }
         if self.read_only.option != ReadOnlyOption::Safe || m.context.is_empty() {
