@@ -17,6 +17,7 @@ pub mod peer;
 pub mod peer_storage;
 pub mod region_check;
 pub mod sender;
+pub mod snapshot;
 pub mod store;
 
 /// Wire types, generated from `proto/`.

@@ -5,7 +5,7 @@ mod apply;
 mod propose;
 mod read;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use engines::Engine;
 use raft_core::{RawNode, StateRole};
@@ -49,6 +49,9 @@ pub struct Peer<ER: Engine, EK: Engine> {
     next_read_id: u64,
     /// Set once the peer was removed from its region; the store destroys it.
     pending_remove: bool,
+    /// Peers heard from, so a peer that does not know its region's membership yet (it
+    /// awaits its first snapshot) can still answer the leader.
+    peer_cache: HashMap<u64, metapb::Peer>,
 }
 
 impl<ER: Engine, EK: Engine> std::fmt::Debug for Peer<ER, EK> {
@@ -102,6 +105,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             read_batch: Vec::new(),
             next_read_id: 1,
             pending_remove: false,
+            peer_cache: HashMap::new(),
         })
     }
 
@@ -154,6 +158,20 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             .iter()
             .find(|p| p.id == peer_id)
             .copied()
+    }
+
+    /// Where to reach `peer_id`: a member of the region, or a peer heard from.
+    #[must_use]
+    pub fn resolve_peer(&self, peer_id: u64) -> Option<metapb::Peer> {
+        self.find_peer(peer_id)
+            .or_else(|| self.peer_cache.get(&peer_id).copied())
+    }
+
+    /// Remembers where a peer that sent us a message lives.
+    pub fn remember_peer(&mut self, peer: metapb::Peer) {
+        if peer.id != 0 && peer.store_id != 0 {
+            self.peer_cache.insert(peer.id, peer);
+        }
     }
 
     /// The leader this peer knows of.

@@ -2,7 +2,6 @@
 
 use std::fmt;
 
-use bytes::Bytes;
 use engines::{Direction, Engine, Peekable, WriteBatch};
 use prost::Message as _;
 use raft_core::eraftpb::{ConfState, Entry, HardState, Snapshot};
@@ -205,7 +204,21 @@ impl<ER: Engine, EK: Engine> PeerStorage<ER, EK> {
         if hs.commit < applied {
             hs.commit = applied;
         }
-        if last < truncated || hs.commit > last.max(truncated) {
+        if last < truncated {
+            // A snapshot's kv batch landed but its raft batch did not (see `snapshot`):
+            // the log ends at the snapshot.
+            self.raft_state.last_index = truncated;
+            self.raft_state.last_term = self.truncated_term();
+        }
+        let last = self.raft_state.last_index;
+        let hs = self
+            .raft_state
+            .hard_state
+            .get_or_insert_with(HardState::default);
+        if hs.commit < truncated {
+            hs.commit = truncated;
+        }
+        if hs.commit > last {
             return Err(Error::Corruption(format!(
                 "region {}: inconsistent raft state {:?} with apply state {:?}",
                 self.region.id, self.raft_state, self.apply_state
@@ -318,6 +331,12 @@ impl<ER: Engine, EK: Engine> PeerStorage<ER, EK> {
         self.raft_state.last_index = last.index;
         self.raft_state.last_term = last.term;
         Ok(())
+    }
+
+    /// Moves the log's end to a snapshot at `(index, term)`: the log is empty after it.
+    pub fn set_snapshot_raft_state(&mut self, index: u64, term: u64) {
+        self.raft_state.last_index = index;
+        self.raft_state.last_term = term;
     }
 
     /// Records a new hard state (staged by [`Self::write_raft_state`]).
@@ -489,20 +508,21 @@ impl<ER: Engine, EK: Engine> Storage for PeerStorage<ER, EK> {
         self.raft_state.last_index
     }
 
-    fn snapshot(&self, _request_index: u64) -> StorageResult<Snapshot> {
-        // Region snapshots are generated asynchronously by the region worker.
+    fn snapshot(&self, request_index: u64) -> StorageResult<Snapshot> {
+        let applied = self.apply_state.applied_index;
+        if applied < request_index || !self.is_initialized() {
+            return Err(StorageError::SnapshotTemporarilyUnavailable);
+        }
         info!(
             region_id = self.region.id,
-            "snapshot requested; not available yet"
+            applied, "building region snapshot"
         );
-        Err(StorageError::SnapshotTemporarilyUnavailable)
+        // The kv engine holds exactly what is applied: applying runs on this thread
+        // between Ready rounds, never concurrently with this call.
+        let term = self.apply_state.applied_term;
+        crate::snapshot::build_snapshot(&self.kv_engine, &self.region, applied, term)
+            .map_err(storage_err)
     }
-}
-
-/// Snapshot data is opaque to raft-core; the store puts an encoded `SnapshotMeta` in it.
-#[must_use]
-pub fn snapshot_data(meta: &crate::pb::raft_serverpb::SnapshotMeta) -> Bytes {
-    meta.encode_to_vec().into()
 }
 
 #[cfg(test)]
@@ -541,7 +561,7 @@ mod tests {
         Entry {
             index,
             term,
-            data: Bytes::from(vec![index as u8; 10]),
+            data: bytes::Bytes::from(vec![index as u8; 10]),
             ..Default::default()
         }
     }

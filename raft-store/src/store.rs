@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use engines::{Engine, WriteBatch, WriteOptions};
 use prost::Message as _;
 use raft_core::eraftpb::{self, MessageType};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -351,6 +351,9 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             debug!(region_id, "raft message without a payload; dropped");
             return Ok(());
         };
+        if msg.msg_type() == MessageType::MsgSnapshot && !self.check_snapshot(&m, &msg) {
+            return Ok(());
+        }
         if !self.peers.contains_key(&region_id) && !self.maybe_create_peer(&m, &msg)? {
             return Ok(());
         }
@@ -366,10 +369,50 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             );
             return Ok(());
         }
+        if let Some(from) = m.from_peer {
+            peer.remember_peer(from);
+        }
         if let Err(e) = peer.raft_group_mut().step(msg) {
             debug!(region_id, "step: {e}");
         }
         Ok(())
+    }
+
+    /// Whether a snapshot message may be stepped: its data must be intact and its range
+    /// must not overlap another region this store has (it would be stale).
+    fn check_snapshot(&self, m: &RaftMessage, msg: &eraftpb::Message) -> bool {
+        let Some(snapshot) = msg.snapshot.as_ref() else {
+            return false;
+        };
+        let data = match crate::snapshot::decode_snapshot(snapshot) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(region_id = m.region_id, "dropping a corrupt snapshot: {e}");
+                return false;
+            }
+        };
+        let region = data.region.unwrap_or_default();
+        let start = keys::data_key(&region.start_key);
+        let end = keys::data_end_key(&region.end_key);
+        let overlapping = self
+            .region_ranges
+            .range::<[u8], _>((
+                std::ops::Bound::Excluded(start.as_slice()),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(_, id)| {
+                self.peers
+                    .get(id)
+                    .is_some_and(|p| keys::data_key(&p.region().start_key) < end)
+            })
+            .any(|(&_, &id)| id != m.region_id);
+        if overlapping {
+            warn!(
+                region_id = m.region_id,
+                "snapshot overlaps another region; dropped"
+            );
+        }
+        region.id == m.region_id && !overlapping
     }
 
     /// Creates an uninitialized peer for a region this store does not have, when a leader
@@ -432,6 +475,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             raft_engine,
             kv_engine,
             cfg,
+            region_ranges,
             ..
         } = self;
         let mut raft_wb = raft_engine.write_batch();
@@ -442,13 +486,19 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                 continue;
             }
             let mut rd = peer.raft_group_mut().ready()?;
-            if rd.snapshot().is_some() {
-                error!(
-                    region_id,
-                    "received a snapshot; snapshot apply is not supported yet"
-                );
-            }
             send_messages(peer, rd.take_messages(), sender);
+            if let Some(snapshot) = rd.snapshot() {
+                let old_end = keys::data_end_key(&peer.region().end_key);
+                let was_initialized = peer.raft_group().store().is_initialized();
+                let storage = peer.raft_group_mut().store_mut();
+                let region = storage.apply_snapshot(snapshot, &mut raft_wb)?;
+                if was_initialized && region_ranges.get(&old_end) == Some(&region_id) {
+                    region_ranges.remove(&old_end);
+                }
+                region_ranges.insert(keys::data_end_key(&region.end_key), region_id);
+                let index = snapshot.metadata.as_ref().map_or(0, |m| m.index);
+                info!(region_id, index, "snapshot applied");
+            }
             let storage = peer.raft_group_mut().store_mut();
             storage.append(rd.entries(), &mut raft_wb)?;
             if let Some(hs) = rd.hard_state() {
@@ -580,7 +630,7 @@ fn send_messages<ER: Engine, EK: Engine, S: RaftMessageSender>(
 ) {
     let region = peer.region();
     for m in msgs {
-        let Some(to) = peer.find_peer(m.to) else {
+        let Some(to) = peer.resolve_peer(m.to) else {
             debug!(
                 region_id = region.id,
                 to = m.to,

@@ -12,8 +12,8 @@ use raft_store::bootstrap::{bootstrap_region, bootstrap_store};
 use raft_store::keys::{CF_DEFAULT, CF_META, CF_RAFT};
 use raft_store::pb::metapb::{Peer, Region, RegionEpoch};
 use raft_store::pb::raft_cmdpb::{
-    CmdType, DeleteRequest, GetRequest, PutRequest, RaftCmdRequest, RaftCmdResponse, Request,
-    RequestHeader, ScanRequest,
+    AdminCmdType, AdminRequest, ChangePeerRequest, CmdType, DeleteRequest, GetRequest, PutRequest,
+    RaftCmdRequest, RaftCmdResponse, Request, RequestHeader, ScanRequest, TransferLeaderRequest,
 };
 use raft_store::pb::raft_serverpb::RaftMessage;
 use raft_store::{Config, RaftMessageSender, Store, StoreMsg};
@@ -56,7 +56,12 @@ pub fn test_config() -> Config {
 
 impl Cluster {
     /// `n` stores sharing one region `[start, end)` with a peer on each store.
+    /// Set `RUST_LOG` (e.g. `RUST_LOG=raft_store=debug`) to see the stores' logs.
     pub fn new(n: u64, cfg: Config, start: &[u8], end: &[u8]) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let region = Region {
             id: 1,
             start_key: start.to_vec().into(),
@@ -90,6 +95,15 @@ impl Cluster {
             cluster.start(id);
         }
         cluster
+    }
+
+    /// Adds a store with no region (a peer arrives on it by conf change and snapshot).
+    pub fn add_empty_store(&mut self, id: u64) {
+        let raft = MemoryEngine::new(&[CF_RAFT]).unwrap();
+        let kv = MemoryEngine::new(&[CF_DEFAULT, CF_META]).unwrap();
+        bootstrap_store(&kv, 1, id).unwrap();
+        self.engines.insert(id, (raft, kv));
+        self.start(id);
     }
 
     pub fn start(&mut self, id: u64) {
@@ -223,6 +237,22 @@ impl Cluster {
         panic!("request kept failing");
     }
 
+    /// Runs an admin command on the leader, following NotLeader hints.
+    pub fn must_admin(&mut self, admin: AdminRequest) -> RaftCmdResponse {
+        for _ in 0..20 {
+            let leader = self.leader(1);
+            let mut req = self.request(leader, Vec::new());
+            req.admin_request = Some(admin.clone());
+            let resp = self.call(leader, req);
+            match resp.header.as_ref().and_then(|h| h.error.as_ref()) {
+                None => return resp,
+                Some(e) if e.not_leader.is_some() || e.stale_command.is_some() => self.tick(),
+                Some(e) => panic!("admin request failed: {e:?}"),
+            }
+        }
+        panic!("admin request kept failing");
+    }
+
     pub fn must_put(&mut self, key: &[u8], value: &[u8]) {
         self.must_call(vec![put(key, value)]);
     }
@@ -277,6 +307,39 @@ pub fn scan(start: &[u8], end: &[u8], limit: u32, reverse: bool) -> Request {
             limit,
             reverse,
             ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn change_peer(
+    change_type: raft_core::eraftpb::ConfChangeType,
+    peer_id: u64,
+    store_id: u64,
+) -> AdminRequest {
+    AdminRequest {
+        cmd_type: AdminCmdType::ChangePeer as i32,
+        change_peer: Some(ChangePeerRequest {
+            change_type: change_type as i32,
+            peer: Some(Peer {
+                id: peer_id,
+                store_id,
+                role: 0,
+            }),
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn transfer_leader(peer_id: u64, store_id: u64) -> AdminRequest {
+    AdminRequest {
+        cmd_type: AdminCmdType::TransferLeader as i32,
+        transfer_leader: Some(TransferLeaderRequest {
+            peer: Some(Peer {
+                id: peer_id,
+                store_id,
+                role: 0,
+            }),
         }),
         ..Default::default()
     }

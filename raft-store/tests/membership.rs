@@ -1,0 +1,150 @@
+//! Snapshots, membership changes and leadership transfer on the in-memory cluster.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use cluster::{Cluster, change_peer, test_config, transfer_leader};
+use engines::Peekable;
+use raft_core::eraftpb::ConfChangeType;
+use raft_store::keys::{self, CF_DEFAULT, CF_META};
+
+fn small_gc() -> raft_store::Config {
+    raft_store::Config {
+        raft_log_gc_count_limit: 5,
+        raft_log_gc_tick_ticks: 1,
+        ..test_config()
+    }
+}
+
+#[test]
+fn follower_catches_up_by_snapshot_after_log_gc() {
+    let mut c = Cluster::new(3, small_gc(), b"", b"");
+    let leader = c.leader(1);
+    let lagging = (1..=3).find(|&id| id != leader).unwrap();
+    c.stop(lagging);
+    for i in 0..40u8 {
+        c.must_put(&[i], &[i]);
+    }
+    for _ in 0..3 {
+        c.tick();
+    }
+    let truncated = c.stores[&leader]
+        .peer(1)
+        .unwrap()
+        .raft_group()
+        .store()
+        .truncated_index();
+    assert!(
+        truncated > 20,
+        "the leader compacted past what the follower has: {truncated}"
+    );
+    c.start(lagging);
+    for _ in 0..40 {
+        c.tick();
+    }
+    for i in 0..40u8 {
+        assert_eq!(
+            c.kv(lagging)
+                .get(CF_DEFAULT, &keys::data_key(&[i]))
+                .unwrap(),
+            Some(vec![i])
+        );
+    }
+    let storage = c.stores[&lagging].peer(1).unwrap().raft_group().store();
+    assert!(storage.truncated_index() >= truncated.min(storage.applied_index()));
+}
+
+#[test]
+fn add_peer_on_a_new_store_receives_the_data() {
+    let mut c = Cluster::new(3, test_config(), b"", b"");
+    c.must_put(b"before", b"add");
+    c.add_empty_store(4);
+    let resp = c.must_admin(change_peer(ConfChangeType::AddNode, 4, 4));
+    let region = resp
+        .admin_response
+        .unwrap()
+        .change_peer
+        .unwrap()
+        .region
+        .unwrap();
+    assert_eq!(region.peers.len(), 4);
+    assert_eq!(region.region_epoch.unwrap().conf_ver, 2);
+    for _ in 0..30 {
+        c.tick();
+    }
+    assert_eq!(
+        c.kv(4).get(CF_DEFAULT, &keys::data_key(b"before")).unwrap(),
+        Some(b"add".to_vec())
+    );
+    c.must_put(b"after", b"add");
+    for _ in 0..5 {
+        c.tick();
+    }
+    assert_eq!(
+        c.kv(4).get(CF_DEFAULT, &keys::data_key(b"after")).unwrap(),
+        Some(b"add".to_vec())
+    );
+    // The new peer survives a restart as an initialized member.
+    c.stop(4);
+    c.start(4);
+    assert!(
+        c.stores[&4]
+            .peer(1)
+            .unwrap()
+            .raft_group()
+            .store()
+            .is_initialized()
+    );
+}
+
+#[test]
+fn removed_peer_is_destroyed_and_its_data_deleted() {
+    let mut c = Cluster::new(3, test_config(), b"", b"");
+    c.must_put(b"k", b"v");
+    let leader = c.leader(1);
+    let victim = (1..=3).find(|&id| id != leader).unwrap();
+    c.must_admin(change_peer(ConfChangeType::RemoveNode, victim, victim));
+    for _ in 0..10 {
+        c.tick();
+    }
+    assert!(c.stores[&victim].peer(1).is_none(), "peer destroyed");
+    assert_eq!(
+        c.kv(victim).get(CF_DEFAULT, &keys::data_key(b"k")).unwrap(),
+        None
+    );
+    let state = c
+        .kv(victim)
+        .get(CF_META, &keys::region_state_key(1))
+        .unwrap()
+        .unwrap();
+    let state =
+        <raft_store::pb::raft_serverpb::RegionLocalState as prost::Message>::decode(&state[..])
+            .unwrap();
+    assert_eq!(
+        state.state(),
+        raft_store::pb::raft_serverpb::PeerState::Tombstone
+    );
+    // The remaining two still serve writes.
+    c.must_put(b"k2", b"v2");
+    assert_eq!(c.must_get(b"k2"), Some(b"v2".to_vec()));
+    // A restarted store keeps the peer destroyed.
+    c.stop(victim);
+    c.start(victim);
+    assert!(c.stores[&victim].peer(1).is_none());
+}
+
+#[test]
+fn transfer_leader_moves_leadership() {
+    let mut c = Cluster::new(3, test_config(), b"", b"");
+    c.must_put(b"k", b"v");
+    for _ in 0..3 {
+        let leader = c.leader(1);
+        let target = leader % 3 + 1;
+        c.must_admin(transfer_leader(target, target));
+        for _ in 0..10 {
+            c.tick();
+        }
+        assert_eq!(c.current_leader(1), Some(target));
+        assert_eq!(c.must_get(b"k"), Some(b"v".to_vec()));
+    }
+}
