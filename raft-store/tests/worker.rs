@@ -29,7 +29,7 @@ impl RaftMessageSender for MailboxSender {
     }
 
     fn flush(&mut self) {
-        let routes = self.routes.lock().unwrap();
+        let routes = self.routes.lock().expect("routes lock: no holder panics");
         for (to, msg) in self.pending.drain(..) {
             if let Some(mailbox) = routes.get(&to) {
                 // A full or stopped mailbox loses the message, as a network would.
