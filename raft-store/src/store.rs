@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::id_alloc::IdAllocator;
 use crate::keys::{self, CF_DEFAULT, CF_META, CF_RAFT};
 use crate::msg::{Callback, StoreMsg};
 use crate::pb::metapb::{self, Region, RegionEpoch};
@@ -38,6 +39,7 @@ pub struct Store<ER: Engine, EK: Engine, S: RaftMessageSender> {
     tombstones: HashMap<u64, RegionEpoch>,
     sender: S,
     ticks: u64,
+    id_alloc: IdAllocator,
 }
 
 impl<ER: Engine, EK: Engine, S: RaftMessageSender> std::fmt::Debug for Store<ER, EK, S> {
@@ -62,6 +64,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         sender: S,
     ) -> Result<Self> {
         cfg.validate()?;
+        let id_alloc = IdAllocator::load(&kv_engine, store_id)?;
         let mut store = Self {
             store_id,
             cfg,
@@ -72,6 +75,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             tombstones: HashMap::new(),
             sender,
             ticks: 0,
+            id_alloc,
         };
         let (lo, hi) = keys::region_state_range();
         let mut states = Vec::new();
@@ -223,6 +227,68 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         if self.ticks % self.cfg.raft_log_gc_tick_ticks as u64 == 0 {
             self.propose_log_gc();
         }
+        if self.ticks % self.cfg.split_check_tick_ticks as u64 == 0 {
+            self.check_splits()?;
+        }
+        Ok(())
+    }
+
+    /// Leaders of regions larger than `region_max_size_bytes` propose splitting them at
+    /// the key where the first `region_split_size_bytes` end.
+    fn check_splits(&mut self) -> Result<()> {
+        let (max, split_at) = (
+            self.cfg.region_max_size_bytes,
+            self.cfg.region_split_size_bytes,
+        );
+        let mut proposals = Vec::new();
+        for peer in self.peers.values().filter(|p| p.is_leader()) {
+            let region = peer.region();
+            let start = keys::data_key(&region.start_key);
+            let end = keys::data_end_key(&region.end_key);
+            let (mut size, mut split_key) = (0u64, None);
+            self.kv_engine.scan(
+                CF_DEFAULT,
+                start.as_slice()..end.as_slice(),
+                engines::Direction::Forward,
+                |k, v| {
+                    size += (k.len() + v.len()) as u64;
+                    if split_key.is_none() && size >= split_at {
+                        split_key = keys::origin_key(k).map(<[u8]>::to_vec);
+                    }
+                    size <= max
+                },
+            )?;
+            // The split key must leave something on the left.
+            let split_key = split_key.filter(|k| k[..] > region.start_key[..]);
+            if let (true, Some(split_key)) = (size > max, split_key) {
+                proposals.push((region.clone(), *peer.meta(), split_key));
+            }
+        }
+        for (region, meta, split_key) in proposals {
+            info!(
+                region_id = region.id,
+                ?split_key,
+                "region too large: proposing split"
+            );
+            let req = RaftCmdRequest {
+                header: Some(RequestHeader {
+                    region_id: region.id,
+                    peer: Some(meta),
+                    region_epoch: region.region_epoch,
+                    ..Default::default()
+                }),
+                requests: Vec::new(),
+                admin_request: Some(AdminRequest {
+                    cmd_type: AdminCmdType::Split as i32,
+                    split: Some(crate::pb::raft_cmdpb::SplitRequest {
+                        split_key: split_key.into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+            };
+            self.on_command(req, Box::new(|_| {}));
+        }
         Ok(())
     }
 
@@ -306,6 +372,11 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                 return;
             }
         }
+        let mut req = req;
+        if let Err(e) = self.assign_split_ids(&mut req) {
+            callback(error_response(&e));
+            return;
+        }
         let Some(peer) = self.peers.get_mut(&header.region_id) else {
             callback(error_response(&Error::RegionNotFound(header.region_id)));
             return;
@@ -315,6 +386,36 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             return;
         }
         peer.propose(&self.cfg, req, callback);
+    }
+
+    /// Fills in the ids a split request left 0, from this store's allocator.
+    fn assign_split_ids(&mut self, req: &mut RaftCmdRequest) -> Result<()> {
+        let peer_count = req
+            .header
+            .as_ref()
+            .and_then(|h| self.peers.get(&h.region_id))
+            .map_or(0, |p| p.region().peers.len());
+        let Some(admin) = req.admin_request.as_mut() else {
+            return Ok(());
+        };
+        let splits: Vec<&mut crate::pb::raft_cmdpb::SplitRequest> = match admin.cmd_type() {
+            AdminCmdType::Split => admin.split.iter_mut().collect(),
+            AdminCmdType::BatchSplit => admin
+                .splits
+                .iter_mut()
+                .flat_map(|b| b.requests.iter_mut())
+                .collect(),
+            _ => return Ok(()),
+        };
+        for s in splits {
+            if s.new_region_id == 0 {
+                s.new_region_id = self.id_alloc.alloc(&self.kv_engine)?;
+            }
+            while s.new_peer_ids.len() < peer_count {
+                s.new_peer_ids.push(self.id_alloc.alloc(&self.kv_engine)?);
+            }
+        }
+        Ok(())
     }
 
     fn on_store_unreachable(&mut self, store_id: u64) {
@@ -586,6 +687,38 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                     removed_self: true,
                 } => self.destroy_peer(region_id)?,
                 ApplyResult::ConfChange { .. } => {}
+                ApplyResult::Split { derived, regions } => self.on_split(derived, regions)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers the regions a split created and starts their peers on this store.
+    fn on_split(&mut self, derived: Region, regions: Vec<Region>) -> Result<()> {
+        let parent_leads = self.peers.get(&derived.id).is_some_and(|p| p.is_leader());
+        for r in &regions {
+            self.region_ranges
+                .insert(keys::data_end_key(&r.end_key), r.id);
+        }
+        self.region_ranges
+            .insert(keys::data_end_key(&derived.end_key), derived.id);
+        for r in regions {
+            let Some(meta) = r
+                .peers
+                .iter()
+                .find(|p| p.store_id == self.store_id)
+                .copied()
+            else {
+                continue;
+            };
+            let region_id = r.id;
+            self.insert_peer(r, meta)?;
+            if parent_leads {
+                // The parent's leader is up to date: elect its sibling at once rather than
+                // after an election timeout.
+                if let Some(peer) = self.peers.get_mut(&region_id) {
+                    peer.raft_group_mut().campaign()?;
+                }
             }
         }
         Ok(())

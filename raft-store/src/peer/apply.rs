@@ -20,7 +20,7 @@ use crate::peer_storage::{region_peers_from_conf_state, write_region_state};
 use crate::region_check::{check_epoch, check_keys};
 
 /// Something applying did that the store must act on after the batch is written.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ApplyResult {
     /// The log was truncated up to `compact_index`: delete `[first_index, compact_index]`.
     CompactLog {
@@ -30,6 +30,13 @@ pub enum ApplyResult {
         first_index: u64,
         /// The last index to delete.
         compact_index: u64,
+    },
+    /// The region split: `derived` keeps the first part of the range, `regions` are new.
+    Split {
+        /// The region that split, with its narrowed range.
+        derived: metapb::Region,
+        /// The new regions, in key order.
+        regions: Vec<metapb::Region>,
     },
     /// The membership changed; `removed_self` when this peer is no longer a member.
     ConfChange {
@@ -142,7 +149,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             return Ok(error_response(&e));
         }
         if let Some(admin) = &req.admin_request {
-            return self.apply_admin(admin, results);
+            return self.apply_admin(admin, wb, results);
         }
         // Validate everything first: a command applies entirely or not at all.
         for r in &req.requests {
@@ -194,6 +201,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
     fn apply_admin(
         &mut self,
         admin: &AdminRequest,
+        wb: &mut EK::WriteBatch,
         results: &mut Vec<ApplyResult>,
     ) -> Result<RaftCmdResponse> {
         match admin.cmd_type() {
@@ -225,10 +233,82 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
                     ..Default::default()
                 })
             }
+            AdminCmdType::Split | AdminCmdType::BatchSplit => self.apply_split(admin, wb, results),
             other => Ok(error_response(&Error::Other(format!(
                 "{other:?} is not applied as a command"
             )))),
         }
+    }
+
+    fn apply_split(
+        &mut self,
+        admin: &AdminRequest,
+        wb: &mut EK::WriteBatch,
+        results: &mut Vec<ApplyResult>,
+    ) -> Result<RaftCmdResponse> {
+        let splits = super::propose::split_requests(admin);
+        let mut derived = self.region().clone();
+        if let Err(e) = super::propose::validate_splits(&derived, &splits) {
+            return Ok(error_response(&e));
+        }
+        let epoch = derived.region_epoch.get_or_insert_with(Default::default);
+        epoch.version += splits.len() as u64;
+        let epoch = *epoch;
+        let mut regions = Vec::with_capacity(splits.len());
+        for (i, s) in splits.iter().enumerate() {
+            let end = splits
+                .get(i + 1)
+                .map_or_else(|| derived.end_key.clone(), |n| n.split_key.clone());
+            let peers = derived
+                .peers
+                .iter()
+                .zip(&s.new_peer_ids)
+                .map(|(p, &id)| metapb::Peer {
+                    id,
+                    store_id: p.store_id,
+                    role: p.role,
+                })
+                .collect();
+            regions.push(metapb::Region {
+                id: s.new_region_id,
+                start_key: s.split_key.clone(),
+                end_key: end,
+                region_epoch: Some(epoch),
+                peers,
+            });
+        }
+        derived.end_key = splits[0].split_key.clone();
+        write_region_state(wb, &derived, PeerState::Normal)?;
+        let init = crate::pb::raft_serverpb::RaftApplyState {
+            applied_index: crate::peer_storage::RAFT_INIT_LOG_INDEX,
+            applied_term: crate::peer_storage::RAFT_INIT_LOG_TERM,
+            truncated_state: Some(RaftTruncatedState {
+                index: crate::peer_storage::RAFT_INIT_LOG_INDEX,
+                term: crate::peer_storage::RAFT_INIT_LOG_TERM,
+            }),
+        };
+        for r in &regions {
+            write_region_state(wb, r, PeerState::Normal)?;
+            crate::peer_storage::write_apply_state(wb, r.id, &init)?;
+        }
+        let new_ids: Vec<u64> = regions.iter().map(|r| r.id).collect();
+        info!(region_id = derived.id, ?new_ids, "region split");
+        self.raft_group.store_mut().set_region(derived.clone());
+        results.push(ApplyResult::Split {
+            derived: derived.clone(),
+            regions: regions.clone(),
+        });
+        let mut all = vec![derived];
+        all.extend(regions);
+        let admin = AdminResponse {
+            cmd_type: admin.cmd_type,
+            splits: Some(crate::pb::raft_cmdpb::BatchSplitResponse { regions: all }),
+            ..Default::default()
+        };
+        Ok(RaftCmdResponse {
+            admin_response: Some(admin),
+            ..Default::default()
+        })
     }
 
     fn apply_conf_change(

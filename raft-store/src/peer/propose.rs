@@ -52,7 +52,9 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
                 self.propose_conf_change(&req)
             }
             Some(AdminCmdType::Split | AdminCmdType::BatchSplit) => {
-                Err(Error::Other("split is not supported yet".into()))
+                let splits = split_requests(req.admin_request.as_ref().expect("admin checked"));
+                validate_splits(self.region(), &splits)
+                    .and_then(|()| self.propose_normal(cfg, &req))
             }
             _ => self.propose_normal(cfg, &req),
         };
@@ -176,4 +178,46 @@ fn callback_ok(admin: AdminResponse) -> RaftCmdResponse {
 
 fn callback_now(resp: RaftCmdResponse) -> ProposeOutcome {
     ProposeOutcome::Answered(Box::new(resp))
+}
+
+/// The split requests of a Split or BatchSplit admin command.
+#[must_use]
+pub fn split_requests(
+    admin: &crate::pb::raft_cmdpb::AdminRequest,
+) -> Vec<crate::pb::raft_cmdpb::SplitRequest> {
+    match admin.cmd_type() {
+        AdminCmdType::Split => admin.split.clone().into_iter().collect(),
+        _ => admin.splits.clone().map(|b| b.requests).unwrap_or_default(),
+    }
+}
+
+/// Checks that split keys fall strictly inside the region, ascending, and that every new
+/// region has ids for all its peers.
+///
+/// # Errors
+/// [`Error::Other`] describing the first problem.
+pub fn validate_splits(
+    region: &crate::pb::metapb::Region,
+    splits: &[crate::pb::raft_cmdpb::SplitRequest],
+) -> Result<()> {
+    if splits.is_empty() {
+        return Err(Error::Other("split without split keys".into()));
+    }
+    let mut prev: &[u8] = &region.start_key;
+    for s in splits {
+        let key: &[u8] = &s.split_key;
+        if key <= prev || (!region.end_key.is_empty() && key >= &region.end_key[..]) {
+            return Err(Error::Other(format!(
+                "split key {key:?} is not inside region {} or not ascending",
+                region.id
+            )));
+        }
+        if s.new_region_id == 0 || s.new_peer_ids.len() != region.peers.len() {
+            return Err(Error::Other(
+                "split needs a region id and one peer id per peer".into(),
+            ));
+        }
+        prev = key;
+    }
+    Ok(())
 }

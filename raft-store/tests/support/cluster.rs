@@ -207,14 +207,19 @@ impl Cluster {
 
     /// A request for region 1 with the epoch the store currently has.
     pub fn request(&self, store: u64, requests: Vec<Request>) -> RaftCmdRequest {
+        self.request_in(store, 1, requests)
+    }
+
+    /// A request for `region_id` with the epoch the store currently has.
+    pub fn request_in(&self, store: u64, region_id: u64, requests: Vec<Request>) -> RaftCmdRequest {
         let region = self.stores[&store]
-            .peer(1)
-            .expect("peer of region 1")
+            .peer(region_id)
+            .expect("peer of the region")
             .region()
             .clone();
         RaftCmdRequest {
             header: Some(RequestHeader {
-                region_id: 1,
+                region_id,
                 region_epoch: region.region_epoch,
                 ..Default::default()
             }),
@@ -225,9 +230,15 @@ impl Cluster {
 
     /// Runs `requests` on the leader, following NotLeader hints; panics on other errors.
     pub fn must_call(&mut self, requests: Vec<Request>) -> RaftCmdResponse {
+        self.must_call_in(1, requests)
+    }
+
+    /// Runs `requests` on `region_id`'s leader, following NotLeader hints; panics on
+    /// other errors.
+    pub fn must_call_in(&mut self, region_id: u64, requests: Vec<Request>) -> RaftCmdResponse {
         for _ in 0..20 {
-            let leader = self.leader(1);
-            let resp = self.call(leader, self.request(leader, requests.clone()));
+            let leader = self.leader(region_id);
+            let resp = self.call(leader, self.request_in(leader, region_id, requests.clone()));
             match resp.header.as_ref().and_then(|h| h.error.as_ref()) {
                 None => return resp,
                 Some(e) if e.not_leader.is_some() || e.stale_command.is_some() => self.tick(),
@@ -251,6 +262,22 @@ impl Cluster {
             }
         }
         panic!("admin request kept failing");
+    }
+
+    /// The region holding `key`, as the running stores route it (the newest epoch wins).
+    pub fn region_for_key(&self, key: &[u8]) -> u64 {
+        self.stores
+            .values()
+            .filter_map(|s| s.region_for_key(key))
+            .max_by_key(|r| r.region_epoch.map(|e| e.version))
+            .map(|r| r.id)
+            .expect("some store routes the key")
+    }
+
+    /// Puts `key` into whichever region holds it.
+    pub fn must_put_routed(&mut self, key: &[u8], value: &[u8]) {
+        let region_id = self.region_for_key(key);
+        self.must_call_in(region_id, vec![put(key, value)]);
     }
 
     pub fn must_put(&mut self, key: &[u8], value: &[u8]) {
@@ -340,6 +367,17 @@ pub fn transfer_leader(peer_id: u64, store_id: u64) -> AdminRequest {
                 store_id,
                 role: 0,
             }),
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn split_at(key: &[u8]) -> AdminRequest {
+    AdminRequest {
+        cmd_type: AdminCmdType::Split as i32,
+        split: Some(raft_store::pb::raft_cmdpb::SplitRequest {
+            split_key: key.to_vec().into(),
+            ..Default::default()
         }),
         ..Default::default()
     }
