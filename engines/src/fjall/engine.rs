@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Slice};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable as _, Slice};
 use parking_lot::RwLock;
 
 use super::write_batch::FjallOp;
@@ -222,6 +222,8 @@ impl FjallEngine {
 }
 
 impl Peekable for FjallEngine {
+    /// Reads the newest value. A point read cannot tear a batch; it may see a batch whose
+    /// `write` has not returned yet (its journal write has succeeded).
     fn get_with<R>(&self, cf: &str, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
         let keyspace = self.inner.keyspace(cf)?;
         key_range::check_key(key)?;
@@ -245,7 +247,10 @@ impl Iterable for FjallEngine {
         let Some(range) = key_range::normalize(range.into()) else {
             return Ok(());
         };
-        super::scan_iter(keyspace.range::<&[u8], _>(range), direction, f)
+        // `Keyspace::range` reads at the newest sequence number and could see part of a
+        // batch being committed; a snapshot reads only published batches.
+        let snapshot = self.inner.db.snapshot();
+        super::scan_iter(snapshot.range::<&[u8], _>(keyspace, range), direction, f)
     }
 }
 

@@ -13,10 +13,11 @@ use crate::{Engine, Error, Result};
 /// Memory engines by path, so that code written for disk engines ("open the engine at this
 /// path, drop it, open it again") runs unchanged on the memory backend.
 ///
-/// Opening a path a second time returns a live handle on the same data (after a
-/// [`MemoryEngine::simulate_crash`], without the unsynced writes). Nothing is written to
-/// the real file system, but a path that exists and is not a directory is refused, as disk
-/// backends refuse it. The data lives as long as the `MemoryDisk`.
+/// Opening a path a second time is a restart: it returns a new handle on the same data
+/// (see [`MemoryEngine::reopen`]; after a [`MemoryEngine::simulate_crash`], without the
+/// unsynced writes) and handles from before become dead. Nothing is written to
+/// the real file system, but a path that is (or lies below) a regular file is refused, as
+/// disk backends refuse it. The data lives as long as the `MemoryDisk`.
 ///
 /// # Examples
 ///
@@ -50,13 +51,17 @@ impl MemoryDisk {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if `path` exists and is not a directory; [`Error::InvalidArgument`] if
+    /// [`Error::Io`] if `path`, or its nearest existing ancestor, is not a directory; [`Error::InvalidArgument`] if
     /// `cfs` is invalid or differs from the column families the engine was created with.
     pub fn open(&self, path: &Path, cfs: &[&str]) -> Result<MemoryEngine> {
-        if path.exists() && !path.is_dir() {
+        // As a disk backend would fail to create it: the nearest existing ancestor (or the
+        // path itself) must be a directory.
+        if let Some(existing) = path.ancestors().find(|ancestor| ancestor.exists())
+            && !existing.is_dir()
+        {
             return Err(Error::Io(io::Error::new(
                 io::ErrorKind::NotADirectory,
-                format!("{} exists and is not a directory", path.display()),
+                format!("{} exists and is not a directory", existing.display()),
             )));
         }
         let mut engines = self.engines.lock();

@@ -60,9 +60,9 @@ struct State {
     /// For every (column family, key) written since the last sync, its durable value
     /// (`None`: absent). Invariant: empty right after a successful sync.
     undo: HashMap<(usize, Vec<u8>), Option<Vec<u8>>>,
-    /// Bumped by every simulated crash.
+    /// Bumped by every simulated crash and reopen.
     generation: u64,
-    /// Set by a failed sync; cleared by a simulated crash (a restart).
+    /// Set by a failed sync; cleared by a simulated crash or a reopen (a restart).
     poisoned: bool,
     /// Set by [`MemoryEngine::fail_next_sync`].
     fail_next_sync: bool,
@@ -124,13 +124,18 @@ impl MemoryEngine {
     }
 
     /// Returns a live handle on the same data, as reopening the engine after a restart
-    /// would. The handle is poison-free if a crash was simulated since the poisoning.
+    /// would: every other handle of the engine becomes dead (its operations return
+    /// [`Error::Other`]), and the new handle is not poisoned. Unsynced writes are kept
+    /// unless a crash was simulated before.
     #[must_use]
     pub fn reopen(&self) -> Self {
-        let generation = self.shared.state.read().generation;
+        let mut state = self.shared.state.write();
+        state.generation += 1;
+        state.poisoned = false;
+        state.fail_next_sync = false;
         Self {
             shared: Arc::clone(&self.shared),
-            generation,
+            generation: state.generation,
         }
     }
 
