@@ -2,3 +2,5 @@
 //!
 //! Each suite is a library function taking a factory, so a third-party backend certifies
 //! itself by calling one entry point from its own test.
+
+pub mod transport;
