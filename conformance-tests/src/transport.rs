@@ -61,7 +61,7 @@ pub async fn run_all<H: TransportHarness>(make: impl Fn() -> H) {
 /// for a fresh [`TransportHarness`]. The calling crate needs `tokio` with the `macros` and
 /// `rt-multi-thread` features.
 ///
-/// ```ignore
+/// ```text
 /// conformance_tests::transport_suite!(MyHarness::new());
 /// ```
 #[macro_export]

@@ -51,6 +51,7 @@
 
 pub mod channel;
 mod error;
+mod frame_limit;
 mod frame_sink;
 #[cfg(feature = "grpc")]
 pub mod grpc;
@@ -61,6 +62,7 @@ mod store_resolver;
 mod transport;
 
 pub use error::{Error, Result};
+pub use frame_limit::check_frame_sizes;
 pub use frame_sink::FrameSink;
 pub use incoming_snapshot::{IncomingSnapshot, SnapshotWriter};
 pub use outgoing_snapshot::{ChunkStream, OutgoingSnapshot};

@@ -62,12 +62,7 @@ impl Transport for ChannelTransport {
         let inner = &self.network.inner;
         let max_bytes =
             usize::try_from(inner.max_frame_bytes.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
-        if let Some(frame) = frames.iter().find(|frame| frame.len() > max_bytes) {
-            return Err(Error::FrameTooLarge {
-                size_bytes: frame.len(),
-                max_bytes,
-            });
-        }
+        crate::check_frame_sizes(&frames, max_bytes)?;
         let registration = inner.registration(to).ok_or(Error::Unreachable(to))?;
         if frames.is_empty() {
             return Ok(());

@@ -113,13 +113,7 @@ impl Shared {
 
     /// Validates a batch against the frame and message limits.
     fn check_batch(&self, frames: &[Bytes]) -> Result<()> {
-        let max_frame_bytes = self.config.max_frame_bytes;
-        if let Some(frame) = frames.iter().find(|frame| frame.len() > max_frame_bytes) {
-            return Err(Error::FrameTooLarge {
-                size_bytes: frame.len(),
-                max_bytes: max_frame_bytes,
-            });
-        }
+        crate::check_frame_sizes(frames, self.config.max_frame_bytes)?;
         // Each frame costs a tag byte and a length varint (at most 10 bytes) on the wire.
         let message_bytes: usize = frames.iter().map(|frame| frame.len() + 11).sum();
         if message_bytes > self.config.max_message_bytes {
