@@ -120,10 +120,11 @@ impl SnapshotWriter {
         self.tx.send(Part::Done).await.map_err(|_| Error::Closed)
     }
 
-    /// Aborts the snapshot: the reader's next call returns `error`.
-    pub async fn abort(self, error: Error) {
-        // A reader that is gone needs no notice.
-        let _ = self.tx.send(Part::Failed(error)).await;
+    /// Aborts the snapshot without waiting: the reader gets `error` after the chunks already
+    /// buffered, or [`Error::Disconnected`] if the buffer is full.
+    pub fn abort(self, error: Error) {
+        // A reader that is gone needs no notice; a full buffer ends in `Disconnected`.
+        let _ = self.tx.try_send(Part::Failed(error));
     }
 
     /// The sending store.

@@ -101,7 +101,7 @@ impl Transport for ChannelTransport {
                     .map_err(|_| Error::Disconnected(to))?,
                 Err(error) => {
                     let notice = std::io::Error::new(error.kind(), error.to_string());
-                    writer.abort(Error::Io(notice)).await;
+                    writer.abort(Error::Io(notice));
                     return Err(Error::Io(error));
                 }
             }

@@ -9,7 +9,7 @@ use super::grpc_transport::Shared;
 use super::proto::snapshot_message::Kind;
 use super::proto::transport_server::Transport as TransportRpc;
 use super::proto::{Done, RaftMessage, SnapshotAck, SnapshotMessage};
-use crate::{Error, IncomingSnapshot, StoreId};
+use crate::{Error, IncomingSnapshot, SnapshotWriter, StoreId};
 
 /// Chunks buffered between a snapshot stream and the sink's reader.
 const SNAPSHOT_BUFFER_CHUNKS: usize = 4;
@@ -114,64 +114,96 @@ impl TransportRpc for GrpcService {
         if !self.shared.deliver_snapshot(from, incoming) {
             return Err(Self::unavailable());
         }
-        let mut hasher = crc32fast::Hasher::new();
-        let mut total_bytes: u64 = 0;
-        loop {
-            let message = tokio::select! {
-                _ = shutdown.changed() => {
-                    writer.abort(Error::Disconnected(from)).await;
-                    return Err(Self::unavailable());
+        // Shutdown interrupts the body even while a slow reader holds back `write`.
+        let received = tokio::select! {
+            received = receive_body(&mut stream, &writer) => received,
+            _ = shutdown.changed() => Err(BodyError::Closed),
+        };
+        let rejected = || Status::aborted("the receiving store rejected the snapshot");
+        match received {
+            Ok(()) => match writer.finish().await {
+                Ok(()) => Ok(Response::new(SnapshotAck {})),
+                Err(_) => Err(rejected()),
+            },
+            Err(BodyError::Rejected) => Err(rejected()),
+            Err(BodyError::Closed) => {
+                writer.abort(Error::Disconnected(from));
+                Err(Self::unavailable())
+            }
+            Err(BodyError::Truncated) => {
+                writer.abort(Error::Disconnected(from));
+                Err(Status::cancelled(
+                    "snapshot stream ended before its trailer",
+                ))
+            }
+            Err(BodyError::Stream(status)) => {
+                writer.abort(Error::Disconnected(from));
+                Err(self.reject(Some(from), status))
+            }
+            Err(BodyError::Corrupt(reason)) => {
+                writer.abort(Error::Corrupt(reason.clone()));
+                Err(self.reject(Some(from), Status::data_loss(reason)))
+            }
+        }
+    }
+}
+
+/// Why a snapshot body was not received whole.
+enum BodyError {
+    /// The sink dropped the [`IncomingSnapshot`].
+    Rejected,
+    /// The transport is closing.
+    Closed,
+    /// The stream ended before the trailer.
+    Truncated,
+    /// The stream failed (connection loss, oversized or undecodable message).
+    Stream(Status),
+    /// A checksum, length or message-order check failed.
+    Corrupt(String),
+}
+
+/// Receives chunks into `writer` until the trailer, verifying every chunk's CRC-32 and the
+/// whole body's length and CRC-32.
+async fn receive_body(
+    stream: &mut Streaming<SnapshotMessage>,
+    writer: &SnapshotWriter,
+) -> Result<(), BodyError> {
+    let mut hasher = crc32fast::Hasher::new();
+    let mut total_bytes: u64 = 0;
+    loop {
+        let kind = match stream.message().await {
+            Ok(Some(SnapshotMessage { kind })) => kind,
+            Ok(None) => return Err(BodyError::Truncated),
+            Err(status) => return Err(BodyError::Stream(status)),
+        };
+        match kind {
+            Some(Kind::Chunk(chunk)) => {
+                if crc32fast::hash(&chunk.data) != chunk.crc32 {
+                    return Err(BodyError::Corrupt("chunk checksum mismatch".to_string()));
                 }
-                message = stream.message() => message,
-            };
-            let corrupt = match message {
-                Ok(Some(SnapshotMessage {
-                    kind: Some(Kind::Chunk(chunk)),
-                })) => {
-                    if crc32fast::hash(&chunk.data) != chunk.crc32 {
-                        "chunk checksum mismatch".to_string()
-                    } else {
-                        hasher.update(&chunk.data);
-                        total_bytes += chunk.data.len() as u64;
-                        if writer.write(chunk.data).await.is_err() {
-                            return Err(Status::aborted(
-                                "the receiving store rejected the snapshot",
-                            ));
-                        }
-                        continue;
-                    }
+                hasher.update(&chunk.data);
+                total_bytes += chunk.data.len() as u64;
+                writer
+                    .write(chunk.data)
+                    .await
+                    .map_err(|_| BodyError::Rejected)?;
+            }
+            Some(Kind::Trailer(trailer)) => {
+                let crc32 = hasher.finalize();
+                if (trailer.total_bytes, trailer.crc32) == (total_bytes, crc32) {
+                    return Ok(());
                 }
-                Ok(Some(SnapshotMessage {
-                    kind: Some(Kind::Trailer(trailer)),
-                })) => {
-                    let crc32 = hasher.clone().finalize();
-                    if (trailer.total_bytes, trailer.crc32) == (total_bytes, crc32) {
-                        return match writer.finish().await {
-                            Ok(()) => Ok(Response::new(SnapshotAck {})),
-                            Err(_) => {
-                                Err(Status::aborted("the receiving store rejected the snapshot"))
-                            }
-                        };
-                    }
-                    format!(
-                        "snapshot mismatch: trailer says {} bytes crc {:#x}, received {total_bytes} bytes crc {crc32:#x}",
-                        trailer.total_bytes, trailer.crc32
-                    )
-                }
-                Ok(Some(_)) => "unexpected message in snapshot body".to_string(),
-                Ok(None) => {
-                    writer.abort(Error::Disconnected(from)).await;
-                    return Err(Status::cancelled(
-                        "snapshot stream ended before its trailer",
-                    ));
-                }
-                Err(status) => {
-                    writer.abort(Error::Disconnected(from)).await;
-                    return Err(self.reject(Some(from), status));
-                }
-            };
-            writer.abort(Error::Corrupt(corrupt.clone())).await;
-            return Err(self.reject(Some(from), Status::data_loss(corrupt)));
+                return Err(BodyError::Corrupt(format!(
+                    "trailer says {} bytes with crc {:#010x}, received {total_bytes} bytes \
+                     with crc {crc32:#010x}",
+                    trailer.total_bytes, trailer.crc32
+                )));
+            }
+            Some(Kind::Header(_)) | None => {
+                return Err(BodyError::Corrupt(
+                    "unexpected message in snapshot body".into(),
+                ));
+            }
         }
     }
 }
