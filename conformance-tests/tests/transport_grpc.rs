@@ -186,10 +186,45 @@ async fn raw_call(addr: &str, method: &'static str, messages: Vec<Bytes>) -> Res
 const RAFT: &str = "/raftkv.transport.Transport/Raft";
 const SNAPSHOT: &str = "/raftkv.transport.Transport/Snapshot";
 
-/// Every kind of bad input closes only its own stream with an error; store 2 keeps
-/// receiving from stores 1 and 3 throughout.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// Captures log output of the current thread.
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Log {
+    /// Installs a subscriber writing into this log for the current thread.
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let log = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || log.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        String::from_utf8_lossy(&self.0.lock())
+            .matches(needle)
+            .count()
+    }
+}
+
+/// Every kind of bad input closes only its own stream with an error and a log line; store
+/// 2 keeps receiving from stores 1 and 3 throughout. (Single-threaded, so the log of the
+/// server tasks is captured.)
+#[tokio::test]
 async fn bad_input_closes_only_the_bad_stream() {
+    let log = Log::default();
+    let _guard = log.install();
     let harness = GrpcHarness::default();
     let sink2 = Arc::new(RecordingSink::default());
     let t1 = harness.start(1, Arc::new(RecordingSink::default())).await;
@@ -247,7 +282,10 @@ async fn bad_input_closes_only_the_bad_stream() {
         ),
     ];
     for (what, messages) in bad_raft_streams {
+        let logged_before = log.count("closing stream: bad input");
         let verdict = raw_call(&addr, RAFT, messages).await;
+        let logged = log.count("closing stream: bad input") - logged_before;
+        assert_eq!(logged, 1, "{what}: expected one log line");
         assert!(
             verdict.is_err(),
             "{what}: the stream must be closed with an error"
@@ -326,4 +364,44 @@ async fn service_mounts_into_another_server() {
         "graceful shutdown: {stopped:?}"
     );
     t1.close().await;
+}
+
+/// A peer that accepts connections but never reads: sends keep returning at once, and once
+/// the bounded queue is full they are shed with `Unreachable`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_queue_sheds_with_unreachable() {
+    let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let resolver = Arc::new(StaticResolver::default());
+    resolver.insert(2, black_hole.local_addr().expect("addr").to_string());
+    let accepted = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = black_hole.accept().await {
+            sockets.push(socket); // held open, never read
+        }
+    });
+    let small = GrpcConfig {
+        send_queue_batches_max: 8,
+        ..config()
+    };
+    let t1 = GrpcTransport::new(1, small, resolver, Arc::new(RecordingSink::default()));
+    let batch = vec![Bytes::from(vec![0_u8; 1024]); 16];
+    let mut accepted_batches = 0;
+    let mut shed = false;
+    for _ in 0..100_000 {
+        match tokio::time::timeout(GUARD, t1.send(2, batch.clone())).await {
+            Ok(Ok(())) => accepted_batches += 1,
+            Ok(Err(Error::Unreachable(2))) => {
+                shed = true;
+                break;
+            }
+            Ok(Err(other)) => panic!("expected Unreachable, got {other:?}"),
+            Err(_) => panic!("send blocked on a peer that does not read"),
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(shed, "{accepted_batches} batches accepted and none shed");
+    t1.close().await;
+    accepted.abort();
 }
