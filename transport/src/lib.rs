@@ -6,7 +6,7 @@
 //! - [`OutgoingSnapshot`] / [`IncomingSnapshot`]: a snapshot as metadata plus ordered chunks.
 //! - [`StoreResolver`] / [`StaticResolver`]: store id → address.
 //! - [`channel`]: in-process transport with seeded fault injection, for tests and simulation.
-//! - [`grpc`] (feature `grpc`, on by default): tonic transport with one stream per peer,
+//! - `grpc` (feature `grpc`, on by default): tonic transport with one stream per peer,
 //!   chunked checksummed snapshots, reconnect with backoff and frame limits.
 //!
 //! Queueing, batching and backpressure belong to raft-store; a transport only moves frames.

@@ -47,7 +47,9 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Streams `snapshot` to store `to`: its metadata, then its chunks in order.
     ///
-    /// Returns when the receiver has received and verified the whole snapshot.
+    /// Returns when the receiver has received and verified the whole snapshot. A receiver
+    /// that reads slowly slows this call down (bounded buffers all the way); callers that
+    /// need a deadline wrap it in `tokio::time::timeout`.
     ///
     /// # Errors
     ///

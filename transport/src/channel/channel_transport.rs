@@ -17,6 +17,11 @@ const SNAPSHOT_BUFFER_CHUNKS: usize = 8;
 /// Sends never wait: a batch is judged by the network's fault plan and queued on its link.
 /// Sending to a store that is not registered (or was closed) fails at once with
 /// [`Error::Unreachable`]; frames lost to faults are dropped silently, as on a real network.
+///
+/// A snapshot is streamed straight into the receiver's [`IncomingSnapshot`]. It fails with
+/// [`Error::Unreachable`] across a partition and with [`Error::Disconnected`] when a filter
+/// (applied to its metadata) or the drop rate takes it; delay, duplication and reordering
+/// do not apply to snapshots.
 #[derive(Debug)]
 pub struct ChannelTransport {
     network: ChannelNetwork,
