@@ -4,3 +4,4 @@
 //! itself by calling one entry point from its own test.
 
 pub mod engine;
+pub mod transport;
