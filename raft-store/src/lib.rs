@@ -21,6 +21,8 @@ pub mod region_check;
 pub mod sender;
 pub mod snapshot;
 pub mod store;
+pub mod store_frame_sink;
+pub mod transport_sender;
 
 /// Wire types, generated from `proto/`.
 pub mod pb {
@@ -53,3 +55,5 @@ pub use peer::Peer;
 pub use raft_worker::{RaftWorker, StoreMailbox};
 pub use sender::RaftMessageSender;
 pub use store::Store;
+pub use store_frame_sink::StoreFrameSink;
+pub use transport_sender::TransportSender;

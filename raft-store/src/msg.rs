@@ -21,6 +21,15 @@ pub enum StoreMsg {
     },
     /// Messages to this store could not be delivered.
     StoreUnreachable(u64),
+    /// The outcome of streaming a snapshot to `to_peer` of `region_id`.
+    SnapshotStatus {
+        /// The region.
+        region_id: u64,
+        /// The peer the snapshot went to.
+        to_peer: u64,
+        /// Whether the receiver acknowledged it.
+        delivered: bool,
+    },
 }
 
 impl std::fmt::Debug for StoreMsg {
@@ -34,6 +43,9 @@ impl std::fmt::Debug for StoreMsg {
                 request.header.as_ref().map_or(0, |h| h.region_id)
             ),
             StoreMsg::StoreUnreachable(id) => write!(f, "StoreUnreachable({id})"),
+            StoreMsg::SnapshotStatus { region_id, to_peer, delivered } => {
+                write!(f, "SnapshotStatus(region {region_id}, peer {to_peer}, {delivered})")
+            }
         }
     }
 }

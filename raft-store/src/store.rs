@@ -203,6 +203,16 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                 StoreMsg::RaftMessage(m) => self.on_raft_message(*m)?,
                 StoreMsg::Command { request, callback } => self.on_command(*request, callback),
                 StoreMsg::StoreUnreachable(store_id) => self.on_store_unreachable(store_id),
+                StoreMsg::SnapshotStatus { region_id, to_peer, delivered } => {
+                    if let Some(peer) = self.peers.get_mut(&region_id) {
+                        let status = if delivered {
+                            raft_core::SnapshotStatus::Finish
+                        } else {
+                            raft_core::SnapshotStatus::Failure
+                        };
+                        peer.raft_group_mut().report_snapshot(to_peer, status);
+                    }
+                }
             }
         }
         for peer in self.peers.values_mut() {
