@@ -235,9 +235,11 @@ struct Entry {
     gc_from: AtomicU64,
 }
 
-/// Mean time per operation of each (workload, subject), measured inside the routines.
-static MEANS: Mutex<BTreeMap<(String, &'static str), (Duration, u64)>> =
-    Mutex::new(BTreeMap::new());
+/// Total time and operations per (workload, subject), measured inside the routines.
+type Totals = BTreeMap<(String, &'static str), (Duration, u64)>;
+
+/// The totals of this run.
+static MEANS: Mutex<Totals> = Mutex::new(BTreeMap::new());
 
 fn record(workload: &str, subject: &'static str, elapsed: Duration, iters: u64) {
     let mut means = MEANS.lock().unwrap();
