@@ -23,6 +23,9 @@ mod snapshot;
 mod write_batch;
 
 pub use engine::FjallEngine;
+/// The fjall crate this backend is built on, for code that needs fjall's own types at the
+/// same version (such as [`FjallEngine::database`]).
+pub use fjall as backend;
 pub use snapshot::FjallSnapshot;
 pub use write_batch::FjallWriteBatch;
 

@@ -16,8 +16,8 @@
 //!   lost. Resizing requires that no transaction of the process is open: every transaction
 //!   passes a gate, and a resize waits (up to [`HeedOptions::grow_wait`]) for open reads
 //!   and snapshots to finish while new ones wait. The write fails with
-//!   [`Error::NoSpace`](crate::Error::NoSpace) only when the disk is full or the map reached
-//!   [`HeedOptions::max_map_size_bytes`], and with [`Error::Other`](crate::Error::Other) if
+//!   [`Error::NoSpace`] only when the disk is full or the map reached
+//!   [`HeedOptions::max_map_size_bytes`], and with [`Error::Other`] if
 //!   snapshots stayed open for the whole `grow_wait`; nothing of it is applied then.
 //! - **Keys**: LMDB's key limit (511 bytes) is the crate-wide
 //!   [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES).
@@ -34,6 +34,8 @@ mod snapshot;
 mod write_batch;
 
 pub use engine::{HeedEngine, HeedOptions};
+/// The heed crate this backend is built on, at the same version.
+pub use heed as backend;
 pub use snapshot::HeedSnapshot;
 pub use write_batch::HeedWriteBatch;
 

@@ -150,7 +150,21 @@ impl FjallEngine {
         if options.sync {
             fjall_batch = fjall_batch.durability(Some(PersistMode::SyncAll));
         }
-        if batch.needs_merge {
+        if batch.only_range_deletes_of_distinct_cfs() {
+            // No key can repeat: stream the tombstones without merging (log GC, cleanup).
+            for op in &batch.ops {
+                if let FjallOp::DeleteRange {
+                    cf,
+                    range: Some(range),
+                } = op
+                {
+                    let keyspace = &self.inner.keyspaces[*cf];
+                    for guard in keyspace.range::<&[u8], _>(key_range::as_borrowed(range)) {
+                        fjall_batch.remove(keyspace, guard.key().map_err(map_err)?);
+                    }
+                }
+            }
+        } else if batch.needs_merge {
             for ((cf, key), value) in self.merge(batch)? {
                 let keyspace = &self.inner.keyspaces[cf];
                 match value {

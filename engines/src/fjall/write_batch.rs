@@ -71,6 +71,19 @@ impl FjallWriteBatch {
     }
 }
 
+impl FjallWriteBatch {
+    /// `true` if every operation is a range deletion and no two name the same column
+    /// family, so the keys they delete are all distinct.
+    pub(super) fn only_range_deletes_of_distinct_cfs(&self) -> bool {
+        self.ops.iter().enumerate().all(|(i, op)| match op {
+            FjallOp::DeleteRange { cf, .. } => !self.ops[..i]
+                .iter()
+                .any(|earlier| matches!(earlier, FjallOp::DeleteRange { cf: c, .. } if c == cf)),
+            FjallOp::Put { .. } | FjallOp::Delete { .. } => false,
+        })
+    }
+}
+
 impl WriteBatch for FjallWriteBatch {
     fn put(&mut self, cf: &str, key: &[u8], value: &[u8]) -> Result<()> {
         let cf = self.cfs.index(cf)?;
