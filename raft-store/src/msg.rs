@@ -43,8 +43,15 @@ impl std::fmt::Debug for StoreMsg {
                 request.header.as_ref().map_or(0, |h| h.region_id)
             ),
             StoreMsg::StoreUnreachable(id) => write!(f, "StoreUnreachable({id})"),
-            StoreMsg::SnapshotStatus { region_id, to_peer, delivered } => {
-                write!(f, "SnapshotStatus(region {region_id}, peer {to_peer}, {delivered})")
+            StoreMsg::SnapshotStatus {
+                region_id,
+                to_peer,
+                delivered,
+            } => {
+                write!(
+                    f,
+                    "SnapshotStatus(region {region_id}, peer {to_peer}, {delivered})"
+                )
             }
         }
     }

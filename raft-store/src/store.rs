@@ -203,7 +203,11 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                 StoreMsg::RaftMessage(m) => self.on_raft_message(*m)?,
                 StoreMsg::Command { request, callback } => self.on_command(*request, callback),
                 StoreMsg::StoreUnreachable(store_id) => self.on_store_unreachable(store_id),
-                StoreMsg::SnapshotStatus { region_id, to_peer, delivered } => {
+                StoreMsg::SnapshotStatus {
+                    region_id,
+                    to_peer,
+                    delivered,
+                } => {
                     if let Some(peer) = self.peers.get_mut(&region_id) {
                         let status = if delivered {
                             raft_core::SnapshotStatus::Finish

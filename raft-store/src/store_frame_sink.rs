@@ -53,7 +53,10 @@ impl FrameSink for StoreFrameSink {
                         buf.extend_from_slice(&chunk);
                     }
                     Ok(Some(_)) => {
-                        warn!(from, "snapshot larger than {MAX_SNAPSHOT_BYTES} bytes rejected");
+                        warn!(
+                            from,
+                            "snapshot larger than {MAX_SNAPSHOT_BYTES} bytes rejected"
+                        );
                         return;
                     }
                     Ok(None) => break,

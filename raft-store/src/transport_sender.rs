@@ -35,7 +35,9 @@ pub struct TransportSender {
 
 impl std::fmt::Debug for TransportSender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TransportSender").field("peers", &self.queues.len()).finish_non_exhaustive()
+        f.debug_struct("TransportSender")
+            .field("peers", &self.queues.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -104,7 +106,11 @@ impl TransportSender {
                     false
                 }
             };
-            let _ = mailbox.try_send(StoreMsg::SnapshotStatus { region_id, to_peer, delivered });
+            let _ = mailbox.try_send(StoreMsg::SnapshotStatus {
+                region_id,
+                to_peer,
+                delivered,
+            });
         });
     }
 }
@@ -133,7 +139,10 @@ pub fn encode_frames(msgs: Vec<RaftMessage>, max_frame_bytes: usize) -> Vec<Byte
 
 impl RaftMessageSender for TransportSender {
     fn send(&mut self, to_store: u64, msg: RaftMessage) {
-        let is_snapshot = msg.message.as_ref().is_some_and(|m| m.msg_type() == MessageType::MsgSnapshot);
+        let is_snapshot = msg
+            .message
+            .as_ref()
+            .is_some_and(|m| m.msg_type() == MessageType::MsgSnapshot);
         if is_snapshot {
             self.send_snapshot(to_store, msg);
         } else {

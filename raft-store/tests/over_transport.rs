@@ -1,0 +1,153 @@
+//! Three stores on raft worker threads exchanging frames through the in-process channel
+//! transport: the production send and receive paths end to end, including a partition.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use engines::MemoryEngine;
+use raft_store::bootstrap::{bootstrap_region, bootstrap_store};
+use raft_store::keys::{CF_DEFAULT, CF_META, CF_RAFT};
+use raft_store::pb::metapb::{Peer, Region, RegionEpoch};
+use raft_store::pb::raft_cmdpb::{
+    CmdType, GetRequest, PutRequest, RaftCmdRequest, RaftCmdResponse, Request, RequestHeader,
+};
+use raft_store::raft_worker::MAILBOX_CAPACITY;
+use raft_store::{Config, RaftWorker, Store, StoreFrameSink, StoreMailbox, TransportSender};
+use transport::channel::ChannelNetwork;
+
+fn region() -> Region {
+    Region {
+        id: 1,
+        region_epoch: Some(RegionEpoch {
+            conf_ver: 1,
+            version: 1,
+        }),
+        peers: (1..=3)
+            .map(|id| Peer {
+                id,
+                store_id: id,
+                role: 0,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn request(requests: Vec<Request>) -> RaftCmdRequest {
+    RaftCmdRequest {
+        header: Some(RequestHeader {
+            region_id: 1,
+            region_epoch: region().region_epoch,
+            ..Default::default()
+        }),
+        requests,
+        admin_request: None,
+    }
+}
+
+fn put(key: &[u8], value: &[u8]) -> Request {
+    Request {
+        cmd_type: CmdType::Put as i32,
+        put: Some(PutRequest {
+            cf: String::new(),
+            key: key.to_vec().into(),
+            value: value.to_vec().into(),
+        }),
+        ..Default::default()
+    }
+}
+
+fn get(key: &[u8]) -> Request {
+    Request {
+        cmd_type: CmdType::Get as i32,
+        get: Some(GetRequest {
+            cf: String::new(),
+            key: key.to_vec().into(),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Sends `req` to the given stores until one accepts it, within a deadline.
+async fn on_leader(
+    mailboxes: &[(u64, StoreMailbox)],
+    req: RaftCmdRequest,
+) -> (u64, RaftCmdResponse) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        for (id, mailbox) in mailboxes {
+            let resp = mailbox.execute(req.clone()).await;
+            match resp.header.as_ref().and_then(|h| h.error.as_ref()) {
+                None => return (*id, resp),
+                Some(e) if e.not_leader.is_some() || e.stale_command.is_some() => {}
+                Some(e) => panic!("request failed: {e:?}"),
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no leader accepted the request in time"
+        );
+        // Polling: an election takes a few ticks and there is no event to wait on here.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn stores_replicate_over_the_channel_transport_and_survive_a_partition() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let network = rt.block_on(async { ChannelNetwork::new(7) });
+    let cfg = Config {
+        raft_base_tick_ms: 10,
+        ..Config::default()
+    };
+    let mut workers = Vec::new();
+    let mut mailboxes = Vec::new();
+    for id in 1..=3 {
+        let raft = MemoryEngine::new(&[CF_RAFT]).unwrap();
+        let kv = MemoryEngine::new(&[CF_DEFAULT, CF_META]).unwrap();
+        bootstrap_store(&kv, 1, id).unwrap();
+        bootstrap_region(&raft, &kv, &region()).unwrap();
+        let (mailbox, rx) = StoreMailbox::new(MAILBOX_CAPACITY);
+        let transport = {
+            let _guard = rt.enter();
+            network.register(id, Arc::new(StoreFrameSink::new(mailbox.clone())))
+        };
+        let sender = TransportSender::new(
+            Arc::new(transport),
+            rt.handle().clone(),
+            mailbox.clone(),
+            4 << 20,
+            1 << 20,
+        );
+        let store = Store::open(id, cfg.clone(), raft, kv, sender).unwrap();
+        let tick = Duration::from_millis(cfg.raft_base_tick_ms);
+        workers
+            .push(RaftWorker::spawn(store, mailbox.clone(), rx, tick, cfg.max_batch_msgs).unwrap());
+        mailboxes.push((id, mailbox));
+    }
+    rt.block_on(async {
+        let (leader, _) = on_leader(&mailboxes, request(vec![put(b"a", b"1")])).await;
+        // Cut the leader off: the others elect a new leader and keep serving.
+        let others: Vec<u64> = (1..=3).filter(|&id| id != leader).collect();
+        network.partition(&[&[leader], &others]);
+        let majority: Vec<_> = mailboxes
+            .iter()
+            .filter(|(id, _)| *id != leader)
+            .cloned()
+            .collect();
+        let (new_leader, _) = on_leader(&majority, request(vec![put(b"b", b"2")])).await;
+        assert_ne!(new_leader, leader);
+        network.heal();
+        let (_, resp) = on_leader(&mailboxes, request(vec![get(b"a"), get(b"b")])).await;
+        assert_eq!(&resp.responses[0].get.as_ref().unwrap().value[..], b"1");
+        assert_eq!(&resp.responses[1].get.as_ref().unwrap().value[..], b"2");
+        assert!(network.delivered() > 0);
+    });
+    for worker in workers {
+        worker.shutdown().unwrap();
+    }
+}
