@@ -3,13 +3,12 @@
 #[path = "support/cluster.rs"]
 mod cluster;
 
-use cluster::{Cluster, delete, get, put, scan, test_config};
+use cluster::{Cluster, EngineFactory, delete, get, put, scan, test_config};
 use engines::Peekable;
 use raft_store::keys::{self, CF_DEFAULT, CF_RAFT};
 
-#[test]
-fn put_get_delete_scan() {
-    let mut c = Cluster::new(3, test_config(), b"", b"");
+fn put_get_delete_scan<F: EngineFactory>(factory: F) {
+    let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
     c.must_put(b"k1", b"v1");
     c.must_put(b"k2", b"v2");
     c.must_put(b"k3", b"v3");
@@ -45,9 +44,8 @@ fn put_get_delete_scan() {
     }
 }
 
-#[test]
-fn followers_answer_not_leader_with_a_hint() {
-    let mut c = Cluster::new(3, test_config(), b"", b"");
+fn followers_answer_not_leader_with_a_hint<F: EngineFactory>(factory: F) {
+    let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
     let leader = c.leader(1);
     let follower = (1..=3).find(|&id| id != leader).unwrap();
     let resp = c.call(follower, c.request(follower, vec![put(b"a", b"1")]));
@@ -55,9 +53,8 @@ fn followers_answer_not_leader_with_a_hint() {
     assert_eq!(err.not_leader.unwrap().leader.unwrap().store_id, leader);
 }
 
-#[test]
-fn typed_errors_for_bad_requests() {
-    let mut c = Cluster::new(3, test_config(), b"b", b"m");
+fn typed_errors_for_bad_requests<F: EngineFactory>(factory: F) {
+    let mut c = Cluster::with_factory(factory, 3, test_config(), b"b", b"m");
     let leader = c.leader(1);
     // A key outside [b, m).
     let resp = c.call(leader, c.request(leader, vec![put(b"z", b"1")]));
@@ -119,9 +116,8 @@ fn typed_errors_for_bad_requests() {
     );
 }
 
-#[test]
-fn leader_failover_keeps_acknowledged_writes() {
-    let mut c = Cluster::new(3, test_config(), b"", b"");
+fn leader_failover_keeps_acknowledged_writes<F: EngineFactory>(factory: F) {
+    let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
     for i in 0..20u8 {
         c.must_put(&[i], &[i]);
     }
@@ -145,9 +141,8 @@ fn leader_failover_keeps_acknowledged_writes() {
     );
 }
 
-#[test]
-fn restart_of_every_store_recovers_from_the_engines() {
-    let mut c = Cluster::new(3, test_config(), b"", b"");
+fn restart_of_every_store_recovers_from_the_engines<F: EngineFactory>(factory: F) {
+    let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
     c.must_put(b"durable", b"yes");
     for id in 1..=3 {
         c.stop(id);
@@ -158,9 +153,8 @@ fn restart_of_every_store_recovers_from_the_engines() {
     assert_eq!(c.must_get(b"durable"), Some(b"yes".to_vec()));
 }
 
-#[test]
-fn minority_cannot_write_and_catches_up_after_heal() {
-    let mut c = Cluster::new(3, test_config(), b"", b"");
+fn minority_cannot_write_and_catches_up_after_heal<F: EngineFactory>(factory: F) {
+    let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
     let leader = c.leader(1);
     let isolated = (1..=3).find(|&id| id != leader).unwrap();
     for other in 1..=3 {
@@ -188,14 +182,13 @@ fn minority_cannot_write_and_catches_up_after_heal() {
     );
 }
 
-#[test]
-fn log_gc_truncates_and_deletes_the_log() {
+fn log_gc_truncates_and_deletes_the_log<F: EngineFactory>(factory: F) {
     let cfg = raft_store::Config {
         raft_log_gc_count_limit: 10,
         raft_log_gc_tick_ticks: 1,
         ..test_config()
     };
-    let mut c = Cluster::new(3, cfg, b"", b"");
+    let mut c = Cluster::with_factory(factory, 3, cfg, b"", b"");
     for i in 0..50u8 {
         c.must_put(&[i], b"v");
     }
@@ -227,3 +220,13 @@ fn log_gc_truncates_and_deletes_the_log() {
     }
     assert_eq!(c.must_get(&[7]), Some(b"v".to_vec()));
 }
+
+on_every_engine!(
+    put_get_delete_scan,
+    followers_answer_not_leader_with_a_hint,
+    typed_errors_for_bad_requests,
+    leader_failover_keeps_acknowledged_writes,
+    restart_of_every_store_recovers_from_the_engines,
+    minority_cannot_write_and_catches_up_after_heal,
+    log_gc_truncates_and_deletes_the_log
+);

@@ -3,7 +3,7 @@
 #[path = "support/cluster.rs"]
 mod cluster;
 
-use cluster::{Cluster, change_peer, test_config, transfer_leader};
+use cluster::{Cluster, EngineFactory, change_peer, test_config, transfer_leader};
 use engines::Peekable;
 use raft_core::eraftpb::ConfChangeType;
 use raft_store::keys::{self, CF_DEFAULT, CF_META};
@@ -16,9 +16,8 @@ fn small_gc() -> raft_store::Config {
     }
 }
 
-#[test]
-fn follower_catches_up_by_snapshot_after_log_gc() {
-    let mut c = Cluster::new(3, small_gc(), b"", b"");
+fn follower_catches_up_by_snapshot_after_log_gc<F: EngineFactory>(factory: F) {
+    let mut c = Cluster::with_factory(factory, 3, small_gc(), b"", b"");
     let leader = c.leader(1);
     let lagging = (1..=3).find(|&id| id != leader).unwrap();
     c.stop(lagging);
@@ -54,9 +53,8 @@ fn follower_catches_up_by_snapshot_after_log_gc() {
     assert!(storage.truncated_index() >= truncated.min(storage.applied_index()));
 }
 
-#[test]
-fn add_peer_on_a_new_store_receives_the_data() {
-    let mut c = Cluster::new(3, test_config(), b"", b"");
+fn add_peer_on_a_new_store_receives_the_data<F: EngineFactory>(factory: F) {
+    let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
     c.must_put(b"before", b"add");
     c.add_empty_store(4);
     let resp = c.must_admin(change_peer(ConfChangeType::AddNode, 4, 4));
@@ -97,9 +95,8 @@ fn add_peer_on_a_new_store_receives_the_data() {
     );
 }
 
-#[test]
-fn removed_peer_is_destroyed_and_its_data_deleted() {
-    let mut c = Cluster::new(3, test_config(), b"", b"");
+fn removed_peer_is_destroyed_and_its_data_deleted<F: EngineFactory>(factory: F) {
+    let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
     c.must_put(b"k", b"v");
     let leader = c.leader(1);
     let victim = (1..=3).find(|&id| id != leader).unwrap();
@@ -133,9 +130,8 @@ fn removed_peer_is_destroyed_and_its_data_deleted() {
     assert!(c.stores[&victim].peer(1).is_none());
 }
 
-#[test]
-fn transfer_leader_moves_leadership() {
-    let mut c = Cluster::new(3, test_config(), b"", b"");
+fn transfer_leader_moves_leadership<F: EngineFactory>(factory: F) {
+    let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
     c.must_put(b"k", b"v");
     for _ in 0..3 {
         let leader = c.leader(1);
@@ -148,3 +144,10 @@ fn transfer_leader_moves_leadership() {
         assert_eq!(c.must_get(b"k"), Some(b"v".to_vec()));
     }
 }
+
+on_every_engine!(
+    follower_catches_up_by_snapshot_after_log_gc,
+    add_peer_on_a_new_store_receives_the_data,
+    removed_peer_is_destroyed_and_its_data_deleted,
+    transfer_leader_moves_leadership
+);

@@ -3,11 +3,10 @@
 #[path = "support/cluster.rs"]
 mod cluster;
 
-use cluster::{Cluster, get, put, split_at, test_config};
+use cluster::{Cluster, EngineFactory, get, put, split_at, test_config};
 
-#[test]
-fn split_creates_a_region_that_serves_its_keys() {
-    let mut c = Cluster::new(3, test_config(), b"", b"");
+fn split_creates_a_region_that_serves_its_keys<F: EngineFactory>(factory: F) {
+    let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
     for k in [b"a", b"f", b"m", b"t", b"z"] {
         c.must_put(k, k);
     }
@@ -72,15 +71,14 @@ fn split_creates_a_region_that_serves_its_keys() {
     assert_eq!(c.must_get(b"a"), Some(b"a".to_vec()));
 }
 
-#[test]
-fn regions_split_automatically_by_size() {
+fn regions_split_automatically_by_size<F: EngineFactory>(factory: F) {
     let cfg = raft_store::Config {
         region_max_size_bytes: 2048,
         region_split_size_bytes: 1024,
         split_check_tick_ticks: 1,
         ..test_config()
     };
-    let mut c = Cluster::new(3, cfg, b"", b"");
+    let mut c = Cluster::with_factory(factory, 3, cfg, b"", b"");
     for i in 0..60u32 {
         let key = format!("key{i:04}");
         c.must_put_routed(key.as_bytes(), &[7u8; 100]);
@@ -103,3 +101,8 @@ fn regions_split_automatically_by_size() {
         assert_eq!(pair[0].end_key, pair[1].start_key);
     }
 }
+
+on_every_engine!(
+    split_creates_a_region_that_serves_its_keys,
+    regions_split_automatically_by_size
+);

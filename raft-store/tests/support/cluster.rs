@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-use engines::MemoryEngine;
+use engines::{Engine, MemoryEngine};
 use raft_store::bootstrap::{bootstrap_region, bootstrap_store};
 use raft_store::keys::{CF_DEFAULT, CF_META, CF_RAFT};
 use raft_store::pb::metapb::{Peer, Region, RegionEpoch};
@@ -33,12 +33,63 @@ impl RaftMessageSender for QueueSender {
     fn flush(&mut self) {}
 }
 
-pub type TestStore = Store<MemoryEngine, MemoryEngine, QueueSender>;
+/// Opens the (raft, kv) engines of a store: the same data every time for one id.
+pub trait EngineFactory {
+    type Engine: Engine;
+    fn open(&mut self, store_id: u64) -> (Self::Engine, Self::Engine);
+}
 
-pub struct Cluster {
-    pub cfg: Config,
-    pub stores: BTreeMap<u64, TestStore>,
+/// Memory engines, kept across stop and start like a disk would be.
+#[derive(Default)]
+pub struct MemoryFactory {
     engines: BTreeMap<u64, (MemoryEngine, MemoryEngine)>,
+}
+
+impl EngineFactory for MemoryFactory {
+    type Engine = MemoryEngine;
+    fn open(&mut self, store_id: u64) -> (MemoryEngine, MemoryEngine) {
+        self.engines
+            .entry(store_id)
+            .or_insert_with(|| {
+                (
+                    MemoryEngine::new(&[CF_RAFT]).unwrap(),
+                    MemoryEngine::new(&[CF_DEFAULT, CF_META]).unwrap(),
+                )
+            })
+            .clone()
+    }
+}
+
+/// fjall engines in a temporary directory, reopened from disk on every start.
+pub struct FjallFactory {
+    dir: tempfile::TempDir,
+}
+
+impl FjallFactory {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
+impl EngineFactory for FjallFactory {
+    type Engine = engines::FjallEngine;
+    fn open(&mut self, store_id: u64) -> (Self::Engine, Self::Engine) {
+        let base = self.dir.path().join(format!("store-{store_id}"));
+        let raft = engines::FjallEngine::open(&base.join("raft"), &[CF_RAFT]).unwrap();
+        let kv = engines::FjallEngine::open(&base.join("kv"), &[CF_DEFAULT, CF_META]).unwrap();
+        (raft, kv)
+    }
+}
+
+pub type TestStore<E> = Store<E, E, QueueSender>;
+
+pub struct Cluster<F: EngineFactory = MemoryFactory> {
+    pub cfg: Config,
+    pub stores: BTreeMap<u64, TestStore<F::Engine>>,
+    factory: F,
+    engines: BTreeMap<u64, (F::Engine, F::Engine)>,
     queue: Queue,
     /// Stores that are stopped: messages to them are lost.
     pub stopped: HashSet<u64>,
@@ -54,10 +105,17 @@ pub fn test_config() -> Config {
     }
 }
 
-impl Cluster {
+impl Cluster<MemoryFactory> {
+    /// `n` stores on memory engines sharing one region `[start, end)`.
+    pub fn new(n: u64, cfg: Config, start: &[u8], end: &[u8]) -> Self {
+        Self::with_factory(MemoryFactory::default(), n, cfg, start, end)
+    }
+}
+
+impl<F: EngineFactory> Cluster<F> {
     /// `n` stores sharing one region `[start, end)` with a peer on each store.
     /// Set `RUST_LOG` (e.g. `RUST_LOG=raft_store=debug`) to see the stores' logs.
-    pub fn new(n: u64, cfg: Config, start: &[u8], end: &[u8]) -> Self {
+    pub fn with_factory(factory: F, n: u64, cfg: Config, start: &[u8], end: &[u8]) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
@@ -85,13 +143,13 @@ impl Cluster {
             queue: Rc::new(RefCell::new(VecDeque::new())),
             stopped: HashSet::new(),
             cut: HashSet::new(),
+            factory,
         };
         for id in 1..=n {
-            let raft = MemoryEngine::new(&[CF_RAFT]).unwrap();
-            let kv = MemoryEngine::new(&[CF_DEFAULT, CF_META]).unwrap();
+            let (raft, kv) = cluster.factory.open(id);
             bootstrap_store(&kv, 1, id).unwrap();
             bootstrap_region(&raft, &kv, &region).unwrap();
-            cluster.engines.insert(id, (raft, kv));
+            drop((raft, kv));
             cluster.start(id);
         }
         cluster
@@ -99,15 +157,15 @@ impl Cluster {
 
     /// Adds a store with no region (a peer arrives on it by conf change and snapshot).
     pub fn add_empty_store(&mut self, id: u64) {
-        let raft = MemoryEngine::new(&[CF_RAFT]).unwrap();
-        let kv = MemoryEngine::new(&[CF_DEFAULT, CF_META]).unwrap();
+        let (_, kv) = self.factory.open(id);
         bootstrap_store(&kv, 1, id).unwrap();
-        self.engines.insert(id, (raft, kv));
+        drop(kv);
         self.start(id);
     }
 
     pub fn start(&mut self, id: u64) {
-        let (raft, kv) = self.engines[&id].clone();
+        let (raft, kv) = self.factory.open(id);
+        self.engines.insert(id, (raft.clone(), kv.clone()));
         let sender = QueueSender {
             queue: self.queue.clone(),
         };
@@ -118,14 +176,15 @@ impl Cluster {
 
     pub fn stop(&mut self, id: u64) {
         self.stores.remove(&id);
+        self.engines.remove(&id);
         self.stopped.insert(id);
     }
 
-    pub fn kv(&self, id: u64) -> &MemoryEngine {
+    pub fn kv(&self, id: u64) -> &F::Engine {
         &self.engines[&id].1
     }
 
-    pub fn raft_engine(&self, id: u64) -> &MemoryEngine {
+    pub fn raft_engine(&self, id: u64) -> &F::Engine {
         &self.engines[&id].0
     }
 
@@ -381,4 +440,18 @@ pub fn split_at(key: &[u8]) -> AdminRequest {
         }),
         ..Default::default()
     }
+}
+
+/// Runs each named test function (generic over the engine factory) once per engine:
+/// `memory::name` and `fjall::name`.
+#[macro_export]
+macro_rules! on_every_engine {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[test] fn $name() { super::$name(super::cluster::MemoryFactory::default()) })*
+        }
+        mod fjall {
+            $(#[test] fn $name() { super::$name(super::cluster::FjallFactory::new()) })*
+        }
+    };
 }
