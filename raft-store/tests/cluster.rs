@@ -1,4 +1,5 @@
 //! Three stores over in-memory queues on the memory engine: the basic life of a region.
+#![allow(clippy::unwrap_used)] // test bodies shared by the per-engine #[test]s
 
 #[path = "support/cluster.rs"]
 mod cluster;

@@ -1,4 +1,5 @@
 //! Region split on the in-memory cluster.
+#![allow(clippy::unwrap_used)] // test bodies shared by the per-engine #[test]s
 
 #[path = "support/cluster.rs"]
 mod cluster;
