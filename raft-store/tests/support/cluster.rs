@@ -63,12 +63,22 @@ impl EngineFactory for MemoryFactory {
 /// fjall engines in a temporary directory, reopened from disk on every start.
 pub struct FjallFactory {
     dir: tempfile::TempDir,
+    fixed: Option<std::path::PathBuf>,
 }
 
 impl FjallFactory {
     pub fn new() -> Self {
         Self {
             dir: tempfile::tempdir().unwrap(),
+            fixed: None,
+        }
+    }
+
+    /// Engines under `path`, which outlives the factory (for crash tests).
+    pub fn at(path: &std::path::Path) -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            fixed: Some(path.to_path_buf()),
         }
     }
 }
@@ -76,7 +86,11 @@ impl FjallFactory {
 impl EngineFactory for FjallFactory {
     type Engine = engines::FjallEngine;
     fn open(&mut self, store_id: u64) -> (Self::Engine, Self::Engine) {
-        let base = self.dir.path().join(format!("store-{store_id}"));
+        let root = self
+            .fixed
+            .clone()
+            .unwrap_or_else(|| self.dir.path().to_path_buf());
+        let base = root.join(format!("store-{store_id}"));
         let raft = engines::FjallEngine::open(&base.join("raft"), &[CF_RAFT]).unwrap();
         let kv = engines::FjallEngine::open(&base.join("kv"), &[CF_DEFAULT, CF_META]).unwrap();
         (raft, kv)
@@ -113,6 +127,23 @@ impl Cluster<MemoryFactory> {
 }
 
 impl<F: EngineFactory> Cluster<F> {
+    /// Opens stores 1..=n that were created earlier (their engines hold the region).
+    pub fn reopen(factory: F, n: u64, cfg: Config) -> Self {
+        let mut cluster = Self {
+            cfg,
+            stores: BTreeMap::new(),
+            engines: BTreeMap::new(),
+            queue: Rc::new(RefCell::new(VecDeque::new())),
+            stopped: HashSet::new(),
+            cut: HashSet::new(),
+            factory,
+        };
+        for id in 1..=n {
+            cluster.start(id);
+        }
+        cluster
+    }
+
     /// `n` stores sharing one region `[start, end)` with a peer on each store.
     /// Set `RUST_LOG` (e.g. `RUST_LOG=raft_store=debug`) to see the stores' logs.
     pub fn with_factory(factory: F, n: u64, cfg: Config, start: &[u8], end: &[u8]) -> Self {

@@ -1,0 +1,158 @@
+//! Apply atomicity and durability across a real crash: a child process runs a
+//! single-node store on fjall and acknowledges puts on stdout; the parent kills it with
+//! SIGKILL at a seeded random moment, then checks the engines it left behind.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)] // a test and its child process
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use cluster::{Cluster, FjallFactory, test_config};
+use engines::{Direction, FjallEngine, Iterable, Peekable};
+use prost::Message as _;
+use raft_core::eraftpb::{Entry, EntryType};
+use raft_store::keys::{self, CF_DEFAULT, CF_META, CF_RAFT};
+use raft_store::pb::raft_cmdpb::{CmdType, RaftCmdRequest};
+use raft_store::pb::raft_serverpb::RaftApplyState;
+
+const CHILD_ENV: &str = "RAFT_STORE_CRASH_CHILD_DIR";
+const TEST_NAME: &str = "killed_store_keeps_acknowledged_writes_and_consistent_apply_state";
+
+fn data_key(seq: u64) -> Vec<u8> {
+    format!("data/{seq:08}").into_bytes()
+}
+
+/// The child: put (data/i, i) and (last, i) in one command, forever; print each ack.
+fn run_child(dir: &str) -> ! {
+    let mut c = Cluster::with_factory(FjallFactory::at(dir.as_ref()), 1, test_config(), b"", b"");
+    for seq in 1.. {
+        let value = seq.to_string().into_bytes();
+        c.must_call(vec![
+            cluster::put(&data_key(seq), &value),
+            cluster::put(b"last", &value),
+        ]);
+        println!("ack {seq}");
+    }
+    unreachable!("the loop never ends")
+}
+
+fn seed() -> u64 {
+    std::env::var("RAFT_STORE_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
+}
+
+/// The highest put sequence number among the log entries up to `applied`.
+fn last_seq_in_log(raft: &FjallEngine, applied: u64) -> u64 {
+    let mut last = 0;
+    let from = keys::raft_log_key(1, 0);
+    let to = keys::raft_log_key(1, applied + 1);
+    raft.scan(
+        CF_RAFT,
+        from.as_slice()..to.as_slice(),
+        Direction::Forward,
+        |_, v| {
+            let entry = Entry::decode(v).unwrap();
+            if entry.entry_type() == EntryType::EntryNormal && !entry.data.is_empty() {
+                let cmd = RaftCmdRequest::decode(entry.data.clone()).unwrap();
+                for r in cmd.requests.iter().filter(|r| r.cmd_type() == CmdType::Put) {
+                    let put = r.put.as_ref().unwrap();
+                    if &put.key[..] == b"last" {
+                        last = String::from_utf8_lossy(&put.value).parse().unwrap();
+                    }
+                }
+            }
+            true
+        },
+    )
+    .unwrap();
+    last
+}
+
+#[test]
+fn killed_store_keeps_acknowledged_writes_and_consistent_apply_state() {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        run_child(&dir);
+    }
+    let seed = seed();
+    println!("crash test seed={seed} (replay with RAFT_STORE_CRASH_SEED={seed})");
+    for round in 0..3u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let kill_after = 20
+            + (seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(round * 7919)
+                >> 33)
+                % 150;
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut acked = 0u64;
+        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+            let line = line.unwrap();
+            if let Some(seq) = line.strip_prefix("ack ") {
+                acked = seq.parse().unwrap();
+                if acked >= kill_after {
+                    break;
+                }
+            }
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        assert!(
+            acked >= kill_after,
+            "seed={seed}: the child stopped after {acked} acks"
+        );
+
+        // The engines as the crash left them, before any replay.
+        let base = dir.path().join("store-1");
+        {
+            let raft = FjallEngine::open(&base.join("raft"), &[CF_RAFT]).unwrap();
+            let kv = FjallEngine::open(&base.join("kv"), &[CF_DEFAULT, CF_META]).unwrap();
+            let state = kv.get(CF_META, &keys::apply_state_key(1)).unwrap().unwrap();
+            let applied = RaftApplyState::decode(&state[..]).unwrap().applied_index;
+            let last: u64 = kv
+                .get(CF_DEFAULT, &keys::data_key(b"last"))
+                .unwrap()
+                .map_or(0, |v| String::from_utf8_lossy(&v).parse().unwrap());
+            assert_eq!(
+                last,
+                last_seq_in_log(&raft, applied),
+                "seed={seed}: data and applied index disagree"
+            );
+            for seq in 1..=last + 1 {
+                let present = kv
+                    .get(CF_DEFAULT, &keys::data_key(&data_key(seq)))
+                    .unwrap()
+                    .is_some();
+                assert_eq!(
+                    present,
+                    seq <= last,
+                    "seed={seed}: data/{seq} with last={last}"
+                );
+            }
+        }
+        // After a restart every acknowledged write is there.
+        let mut c = Cluster::reopen(FjallFactory::at(dir.path()), 1, test_config());
+        for seq in 1..=acked {
+            assert_eq!(
+                c.must_get(&data_key(seq)),
+                Some(seq.to_string().into_bytes()),
+                "seed={seed}: ack {seq} lost"
+            );
+        }
+    }
+}
