@@ -1,0 +1,1899 @@
+//! A seeded, discrete-event simulator of a raft-core cluster for randomized safety runs.
+//!
+//! Where `network.rs` persists synchronously and delivers in FIFO order, here every effect
+//! is an event the simulator schedules at random from one seed:
+//!
+//! - **Network**: messages sit in one in-flight pool; delivery picks any of them (reordering),
+//!   may leave a copy behind (duplication), may lose it (random loss, partitions, a down
+//!   receiver). The pool is bounded; overflow loses a random message.
+//! - **Asynchronous persistence**: a `Ready`'s `messages` enter the network at once, while
+//!   its snapshot, entries and hard state join the node's disk write queue. Only when the
+//!   simulator later completes that write (in order) does it reach `MemStorage`, is
+//!   `on_persist_ready(number)` called, and are its `persisted_messages` released.
+//! - **Applying**: committed entries wait in an apply queue and are applied later, but
+//!   never before the write of the `Ready` that carried them completed, so the state
+//!   machine never runs ahead of the persisted commit index (checked). The state machine
+//!   is durable: it and the `ConfState` it implies survive crashes, and a restart passes
+//!   its applied index as `Config::applied`.
+//! - **Crashes**: a crash drops the `RawNode`, its pending disk writes, its apply queue and
+//!   its unsent persisted messages; only `MemStorage` and the state machine remain.
+//! - **Workload**: proposals with unique values via random nodes, conf changes (V1, V2
+//!   simple, V2 joint with every transition, leave-joint) over a fixed pool of ids,
+//!   leadership transfers, snapshots with log compaction.
+//!
+//! Every cluster starts from a snapshot at index 1 that holds the initial membership, so a
+//! node joining with empty storage always learns its configuration from a snapshot.
+//!
+//! After every step the safety properties are checked against oracles that outlive any
+//! node (see [`Oracle`]); at the end all faults heal and the cluster must commit a fresh
+//! proposal on every voter within a bounded number of rounds.
+#![allow(dead_code)]
+
+#[path = "network.rs"]
+mod network;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use bytes::Bytes;
+use prost::Message as _;
+use raft_core::eraftpb::{
+    ConfChange, ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState,
+    Entry, EntryType, HardState, Message, MessageType, Snapshot, SnapshotMetadata,
+};
+use raft_core::{Config, Error, MemStorage, RawNode, SnapshotStatus, StateRole};
+
+/// The index of the bootstrap snapshot every initial member starts from.
+pub const BOOT_INDEX: u64 = 1;
+/// The term of the bootstrap snapshot.
+pub const BOOT_TERM: u64 = 1;
+/// The most messages in flight at once; beyond it a random one is lost.
+pub const NET_CAPACITY_MSGS: usize = 256;
+/// How many recent events a failure report shows.
+pub const TRACE_RECENT_EVENTS: usize = 80;
+/// How often (in steps) every pair of logs is compared in full.
+pub const FULL_LOG_CHECK_INTERVAL_STEPS: u64 = 97;
+
+// ----- randomness ------------------------------------------------------------------------
+
+/// A small seeded generator (SplitMix64): a seed replays exactly on every platform.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed ^ 0x5EED_5AFE_7E57_0001)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `[0, n)`; `n` must be positive.
+    pub fn below(&mut self, n: u64) -> u64 {
+        assert!(n > 0, "Rng::below(0)");
+        self.next_u64() % n
+    }
+
+    /// True with probability `per_mille / 1000`.
+    pub fn chance(&mut self, per_mille: u64) -> bool {
+        self.below(1000) < per_mille
+    }
+
+    /// A random element of `items`, if any.
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> Option<T> {
+        if items.is_empty() {
+            return None;
+        }
+        Some(items[self.below(items.len() as u64) as usize])
+    }
+}
+
+/// FNV-1a, for digests and the trace hash (stable across runs, unlike `RandomState`).
+#[derive(Debug, Clone)]
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xCBF2_9CE4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01B3);
+        }
+    }
+}
+
+/// The identity of an entry's content: term, type and payload.
+fn digest(term: u64, entry_type: i32, data: &[u8]) -> u64 {
+    let mut h = Fnv::default();
+    h.write_u64(term);
+    h.write_i32(entry_type);
+    h.write(data);
+    h.finish()
+}
+
+fn entry_digest(e: &Entry) -> u64 {
+    digest(e.term, e.entry_type, &e.data)
+}
+
+// ----- parameters --------------------------------------------------------------------------
+
+/// What one run does; all but `seed` and `steps` are drawn from the seed.
+#[derive(Debug, Clone)]
+pub struct Params {
+    /// The seed everything derives from.
+    pub seed: u64,
+    /// Random steps before healing.
+    pub steps: u64,
+    /// Rounds (ticks of every node) the healed cluster gets to commit a new proposal.
+    pub liveness_rounds: u64,
+    /// The initial voters are `1..=voters`.
+    pub voters: u64,
+    /// Every id in `1..=pool` runs a node; the ones past `voters` start empty.
+    pub pool: u64,
+    /// `Config::pre_vote`.
+    pub pre_vote: bool,
+    /// `Config::check_quorum`.
+    pub check_quorum: bool,
+    /// `Config::election_ticks`.
+    pub election_ticks: usize,
+    /// `Config::heartbeat_ticks`.
+    pub heartbeat_ticks: usize,
+    /// `Config::max_msg_bytes` (small values split appends).
+    pub max_msg_bytes: u64,
+    /// `Config::max_inflight_msgs`.
+    pub max_inflight_msgs: usize,
+    /// `Config::max_committed_bytes_per_ready` (small values split applying).
+    pub max_committed_bytes_per_ready: u64,
+    /// Probability (per mille) that a delivery loses the message.
+    pub loss_per_mille: u64,
+    /// Probability (per mille) that a delivery leaves a copy in flight.
+    pub dup_per_mille: u64,
+}
+
+impl Params {
+    /// Parameters for `seed`, running `steps` random steps.
+    pub fn new(seed: u64, steps: u64) -> Self {
+        let mut rng = Rng::new(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0xC0FF_EE00);
+        let voters = if rng.chance(500) { 3 } else { 5 };
+        Self {
+            seed,
+            steps,
+            liveness_rounds: 300,
+            voters,
+            pool: voters + 2,
+            pre_vote: rng.chance(500),
+            check_quorum: rng.chance(500),
+            election_ticks: 5 + rng.below(4) as usize,
+            heartbeat_ticks: 1 + rng.below(2) as usize,
+            max_msg_bytes: [64, 256, 1 << 20][rng.below(3) as usize],
+            max_inflight_msgs: [1, 4, 256][rng.below(3) as usize],
+            max_committed_bytes_per_ready: [32, 1 << 20][rng.below(2) as usize],
+            loss_per_mille: [0, 20, 80, 200][rng.below(4) as usize],
+            dup_per_mille: [0, 20, 100][rng.below(3) as usize],
+        }
+    }
+
+    fn config(&self, id: u64, incarnation: u64) -> Config {
+        let mut c = network::test_config(id);
+        c.election_ticks = self.election_ticks;
+        c.heartbeat_ticks = self.heartbeat_ticks;
+        c.pre_vote = self.pre_vote;
+        c.check_quorum = self.check_quorum;
+        c.max_msg_bytes = self.max_msg_bytes;
+        c.max_inflight_msgs = self.max_inflight_msgs;
+        c.max_committed_bytes_per_ready = self.max_committed_bytes_per_ready;
+        c.random_seed = self.seed ^ incarnation.wrapping_mul(0x9E37_79B9);
+        c
+    }
+}
+
+// ----- the trace -----------------------------------------------------------------------------
+
+/// Why a message did not arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Loss {
+    /// Random loss.
+    Random,
+    /// Sender and receiver are on different sides of a partition.
+    Partition,
+    /// The receiver is down (or not in the pool).
+    Down,
+    /// The network was full.
+    Overflow,
+}
+
+/// One thing the simulator did or observed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Event {
+    /// Ticked a node.
+    Tick { id: u64 },
+    /// Delivered a message (leaving a copy in flight when `dup`).
+    Deliver {
+        from: u64,
+        to: u64,
+        ty: MessageType,
+        term: u64,
+        index: u64,
+        n_ents: usize,
+        commit: u64,
+        reject: bool,
+        dup: bool,
+    },
+    /// Lost a message.
+    Lose {
+        from: u64,
+        to: u64,
+        ty: MessageType,
+        why: Loss,
+    },
+    /// Took a Ready.
+    Ready {
+        id: u64,
+        number: u64,
+        msgs: usize,
+        persisted_msgs: usize,
+        entries: (u64, u64),
+        snapshot: u64,
+        hard_state: Option<(u64, u64, u64)>,
+        committed: (u64, u64),
+    },
+    /// Completed a disk write and confirmed it.
+    Persist { id: u64, number: u64 },
+    /// Applied entries up to `applied`.
+    Apply { id: u64, applied: u64 },
+    /// Installed a snapshot into the state machine.
+    InstallSnapshot { id: u64, index: u64 },
+    /// Proposed a value.
+    Propose { id: u64, value: u64, accepted: bool },
+    /// Proposed a conf change.
+    ProposeConfChange {
+        id: u64,
+        change: String,
+        accepted: bool,
+    },
+    /// Applied a committed conf change.
+    ApplyConfChange { id: u64, index: u64, result: String },
+    /// Told a node that a peer is unreachable.
+    Unreachable { id: u64, to: u64 },
+    /// Asked a node to transfer leadership.
+    Transfer { id: u64, to: u64 },
+    /// Made a snapshot and compacted the log.
+    Compact { id: u64, snapshot: u64, first: u64 },
+    /// Crashed a node.
+    Crash { id: u64, lost_writes: usize },
+    /// Restarted a node from its storage.
+    Restart {
+        id: u64,
+        term: u64,
+        commit: u64,
+        applied: u64,
+    },
+    /// Split the pool into groups.
+    Partition { groups: Vec<Vec<u64>> },
+    /// Healed the partition.
+    Heal,
+    /// Observed a new leader.
+    Leader { id: u64, term: u64 },
+    /// Started the liveness phase.
+    LivenessPhase,
+}
+
+/// The events of one run: a running hash of all of them and the most recent ones.
+#[derive(Debug, Default)]
+pub struct Trace {
+    hash: Fnv,
+    count: u64,
+    recent: VecDeque<(u64, Event)>,
+}
+
+impl Trace {
+    fn push(&mut self, step: u64, event: Event) {
+        step.hash(&mut self.hash);
+        event.hash(&mut self.hash);
+        self.count += 1;
+        if self.recent.len() == TRACE_RECENT_EVENTS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((step, event));
+    }
+
+    /// The hash of every event so far, in order.
+    pub fn hash(&self) -> u64 {
+        self.hash.finish()
+    }
+
+    fn render(&self) -> String {
+        let mut s = String::new();
+        for (step, e) in &self.recent {
+            let _ = writeln!(s, "  [{step:>5}] {e:?}");
+        }
+        s
+    }
+}
+
+// ----- the state machine -------------------------------------------------------------------
+
+/// One applied entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmEntry {
+    /// The entry's term.
+    pub term: u64,
+    /// The entry's type.
+    pub entry_type: i32,
+    /// The entry's payload.
+    pub data: Bytes,
+}
+
+/// A node's durable state machine: every entry it applied, in index order.
+///
+/// Invariant: `applied == 0` (a node that never had state) with no entries, or
+/// `applied == BOOT_INDEX + entries.len()`; `entries[k]` is the entry at `BOOT_INDEX + 1 + k`.
+#[derive(Debug, Clone, Default)]
+pub struct StateMachine {
+    applied: u64,
+    entries: Vec<SmEntry>,
+}
+
+impl StateMachine {
+    fn bootstrapped() -> Self {
+        Self {
+            applied: BOOT_INDEX,
+            entries: Vec::new(),
+        }
+    }
+
+    /// The index of the last applied entry.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    fn contains_value(&self, value: &[u8]) -> bool {
+        self.entries.iter().rev().any(|e| e.data == value)
+    }
+
+    /// The state machine as snapshot data.
+    fn encode(&self) -> Bytes {
+        let mut out = Vec::with_capacity(16 + self.entries.len() * 24);
+        out.extend_from_slice(&self.applied.to_le_bytes());
+        for e in &self.entries {
+            out.extend_from_slice(&e.term.to_le_bytes());
+            out.extend_from_slice(&e.entry_type.to_le_bytes());
+            out.extend_from_slice(&(e.data.len() as u32).to_le_bytes());
+            out.extend_from_slice(&e.data);
+        }
+        out.into()
+    }
+
+    fn decode(data: &Bytes) -> Result<Self, String> {
+        fn take<const N: usize>(data: &Bytes, at: &mut usize) -> Result<[u8; N], String> {
+            let bytes = data
+                .get(*at..*at + N)
+                .ok_or_else(|| format!("snapshot data truncated at byte {at}"))?;
+            *at += N;
+            Ok(bytes.try_into().expect("slice has length N"))
+        }
+        let mut at = 0;
+        let applied = u64::from_le_bytes(take::<8>(data, &mut at)?);
+        let mut entries = Vec::new();
+        while at < data.len() {
+            let term = u64::from_le_bytes(take::<8>(data, &mut at)?);
+            let entry_type = i32::from_le_bytes(take::<4>(data, &mut at)?);
+            let len = u32::from_le_bytes(take::<4>(data, &mut at)?) as usize;
+            let payload = data
+                .get(at..at + len)
+                .ok_or_else(|| "snapshot data truncated in a payload".to_owned())?;
+            at += len;
+            entries.push(SmEntry {
+                term,
+                entry_type,
+                data: data.slice_ref(payload),
+            });
+        }
+        if applied != BOOT_INDEX + entries.len() as u64 {
+            return Err(format!(
+                "snapshot data claims applied {applied} but holds {} entries",
+                entries.len()
+            ));
+        }
+        Ok(Self { applied, entries })
+    }
+}
+
+// ----- oracles -----------------------------------------------------------------------------
+
+/// What the whole run has seen, kept outside every node so that crashes cannot hide a
+/// violation.
+#[derive(Debug, Default)]
+pub struct Oracle {
+    /// Election safety: the leader of each term.
+    leaders: BTreeMap<u64, u64>,
+    /// Log matching: `(index, term)` → (term at `index - 1` if known, content digest).
+    entries: HashMap<(u64, u64), (Option<u64>, u64)>,
+    /// Committed entries: index → (term, the lowest node term at which it was seen
+    /// committed). Every leader of that term or later must hold it.
+    committed: BTreeMap<u64, (u64, u64)>,
+    /// State machine safety: index → digest of the entry applied there.
+    applied: HashMap<u64, u64>,
+}
+
+impl Oracle {
+    fn check_entry(&mut self, id: u64, e: &Entry, prev_term: Option<u64>) -> Result<(), String> {
+        let d = entry_digest(e);
+        match self.entries.get_mut(&(e.index, e.term)) {
+            None => {
+                self.entries.insert((e.index, e.term), (prev_term, d));
+            }
+            Some((seen_prev, seen_d)) => {
+                if *seen_d != d {
+                    return Err(format!(
+                        "log matching: node {id} holds entry {}/{} with other content than \
+                         seen before",
+                        e.index, e.term
+                    ));
+                }
+                match (*seen_prev, prev_term) {
+                    (Some(a), Some(b)) if a != b => {
+                        return Err(format!(
+                            "log matching: node {id} has entry {}/{} after term {b} at {}, \
+                             another log had it after term {a}",
+                            e.index,
+                            e.term,
+                            e.index - 1
+                        ));
+                    }
+                    (None, Some(b)) => *seen_prev = Some(b),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_applied(&mut self, id: u64, index: u64, d: u64) -> Result<(), String> {
+        match self.applied.get(&index) {
+            None => {
+                self.applied.insert(index, d);
+                Ok(())
+            }
+            Some(&seen) if seen == d => Ok(()),
+            Some(_) => Err(format!(
+                "state machine safety: node {id} applied a different entry at index {index} \
+                 than another node"
+            )),
+        }
+    }
+}
+
+// ----- nodes -------------------------------------------------------------------------------
+
+/// One `Ready`'s share of the disk: written in order, later.
+#[derive(Debug)]
+struct DiskWrite {
+    number: u64,
+    snapshot: Option<Snapshot>,
+    entries: Vec<Entry>,
+    hard_state: Option<HardState>,
+    persisted_messages: Vec<Message>,
+}
+
+/// Committed entries of one `Ready`, applied once that Ready's write is done.
+#[derive(Debug)]
+struct PendingApply {
+    number: u64,
+    entries: VecDeque<Entry>,
+}
+
+/// What only a running node has; dropped by a crash.
+struct Live {
+    raw: RawNode<MemStorage>,
+    writes: VecDeque<DiskWrite>,
+    applies: VecDeque<PendingApply>,
+    /// The number of the last Ready whose write completed.
+    persisted_number: u64,
+    seen_committed: u64,
+    seen_applied: u64,
+    seen_term: u64,
+}
+
+/// One node: durable storage and state machine, and the running part if up.
+pub struct Node {
+    id: u64,
+    storage: MemStorage,
+    sm: StateMachine,
+    /// The newest hard state observed in storage (which survives crashes).
+    durable_hs: HardState,
+    incarnation: u64,
+    live: Option<Live>,
+}
+
+impl Node {
+    fn live(&self) -> Option<&Live> {
+        self.live.as_ref()
+    }
+}
+
+/// Counters for tuning and for the report.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    /// Leaders observed (distinct terms).
+    pub leaders: u64,
+    /// Messages delivered.
+    pub delivered: u64,
+    /// Messages lost.
+    pub lost: u64,
+    /// Highest commit index seen.
+    pub max_commit: u64,
+    /// Proposals accepted.
+    pub proposals: u64,
+    /// Conf changes applied (counted once per index).
+    pub conf_changes: u64,
+    /// Snapshots installed by followers.
+    pub snapshots_installed: u64,
+    /// Crashes.
+    pub crashes: u64,
+    /// Partitions.
+    pub partitions: u64,
+    /// Liveness rounds needed after healing.
+    pub heal_rounds: u64,
+}
+
+/// The result of a successful run.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Hash of the whole event trace.
+    pub trace_hash: u64,
+    /// Counters.
+    pub stats: Stats,
+}
+
+/// A failed run: what broke, where, and how to replay it.
+#[derive(Debug)]
+pub struct Failure {
+    /// The seed.
+    pub seed: u64,
+    /// The step at which a check failed.
+    pub step: u64,
+    /// What broke.
+    pub message: String,
+    /// The parameters and the last events.
+    pub context: String,
+}
+
+impl Failure {
+    /// A report with the seed, the replay command and the last events.
+    pub fn report(&self) -> String {
+        format!(
+            "raft-core safety run failed: seed={seed} step={step}\n  {msg}\n\
+             replay: RAFT_SAFETY_SEED={seed} cargo test -p raft-core --test safety\n{ctx}",
+            seed = self.seed,
+            step = self.step,
+            msg = self.message,
+            ctx = self.context
+        )
+    }
+}
+
+/// Either conf change wire type.
+#[derive(Debug, Clone)]
+enum AnyConfChange {
+    V1(ConfChange),
+    V2(ConfChangeV2),
+}
+
+fn change_name(t: i32) -> &'static str {
+    match ConfChangeType::try_from(t) {
+        Ok(ConfChangeType::AddNode) => "add",
+        Ok(ConfChangeType::RemoveNode) => "remove",
+        Ok(ConfChangeType::AddLearnerNode) => "learner",
+        Err(_) => "?",
+    }
+}
+
+impl AnyConfChange {
+    fn describe(&self) -> String {
+        match self {
+            Self::V1(cc) => format!("v1 {} {}", change_name(cc.change_type), cc.node_id),
+            Self::V2(cc) => {
+                let steps: Vec<String> = cc
+                    .changes
+                    .iter()
+                    .map(|c| format!("{} {}", change_name(c.change_type), c.node_id))
+                    .collect();
+                let tr = match ConfChangeTransition::try_from(cc.transition) {
+                    Ok(ConfChangeTransition::Auto) => "auto",
+                    Ok(ConfChangeTransition::Implicit) => "implicit",
+                    Ok(ConfChangeTransition::Explicit) => "explicit",
+                    Err(_) => "?",
+                };
+                format!("v2 {tr} [{}]", steps.join(", "))
+            }
+        }
+    }
+}
+
+// ----- the simulator -----------------------------------------------------------------------
+
+/// A simulated cluster driven by one seed.
+pub struct Sim {
+    params: Params,
+    rng: Rng,
+    step: u64,
+    nodes: BTreeMap<u64, Node>,
+    /// Messages in flight, in no particular order.
+    net: Vec<Message>,
+    /// The group of each node while partitioned.
+    partition: Option<BTreeMap<u64, u64>>,
+    /// Whether loss and duplication are on (off once healed).
+    faults: bool,
+    next_value: u64,
+    oracle: Oracle,
+    trace: Trace,
+    stats: Stats,
+}
+
+type Check = Result<(), String>;
+
+impl Sim {
+    /// A cluster for `params`: voters `1..=voters` bootstrapped, the rest of the pool empty.
+    pub fn new(params: Params) -> Result<Self, String> {
+        let rng = Rng::new(params.seed);
+        let voters: Vec<u64> = (1..=params.voters).collect();
+        let mut nodes = BTreeMap::new();
+        for id in 1..=params.pool {
+            let storage = MemStorage::new();
+            let (sm, durable_hs) = if id <= params.voters {
+                let sm = StateMachine::bootstrapped();
+                let snapshot = Snapshot {
+                    data: sm.encode(),
+                    metadata: Some(SnapshotMetadata {
+                        conf_state: Some(ConfState::from((voters.clone(), vec![]))),
+                        index: BOOT_INDEX,
+                        term: BOOT_TERM,
+                    }),
+                };
+                storage
+                    .wl()
+                    .apply_snapshot(snapshot)
+                    .map_err(|e| format!("bootstrap: {e}"))?;
+                let hs = *storage.rl().hard_state();
+                (sm, hs)
+            } else {
+                (StateMachine::default(), HardState::default())
+            };
+            nodes.insert(
+                id,
+                Node {
+                    id,
+                    storage,
+                    sm,
+                    durable_hs,
+                    incarnation: 0,
+                    live: None,
+                },
+            );
+        }
+        let mut sim = Self {
+            params,
+            rng,
+            step: 0,
+            nodes,
+            net: Vec::new(),
+            partition: None,
+            faults: true,
+            next_value: 0,
+            oracle: Oracle::default(),
+            trace: Trace::default(),
+            stats: Stats::default(),
+        };
+        for id in 1..=sim.params.pool {
+            sim.start(id)?;
+        }
+        Ok(sim)
+    }
+
+    /// Runs the random steps, then heals and checks liveness.
+    ///
+    /// # Errors
+    /// The first violated property, with the seed and the trace.
+    pub fn run(mut self) -> Result<Outcome, Failure> {
+        while self.step < self.params.steps {
+            self.step += 1;
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                self.random_step()?;
+                self.check_step()?;
+                if self.step % FULL_LOG_CHECK_INTERVAL_STEPS == 0 {
+                    self.check_logs_pairwise()?;
+                }
+                Ok(())
+            }));
+            if let Err(message) = flatten(result) {
+                return Err(self.failure(message));
+            }
+        }
+        let result = catch_unwind(AssertUnwindSafe(|| self.liveness()));
+        if let Err(message) = flatten(result) {
+            return Err(self.failure(message));
+        }
+        Ok(Outcome {
+            trace_hash: self.trace.hash(),
+            stats: self.stats,
+        })
+    }
+
+    fn failure(&self, message: String) -> Failure {
+        let mut ctx = format!("params: {:?}\nnodes:\n", self.params);
+        for node in self.nodes.values() {
+            let _ = writeln!(ctx, "  {}", self.describe_node(node));
+        }
+        let _ = writeln!(
+            ctx,
+            "in flight: {} messages; partition: {:?}\nlast {} events:\n{}",
+            self.net.len(),
+            self.partition,
+            self.trace.recent.len(),
+            self.trace.render()
+        );
+        Failure {
+            seed: self.params.seed,
+            step: self.step,
+            message,
+            context: ctx,
+        }
+    }
+
+    fn describe_node(&self, node: &Node) -> String {
+        let hs = node.storage.rl().hard_state().to_owned();
+        let durable = format!(
+            "disk hs=({},{},{}) first={} last={} sm_applied={}",
+            hs.term,
+            hs.vote,
+            hs.commit,
+            raft_core::Storage::first_index(&node.storage),
+            raft_core::Storage::last_index(&node.storage),
+            node.sm.applied
+        );
+        match node.live() {
+            None => format!("{}: DOWN; {durable}", node.id),
+            Some(l) => {
+                let r = l.raw.raft();
+                let log = r.raft_log();
+                format!(
+                    "{}: {:?} term={} vote={} lead={} commit={} applied={} persisted={} \
+                     last={} conf={:?} writes={} applies={}; {durable}",
+                    node.id,
+                    r.state(),
+                    r.term(),
+                    r.vote(),
+                    r.leader_id(),
+                    log.committed,
+                    log.applied,
+                    log.persisted,
+                    log.last_index(),
+                    r.tracker().conf.to_conf_state(),
+                    l.writes.len(),
+                    l.applies.len()
+                )
+            }
+        }
+    }
+
+    fn record(&mut self, event: Event) {
+        self.trace.push(self.step, event);
+    }
+
+    // ----- node lifecycle ------------------------------------------------------------------
+
+    fn start(&mut self, id: u64) -> Check {
+        let node = self.nodes.get_mut(&id).expect("node in pool");
+        let mut cfg = self.params.config(id, node.incarnation);
+        cfg.applied = node.sm.applied;
+        let raw = RawNode::new(&cfg, node.storage.clone())
+            .map_err(|e| format!("node {id} failed to start from its storage: {e}"))?;
+        let (term, commit, applied) = {
+            let r = raw.raft();
+            (r.term(), r.raft_log().committed, r.raft_log().applied)
+        };
+        let hs = *node.storage.rl().hard_state();
+        if commit
+            != hs
+                .commit
+                .max(raft_core::Storage::first_index(&node.storage) - 1)
+        {
+            return Err(format!(
+                "node {id} restarted with commit {commit}, but persisted commit is {}",
+                hs.commit
+            ));
+        }
+        if applied != node.sm.applied {
+            return Err(format!(
+                "node {id} restarted with applied {applied}, but its state machine applied {}",
+                node.sm.applied
+            ));
+        }
+        node.live = Some(Live {
+            raw,
+            writes: VecDeque::new(),
+            applies: VecDeque::new(),
+            persisted_number: 0,
+            seen_committed: commit,
+            seen_applied: applied,
+            seen_term: term,
+        });
+        if node.incarnation > 0 {
+            self.record(Event::Restart {
+                id,
+                term,
+                commit,
+                applied,
+            });
+        }
+        Ok(())
+    }
+
+    fn crash(&mut self, id: u64) {
+        let node = self.nodes.get_mut(&id).expect("node in pool");
+        if let Some(live) = node.live.take() {
+            node.incarnation += 1;
+            self.stats.crashes += 1;
+            self.record(Event::Crash {
+                id,
+                lost_writes: live.writes.len(),
+            });
+        }
+    }
+
+    fn live_ids(&self) -> Vec<u64> {
+        self.nodes
+            .values()
+            .filter(|n| n.live.is_some())
+            .map(|n| n.id)
+            .collect()
+    }
+
+    fn live_ref(&self, id: u64) -> Option<&Live> {
+        self.nodes.get(&id).and_then(|n| n.live.as_ref())
+    }
+
+    fn live_mut(&mut self, id: u64) -> Option<&mut Live> {
+        self.nodes.get_mut(&id).and_then(|n| n.live.as_mut())
+    }
+
+    // ----- random steps --------------------------------------------------------------------
+
+    fn random_step(&mut self) -> Check {
+        let live = self.live_ids();
+        let roll = self.rng.below(1000);
+        match roll {
+            0..40 => {
+                // A tick of the whole cluster, or of one node (clocks drift).
+                if self.rng.chance(600) {
+                    for id in live {
+                        self.tick(id)?;
+                    }
+                } else if let Some(id) = self.rng.pick(&live) {
+                    self.tick(id)?;
+                }
+            }
+            40..400 => {
+                if !self.net.is_empty() {
+                    let idx = self.rng.below(self.net.len() as u64) as usize;
+                    self.deliver(idx)?;
+                }
+            }
+            400..410 => {
+                if !self.net.is_empty() {
+                    let idx = self.rng.below(self.net.len() as u64) as usize;
+                    let m = self.net.swap_remove(idx);
+                    self.lose(&m, Loss::Random);
+                }
+            }
+            410..600 => {
+                let ready: Vec<u64> = live
+                    .iter()
+                    .copied()
+                    .filter(|&id| self.live_ref(id).is_some_and(|l| l.raw.has_ready()))
+                    .collect();
+                if let Some(id) = self.rng.pick(&ready) {
+                    self.handle_ready(id)?;
+                }
+            }
+            600..760 => {
+                let writing: Vec<u64> = live
+                    .iter()
+                    .copied()
+                    .filter(|&id| self.live_ref(id).is_some_and(|l| !l.writes.is_empty()))
+                    .collect();
+                if let Some(id) = self.rng.pick(&writing) {
+                    let n = 1 + self.rng.below(2);
+                    for _ in 0..n {
+                        self.complete_write(id)?;
+                    }
+                }
+            }
+            760..860 => {
+                let applying: Vec<u64> = live
+                    .iter()
+                    .copied()
+                    .filter(|&id| {
+                        self.live_ref(id).is_some_and(|l| {
+                            l.applies
+                                .front()
+                                .is_some_and(|a| a.number <= l.persisted_number)
+                        })
+                    })
+                    .collect();
+                if let Some(id) = self.rng.pick(&applying) {
+                    let limit = 1 + self.rng.below(8) as usize;
+                    self.apply(id, limit)?;
+                }
+            }
+            860..920 => {
+                if let Some(id) = self.rng.pick(&live) {
+                    self.propose(id)?;
+                }
+            }
+            920..935 => {
+                if let Some(id) = self.rng.pick(&live) {
+                    self.propose_conf_change(id)?;
+                }
+            }
+            935..945 => {
+                if let Some(id) = self.rng.pick(&live) {
+                    let to = 1 + self.rng.below(self.params.pool);
+                    self.record(Event::Transfer { id, to });
+                    self.live_mut(id)
+                        .expect("picked a live node")
+                        .raw
+                        .transfer_leader(to)
+                        .map_err(|e| format!("node {id} failed transfer_leader({to}): {e}"))?;
+                }
+            }
+            945..960 => {
+                if let Some(id) = self.rng.pick(&live) {
+                    self.compact(id)?;
+                }
+            }
+            960..966 => {
+                if let Some(id) = self.rng.pick(&live) {
+                    self.crash(id);
+                }
+            }
+            966..980 => {
+                let down: Vec<u64> = self
+                    .nodes
+                    .values()
+                    .filter(|n| n.live.is_none())
+                    .map(|n| n.id)
+                    .collect();
+                if let Some(id) = self.rng.pick(&down) {
+                    self.start(id)?;
+                }
+            }
+            980..985 => {
+                if self.partition.is_none() {
+                    self.make_partition();
+                }
+            }
+            985..995 => {
+                if self.partition.take().is_some() {
+                    self.record(Event::Heal);
+                }
+            }
+            _ => {
+                // An unprompted election (as after a long pause).
+                if let Some(id) = self.rng.pick(&live) {
+                    self.live_mut(id)
+                        .expect("picked a live node")
+                        .raw
+                        .campaign()
+                        .map_err(|e| format!("node {id} failed to campaign: {e}"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self, id: u64) -> Check {
+        self.record(Event::Tick { id });
+        let live = self.live_mut(id).expect("ticking a live node");
+        live.raw
+            .tick()
+            .map_err(|e| format!("node {id} failed to tick: {e}"))
+    }
+
+    fn make_partition(&mut self) {
+        let groups_n = 2 + self.rng.below(2);
+        let mut groups: Vec<Vec<u64>> = vec![Vec::new(); groups_n as usize];
+        let mut map = BTreeMap::new();
+        for id in 1..=self.params.pool {
+            let g = self.rng.below(groups_n);
+            map.insert(id, g);
+            groups[g as usize].push(id);
+        }
+        self.stats.partitions += 1;
+        self.record(Event::Partition { groups });
+        self.partition = Some(map);
+    }
+
+    fn connected(&self, a: u64, b: u64) -> bool {
+        self.partition
+            .as_ref()
+            .is_none_or(|p| p.get(&a) == p.get(&b))
+    }
+
+    // ----- the network ---------------------------------------------------------------------
+
+    fn send(&mut self, m: Message) {
+        if self.net.len() >= NET_CAPACITY_MSGS {
+            let idx = self.rng.below(self.net.len() as u64) as usize;
+            let old = self.net.swap_remove(idx);
+            self.lose(&old, Loss::Overflow);
+        }
+        self.net.push(m);
+    }
+
+    fn lose(&mut self, m: &Message, why: Loss) {
+        self.stats.lost += 1;
+        self.record(Event::Lose {
+            from: m.from,
+            to: m.to,
+            ty: m.msg_type(),
+            why,
+        });
+        if self.live_ref(m.from).is_none() {
+            return;
+        }
+        if m.msg_type() == MessageType::MsgSnapshot {
+            let l = self.live_mut(m.from).expect("sender is up");
+            l.raw.report_snapshot(m.to, SnapshotStatus::Failure);
+        }
+        if matches!(why, Loss::Partition | Loss::Down) && self.rng.chance(300) {
+            self.record(Event::Unreachable {
+                id: m.from,
+                to: m.to,
+            });
+            let l = self.live_mut(m.from).expect("sender is up");
+            l.raw.report_unreachable(m.to);
+        }
+    }
+
+    fn deliver(&mut self, idx: usize) -> Check {
+        let dup = self.faults && self.rng.chance(self.params.dup_per_mille);
+        let m = if dup {
+            self.net[idx].clone()
+        } else {
+            self.net.swap_remove(idx)
+        };
+        let receiver_up = self.nodes.get(&m.to).is_some_and(|n| n.live.is_some());
+        let lost = if !self.connected(m.from, m.to) {
+            Some(Loss::Partition)
+        } else if self.faults && self.rng.chance(self.params.loss_per_mille) {
+            Some(Loss::Random)
+        } else if !receiver_up {
+            Some(Loss::Down)
+        } else {
+            None
+        };
+        if let Some(why) = lost {
+            self.lose(&m, why);
+            return Ok(());
+        }
+        self.stats.delivered += 1;
+        let ty = m.msg_type();
+        let (from, to) = (m.from, m.to);
+        self.record(Event::Deliver {
+            from,
+            to,
+            ty,
+            term: m.term,
+            index: m.index,
+            n_ents: m.entries.len(),
+            commit: m.commit,
+            reject: m.reject,
+            dup,
+        });
+        let live = self.live_mut(to).expect("receiver is up");
+        match live.raw.step(m) {
+            Ok(()) | Err(Error::ProposalDropped | Error::StepPeerNotFound) => {}
+            Err(e) => {
+                return Err(format!(
+                    "node {to} failed to step a genuine {ty:?} from {from}: {e}"
+                ));
+            }
+        }
+        if ty == MessageType::MsgSnapshot {
+            if let Some(l) = self.live_mut(from) {
+                l.raw.report_snapshot(to, SnapshotStatus::Finish);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a message as it leaves `id`: no message of a term leaves before the node's
+    /// hard state of that term is durable, a granted vote is durable, and an
+    /// acknowledged entry is on disk.
+    fn check_outgoing(&self, id: u64, m: &Message, after_persist: bool) -> Check {
+        let node = &self.nodes[&id];
+        let hs = *node.storage.rl().hard_state();
+        let ty = m.msg_type();
+        let future_term = matches!(
+            ty,
+            MessageType::MsgRequestPreVote | MessageType::MsgRequestPreVoteResponse
+        );
+        if m.term != 0 && !future_term && m.term > hs.term {
+            return Err(format!(
+                "node {id} sent {ty:?} of term {} to {} while its durable term is {} \
+                 (sent {} persisting)",
+                m.term,
+                m.to,
+                hs.term,
+                if after_persist { "after" } else { "before" }
+            ));
+        }
+        if ty == MessageType::MsgRequestVoteResponse
+            && !m.reject
+            && !(hs.term > m.term || (hs.term == m.term && hs.vote == m.to))
+        {
+            return Err(format!(
+                "node {id} granted its vote to {} in term {} before persisting it (disk hs \
+                 term {} vote {})",
+                m.to, m.term, hs.term, hs.vote
+            ));
+        }
+        if ty == MessageType::MsgAppendResponse && !m.reject {
+            let last = raft_core::Storage::last_index(&node.storage);
+            if m.index > last {
+                return Err(format!(
+                    "node {id} acknowledged index {} to {} but its disk ends at {last}",
+                    m.index, m.to
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    // ----- Ready, persistence, applying ----------------------------------------------------
+
+    fn handle_ready(&mut self, id: u64) -> Check {
+        let live = self.live_mut(id).expect("node is up");
+        let mut rd = live
+            .raw
+            .ready()
+            .map_err(|e| format!("node {id} failed to produce a Ready: {e}"))?;
+        let number = rd.number();
+        let entries = rd.take_entries();
+        let snapshot = rd.take_snapshot();
+        let committed = rd.take_committed_entries();
+        let messages = rd.take_messages();
+        let persisted_messages = rd.take_persisted_messages();
+        let hard_state = rd.hard_state().copied();
+        // Log matching, checked on every entry as it enters a log.
+        let prev_term = entries
+            .first()
+            .and_then(|e| live.raw.raft().raft_log().term(e.index - 1).ok());
+        if let Some(last) = live.applies.back() {
+            debug_assert!(last.number < number, "Ready numbers increase");
+        }
+        if !committed.is_empty() {
+            live.applies.push_back(PendingApply {
+                number,
+                entries: committed.iter().cloned().collect(),
+            });
+        }
+        live.writes.push_back(DiskWrite {
+            number,
+            snapshot: snapshot.clone(),
+            entries: entries.clone(),
+            hard_state,
+            persisted_messages,
+        });
+        let persisted_msgs = live.writes.back().map_or(0, |w| w.persisted_messages.len());
+        self.record(Event::Ready {
+            id,
+            number,
+            msgs: messages.len(),
+            persisted_msgs,
+            entries: (
+                entries.first().map_or(0, |e| e.index),
+                entries.last().map_or(0, |e| e.index),
+            ),
+            snapshot: snapshot
+                .as_ref()
+                .and_then(|s| s.metadata.as_ref())
+                .map_or(0, |m| m.index),
+            hard_state: hard_state.map(|h| (h.term, h.vote, h.commit)),
+            committed: (
+                committed.first().map_or(0, |e| e.index),
+                committed.last().map_or(0, |e| e.index),
+            ),
+        });
+        let mut prev = prev_term;
+        for e in &entries {
+            self.oracle.check_entry(id, e, prev)?;
+            prev = Some(e.term);
+        }
+        for m in messages {
+            self.check_outgoing(id, &m, false)?;
+            self.send(m);
+        }
+        Ok(())
+    }
+
+    /// Completes the oldest pending disk write of `id`, if any.
+    fn complete_write(&mut self, id: u64) -> Check {
+        let node = self.nodes.get_mut(&id).expect("node in pool");
+        let Some(live) = node.live.as_mut() else {
+            return Ok(());
+        };
+        let Some(write) = live.writes.pop_front() else {
+            return Ok(());
+        };
+        if let Some(snapshot) = write.snapshot {
+            // Entries committed before the snapshot arrived are applied first, in order.
+            self.apply(id, usize::MAX)?;
+            let node = self.nodes.get_mut(&id).expect("node in pool");
+            let index = snapshot.metadata.as_ref().map_or(0, |m| m.index);
+            let sm = StateMachine::decode(&snapshot.data)
+                .map_err(|e| format!("node {id} got snapshot {index} without state: {e}"))?;
+            if sm.applied != index {
+                return Err(format!(
+                    "node {id} got snapshot {index} whose state machine is at {}",
+                    sm.applied
+                ));
+            }
+            if sm.applied <= node.sm.applied {
+                return Err(format!(
+                    "node {id} was asked to install snapshot {index} but already applied {}",
+                    node.sm.applied
+                ));
+            }
+            for (k, e) in sm.entries.iter().enumerate() {
+                let index = BOOT_INDEX + 1 + k as u64;
+                self.oracle
+                    .check_applied(id, index, digest(e.term, e.entry_type, &e.data))?;
+            }
+            node.storage
+                .wl()
+                .apply_snapshot(snapshot)
+                .map_err(|e| format!("node {id} could not persist snapshot {index}: {e}"))?;
+            node.sm = sm;
+            self.stats.snapshots_installed += 1;
+            self.record(Event::InstallSnapshot { id, index });
+        }
+        let node = self.nodes.get_mut(&id).expect("node in pool");
+        let live = node.live.as_mut().expect("node is up");
+        node.storage
+            .wl()
+            .append(&write.entries)
+            .map_err(|e| format!("node {id} could not append its entries: {e}"))?;
+        if let Some(hs) = write.hard_state {
+            node.storage.wl().set_hard_state(hs);
+        }
+        // The persisted hard state never regresses.
+        let hs = *node.storage.rl().hard_state();
+        let old = node.durable_hs;
+        if hs.term < old.term
+            || (hs.term == old.term && old.vote != 0 && hs.vote != old.vote)
+            || hs.commit < old.commit
+        {
+            return Err(format!(
+                "node {id} persisted hard state {:?} after {:?}",
+                (hs.term, hs.vote, hs.commit),
+                (old.term, old.vote, old.commit)
+            ));
+        }
+        node.durable_hs = hs;
+        live.persisted_number = write.number;
+        live.raw
+            .on_persist_ready(write.number)
+            .map_err(|e| format!("node {id} failed on_persist_ready: {e}"))?;
+        self.record(Event::Persist {
+            id,
+            number: write.number,
+        });
+        for m in write.persisted_messages {
+            self.check_outgoing(id, &m, true)?;
+            self.send(m);
+        }
+        Ok(())
+    }
+
+    /// Applies up to `limit` committed entries whose Ready is persisted.
+    fn apply(&mut self, id: u64, limit: usize) -> Check {
+        let mut done = 0;
+        let node = self.nodes.get_mut(&id).expect("node in pool");
+        let Some(live) = node.live.as_mut() else {
+            return Ok(());
+        };
+        let before = node.sm.applied;
+        while done < limit {
+            let Some(batch) = live.applies.front_mut() else {
+                break;
+            };
+            if batch.number > live.persisted_number {
+                break;
+            }
+            let Some(entry) = batch.entries.pop_front() else {
+                live.applies.pop_front();
+                continue;
+            };
+            done += 1;
+            apply_entry(
+                id,
+                &mut node.sm,
+                &node.storage,
+                live,
+                &mut self.oracle,
+                &mut self.stats,
+                &mut self.trace,
+                self.step,
+                entry,
+            )?;
+        }
+        if live.applies.front().is_some_and(|b| b.entries.is_empty()) {
+            live.applies.pop_front();
+        }
+        let applied = node.sm.applied;
+        live.raw
+            .advance_apply_to(applied)
+            .map_err(|e| format!("node {id} failed advance_apply_to({applied}): {e}"))?;
+        if applied != before {
+            self.record(Event::Apply { id, applied });
+        }
+        Ok(())
+    }
+
+    // ----- workload ------------------------------------------------------------------------
+
+    fn propose(&mut self, id: u64) -> Check {
+        self.next_value += 1;
+        let value = self.next_value;
+        let data = value_bytes(value);
+        let live = self.live_mut(id).expect("node is up");
+        let accepted = match live.raw.propose(Bytes::new(), data) {
+            Ok(()) => true,
+            Err(Error::ProposalDropped) => false,
+            Err(e) => return Err(format!("node {id} failed to propose: {e}")),
+        };
+        self.stats.proposals += u64::from(accepted);
+        self.record(Event::Propose {
+            id,
+            value,
+            accepted,
+        });
+        Ok(())
+    }
+
+    fn random_conf_change(&mut self) -> AnyConfChange {
+        let pool = self.params.pool;
+        let rng = &mut self.rng;
+        let single = |rng: &mut Rng| {
+            let t = match rng.below(100) {
+                0..40 => ConfChangeType::AddNode,
+                40..75 => ConfChangeType::RemoveNode,
+                _ => ConfChangeType::AddLearnerNode,
+            };
+            ConfChangeSingle::with(t, 1 + rng.below(pool))
+        };
+        match rng.below(10) {
+            0..3 => {
+                let s = single(rng);
+                AnyConfChange::V1(ConfChange {
+                    change_type: s.change_type,
+                    node_id: s.node_id,
+                    ..Default::default()
+                })
+            }
+            3..5 => AnyConfChange::V2(ConfChangeV2 {
+                transition: ConfChangeTransition::Auto as i32,
+                changes: vec![single(rng)],
+                ..Default::default()
+            }),
+            5..9 => {
+                let n = 1 + rng.below(3);
+                let changes = (0..n).map(|_| single(rng)).collect();
+                let transition = [
+                    ConfChangeTransition::Auto,
+                    ConfChangeTransition::Implicit,
+                    ConfChangeTransition::Explicit,
+                ][rng.below(3) as usize];
+                AnyConfChange::V2(ConfChangeV2 {
+                    transition: transition as i32,
+                    changes,
+                    ..Default::default()
+                })
+            }
+            _ => AnyConfChange::V2(ConfChangeV2::default()),
+        }
+    }
+
+    fn propose_conf_change(&mut self, id: u64) -> Check {
+        let cc = self.random_conf_change();
+        let live = self.live_mut(id).expect("node is up");
+        let result = match &cc {
+            AnyConfChange::V1(cc) => live.raw.propose_conf_change(Bytes::new(), cc),
+            AnyConfChange::V2(cc) => live.raw.propose_conf_change(Bytes::new(), cc),
+        };
+        let accepted = match result {
+            Ok(()) => true,
+            Err(Error::ProposalDropped) => false,
+            Err(e) => return Err(format!("node {id} failed to propose a conf change: {e}")),
+        };
+        self.record(Event::ProposeConfChange {
+            id,
+            change: cc.describe(),
+            accepted,
+        });
+        Ok(())
+    }
+
+    /// Snapshots the state machine of `id` and compacts its log up to some point at or
+    /// before the snapshot.
+    fn compact(&mut self, id: u64) -> Check {
+        let node = self.nodes.get_mut(&id).expect("node in pool");
+        let index = node.sm.applied;
+        let first = raft_core::Storage::first_index(&node.storage);
+        if index < first {
+            return Ok(());
+        }
+        let keep = self.rng.below(4);
+        let compact_to = (index + 1).saturating_sub(keep).max(first);
+        let data = node.sm.encode();
+        let mut core = node.storage.wl();
+        core.create_snapshot(index, None, data)
+            .map_err(|e| format!("node {id} could not snapshot at {index}: {e}"))?;
+        core.compact(compact_to)
+            .map_err(|e| format!("node {id} could not compact to {compact_to}: {e}"))?;
+        drop(core);
+        self.record(Event::Compact {
+            id,
+            snapshot: index,
+            first: compact_to,
+        });
+        Ok(())
+    }
+
+    // ----- checks ----------------------------------------------------------------------------
+
+    /// The properties checked after every step.
+    fn check_step(&mut self) -> Check {
+        let mut new_leaders = Vec::new();
+        let mut new_commits = Vec::new();
+        for node in self.nodes.values_mut() {
+            let id = node.id;
+            let Some(live) = node.live.as_mut() else {
+                continue;
+            };
+            let r = live.raw.raft();
+            let log = r.raft_log();
+            let (applied, applying, committed) = (log.applied, log.applying, log.committed);
+            let (last, persisted, first) = (log.last_index(), log.persisted, log.first_index());
+            // While a snapshot from the leader is pending, the log starts after it and
+            // `applied` catches up only once it is persisted.
+            let floor_ok = first - 1 <= applied || log.has_pending_snapshot();
+            if !(floor_ok
+                && applied <= applying
+                && applying <= committed
+                && committed <= last
+                && persisted <= last)
+            {
+                return Err(format!(
+                    "node {id} log invariant broken: first {first} applied {applied} applying \
+                     {applying} committed {committed} persisted {persisted} last {last}"
+                ));
+            }
+            if committed < live.seen_committed {
+                return Err(format!(
+                    "node {id} commit index went back from {} to {committed}",
+                    live.seen_committed
+                ));
+            }
+            if applied < live.seen_applied {
+                return Err(format!(
+                    "node {id} applied index went back from {} to {applied}",
+                    live.seen_applied
+                ));
+            }
+            if r.term() < live.seen_term {
+                return Err(format!(
+                    "node {id} term went back from {} to {}",
+                    live.seen_term,
+                    r.term()
+                ));
+            }
+            if applied > node.sm.applied {
+                return Err(format!(
+                    "node {id} believes {applied} applied, its state machine is at {}",
+                    node.sm.applied
+                ));
+            }
+            for index in live.seen_committed + 1..=committed {
+                if let Ok(term) = log.term(index) {
+                    new_commits.push((id, index, term, r.term()));
+                }
+            }
+            if r.state() == StateRole::Leader {
+                match self.oracle.leaders.get(&r.term()) {
+                    Some(&other) if other != id => {
+                        return Err(format!(
+                            "election safety: nodes {other} and {id} both led term {}",
+                            r.term()
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.oracle.leaders.insert(r.term(), id);
+                        new_leaders.push((id, r.term()));
+                    }
+                }
+            }
+            live.seen_committed = committed;
+            live.seen_applied = applied;
+            live.seen_term = r.term();
+            self.stats.max_commit = self.stats.max_commit.max(committed);
+        }
+        for &(id, term) in &new_leaders {
+            self.stats.leaders += 1;
+            self.record(Event::Leader { id, term });
+            // Leader completeness: the new leader holds every entry committed in an
+            // earlier (or its own) term.
+            let log = self.nodes[&id]
+                .live()
+                .expect("leader is up")
+                .raw
+                .raft()
+                .raft_log();
+            for (&index, &(eterm, seen_term)) in &self.oracle.committed {
+                if seen_term <= term {
+                    check_holds(id, term, log, index, eterm, seen_term)?;
+                }
+            }
+        }
+        for (id, index, eterm, node_term) in new_commits {
+            let entry = self
+                .oracle
+                .committed
+                .entry(index)
+                .or_insert((eterm, node_term));
+            if entry.0 != eterm {
+                return Err(format!(
+                    "node {id} committed entry {index} of term {eterm}, but an entry of term {} \
+                     was committed there before",
+                    entry.0
+                ));
+            }
+            entry.1 = entry.1.min(node_term);
+            let seen_term = entry.1;
+            for node in self.nodes.values() {
+                let Some(live) = node.live() else { continue };
+                let r = live.raw.raft();
+                if r.state() == StateRole::Leader && r.term() >= seen_term {
+                    check_holds(node.id, r.term(), r.raft_log(), index, eterm, seen_term)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Log matching over whole logs: for every two live nodes, if they hold an entry with
+    /// the same index and term, every earlier entry both still hold is identical.
+    fn check_logs_pairwise(&self) -> Check {
+        let mut logs = Vec::new();
+        for node in self.nodes.values() {
+            let Some(live) = node.live() else { continue };
+            let log = live.raw.raft().raft_log();
+            let first = log.first_index();
+            let entries = log
+                .slice(first, log.last_index() + 1, None)
+                .map_err(|e| format!("node {} log unreadable: {e}", node.id))?;
+            logs.push((node.id, first, entries));
+        }
+        for (i, (a, a_first, a_ents)) in logs.iter().enumerate() {
+            for (b, b_first, b_ents) in &logs[i + 1..] {
+                let lo = (*a_first).max(*b_first);
+                let hi = (a_first + a_ents.len() as u64).min(b_first + b_ents.len() as u64);
+
+                // The highest common index with matching terms.
+                let Some(top) = (lo..hi)
+                    .rev()
+                    .find(|&x| at(a_ents, *a_first, x).term == at(b_ents, *b_first, x).term)
+                else {
+                    continue;
+                };
+                for x in lo..=top {
+                    let (ea, eb) = (at(a_ents, *a_first, x), at(b_ents, *b_first, x));
+                    if ea != eb {
+                        return Err(format!(
+                            "log matching: nodes {a} and {b} agree on entry {top} (term {}) \
+                             but differ at {x}: {}/{} vs {}/{}",
+                            at(a_ents, *a_first, top).term,
+                            ea.term,
+                            ea.index,
+                            eb.term,
+                            eb.index
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ----- liveness ------------------------------------------------------------------------
+
+    /// Heals every fault and requires a fresh proposal to be applied on every voter of the
+    /// current leader's configuration within `liveness_rounds` rounds.
+    fn liveness(&mut self) -> Check {
+        self.record(Event::LivenessPhase);
+        self.faults = false;
+        if self.partition.take().is_some() {
+            self.record(Event::Heal);
+        }
+        let down: Vec<u64> = self
+            .nodes
+            .values()
+            .filter(|n| n.live.is_none())
+            .map(|n| n.id)
+            .collect();
+        for id in down {
+            self.start(id)?;
+        }
+        let mut markers: Vec<Bytes> = Vec::new();
+        let mut last_proposal_round = None;
+        for round in 0..self.params.liveness_rounds {
+            self.step += 1;
+            for id in self.live_ids() {
+                self.tick(id)?;
+            }
+            self.settle()?;
+            self.check_step()?;
+            let Some(leader) = self.current_leader() else {
+                continue;
+            };
+            let voters: Vec<u64> = {
+                let conf = &self.nodes[&leader]
+                    .live()
+                    .expect("leader is up")
+                    .raw
+                    .raft()
+                    .tracker()
+                    .conf;
+                let mut v = conf.voters.incoming.ids().to_vec();
+                v.extend(conf.voters.outgoing.ids());
+                v
+            };
+            let done = markers.iter().any(|m| {
+                voters
+                    .iter()
+                    .all(|id| self.nodes.get(id).is_some_and(|n| n.sm.contains_value(m)))
+            });
+            if done {
+                self.stats.heal_rounds = round;
+                return self.check_logs_pairwise();
+            }
+            if last_proposal_round
+                .is_none_or(|r| round >= r + 3 * self.params.election_ticks as u64)
+            {
+                self.next_value += 1;
+                let value = self.next_value;
+                let live = self.live_mut(leader).expect("leader is up");
+                let accepted = live.raw.propose(Bytes::new(), value_bytes(value)).is_ok();
+                self.record(Event::Propose {
+                    id: leader,
+                    value,
+                    accepted,
+                });
+                if accepted {
+                    markers.push(value_bytes(value));
+                    last_proposal_round = Some(round);
+                }
+            }
+        }
+        let mut state = String::new();
+        for node in self.nodes.values() {
+            let _ = writeln!(state, "    {}", self.describe_node(node));
+        }
+        Err(format!(
+            "liveness: no proposal committed on every voter within {} rounds after healing \
+             (leader {:?})\n{state}",
+            self.params.liveness_rounds,
+            self.current_leader()
+        ))
+    }
+
+    /// Runs every node's Readies, writes and applies, and delivers every message in FIFO
+    /// order, until the cluster is quiet (bounded).
+    fn settle(&mut self) -> Check {
+        for _ in 0..64 {
+            let mut busy = false;
+            for id in self.live_ids() {
+                while self.live_mut(id).is_some_and(|l| l.raw.has_ready()) {
+                    busy = true;
+                    self.handle_ready(id)?;
+                }
+                while self.live_mut(id).is_some_and(|l| !l.writes.is_empty()) {
+                    busy = true;
+                    self.complete_write(id)?;
+                }
+                self.apply(id, usize::MAX)?;
+            }
+            let msgs = std::mem::take(&mut self.net);
+            busy |= !msgs.is_empty();
+            for m in msgs {
+                self.net.push(m);
+                let last = self.net.len() - 1;
+                self.deliver(last)?;
+            }
+            if !busy {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn current_leader(&self) -> Option<u64> {
+        self.nodes
+            .values()
+            .filter_map(|n| n.live().map(|l| (n.id, l.raw.raft())))
+            .filter(|(_, r)| r.state() == StateRole::Leader)
+            .max_by_key(|(_, r)| r.term())
+            .map(|(id, _)| id)
+    }
+}
+
+/// Leader completeness for one committed entry: the leader `id` of `term` must hold
+/// entry `index` with term `eterm` (unless compacted into its snapshot).
+fn check_holds(
+    id: u64,
+    term: u64,
+    log: &raft_core::RaftLog<MemStorage>,
+    index: u64,
+    eterm: u64,
+    seen_term: u64,
+) -> Check {
+    if index < log.first_index() {
+        return Ok(());
+    }
+    match log.term(index) {
+        Ok(t) if t == eterm => Ok(()),
+        other => Err(format!(
+            "leader completeness: leader {id} of term {term} has {other:?} at index {index}, \
+             but entry {index}/{eterm} was committed by term {seen_term}"
+        )),
+    }
+}
+
+/// Applies one committed entry to a node's state machine (and its membership).
+#[allow(clippy::too_many_arguments)]
+fn apply_entry(
+    id: u64,
+    sm: &mut StateMachine,
+    storage: &MemStorage,
+    live: &mut Live,
+    oracle: &mut Oracle,
+    stats: &mut Stats,
+    trace: &mut Trace,
+    step: u64,
+    entry: Entry,
+) -> Check {
+    if sm.applied == 0 {
+        return Err(format!(
+            "node {id} applies entry {} without ever having had state",
+            entry.index
+        ));
+    }
+    if entry.index != sm.applied + 1 {
+        return Err(format!(
+            "node {id} was handed entry {} to apply, but its state machine is at {}",
+            entry.index, sm.applied
+        ));
+    }
+    let persisted_commit = storage.rl().hard_state().commit;
+    if entry.index > persisted_commit {
+        return Err(format!(
+            "node {id} was handed entry {} to apply before a commit index covering it was \
+             persisted (disk commit {persisted_commit})",
+            entry.index
+        ));
+    }
+    oracle.check_applied(id, entry.index, entry_digest(&entry))?;
+    let cc_result = match entry.entry_type() {
+        EntryType::EntryNormal => None,
+        EntryType::EntryConfChange => {
+            let cc = ConfChange::decode(entry.data.clone())
+                .map_err(|e| format!("node {id}: undecodable ConfChange: {e}"))?;
+            Some(live.raw.apply_conf_change(&cc))
+        }
+        EntryType::EntryConfChangeV2 => {
+            let cc = ConfChangeV2::decode(entry.data.clone())
+                .map_err(|e| format!("node {id}: undecodable ConfChangeV2: {e}"))?;
+            Some(live.raw.apply_conf_change(&cc))
+        }
+    };
+    if let Some(result) = cc_result {
+        let text = match result {
+            Ok(cs) => {
+                let text = format!("{cs:?}");
+                storage.wl().set_conf_state(cs);
+                stats.conf_changes += 1;
+                text
+            }
+            Err(Error::ConfChangeInvalid(why)) => format!("refused: {why}"),
+            Err(e) => return Err(format!("node {id} failed to apply a conf change: {e}")),
+        };
+        trace.push(
+            step,
+            Event::ApplyConfChange {
+                id,
+                index: entry.index,
+                result: text,
+            },
+        );
+    }
+    sm.entries.push(SmEntry {
+        term: entry.term,
+        entry_type: entry.entry_type,
+        data: entry.data,
+    });
+    sm.applied += 1;
+    Ok(())
+}
+
+fn value_bytes(value: u64) -> Bytes {
+    let mut v = b"v".to_vec();
+    v.extend_from_slice(&value.to_le_bytes());
+    v.into()
+}
+
+fn flatten(result: std::thread::Result<Check>) -> Check {
+    match result {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "non-string panic".to_owned());
+            Err(format!("panic: {msg}"))
+        }
+    }
+}
+
+/// Runs one seed.
+///
+/// # Errors
+/// The first violated property, with the seed and the trace.
+pub fn run_seed(seed: u64, steps: u64) -> Result<Outcome, Failure> {
+    let params = Params::new(seed, steps);
+    match Sim::new(params) {
+        Ok(sim) => sim.run(),
+        Err(message) => Err(Failure {
+            seed,
+            step: 0,
+            message,
+            context: String::new(),
+        }),
+    }
+}
+
+fn at(ents: &[Entry], first: u64, index: u64) -> &Entry {
+    &ents[(index - first) as usize]
+}
