@@ -775,9 +775,29 @@ impl Sim {
             Some(l) => {
                 let r = l.raw.raft();
                 let log = r.raft_log();
+                let progress = if r.state() == StateRole::Leader {
+                    let prs: Vec<String> = r
+                        .tracker()
+                        .progress
+                        .iter()
+                        .map(|(id, p)| {
+                            format!(
+                                "{id}:{}/m{}/n{}/inf{}{}",
+                                p.state,
+                                p.matched,
+                                p.next_idx,
+                                p.inflights.len(),
+                                if p.probe_sent { "/probe_sent" } else { "" }
+                            )
+                        })
+                        .collect();
+                    format!(" progress=[{}]", prs.join(" "))
+                } else {
+                    String::new()
+                };
                 format!(
                     "{}: {:?} term={} vote={} lead={} commit={} applied={} persisted={} \
-                     last={} conf={:?} writes={} applies={}; {durable}",
+                     last={} conf={:?} writes={} applies={}{progress}; {durable}",
                     node.id,
                     r.state(),
                     r.term(),
