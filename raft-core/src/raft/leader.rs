@@ -442,6 +442,11 @@ impl<S: Storage> Raft<S> {
             .expect("checked by step_leader");
         pr.recent_active = true;
         pr.probe_sent = false;
+        // The appends filling a full window may all have been lost, and nothing else
+        // would resend them: free a slot so that one more append goes out.
+        if pr.state == ProgressState::Replicate && pr.inflights.full() {
+            pr.inflights.free_first_one();
+        }
         if pr.matched < last_index {
             self.send_append(m.from)?;
         }
