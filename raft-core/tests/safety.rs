@@ -21,7 +21,7 @@ mod sim;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sim::{Failure, run_seed};
+use sim::{Failure, Stats, run_seed};
 
 /// Random steps per seed: sized so that the default seeds finish in about a minute in a
 /// debug build on two cores.
@@ -55,6 +55,7 @@ fn randomized_safety() {
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
     let next = AtomicU64::new(0);
     let failures: Mutex<Vec<Failure>> = Mutex::new(Vec::new());
+    let totals: Mutex<Stats> = Mutex::new(Stats::default());
     let started = std::time::Instant::now();
     std::thread::scope(|s| {
         for _ in 0..threads {
@@ -64,11 +65,17 @@ fn randomized_safety() {
                     if seed >= seeds {
                         return;
                     }
-                    if let Err(failure) = run_seed(seed, steps) {
-                        let mut failures = failures.lock().expect("no panics while held");
-                        failures.push(failure);
-                        if failures.len() >= MAX_FAILURES {
-                            next.store(seeds, Ordering::Relaxed);
+                    match run_seed(seed, steps) {
+                        Ok(outcome) => totals
+                            .lock()
+                            .expect("no panics while held")
+                            .add(&outcome.stats),
+                        Err(failure) => {
+                            let mut failures = failures.lock().expect("no panics while held");
+                            failures.push(failure);
+                            if failures.len() >= MAX_FAILURES {
+                                next.store(seeds, Ordering::Relaxed);
+                            }
                         }
                     }
                 }
@@ -87,8 +94,9 @@ fn randomized_safety() {
         );
     }
     println!(
-        "{seeds} seeds x {steps} steps passed in {:.1}s",
-        started.elapsed().as_secs_f64()
+        "{seeds} seeds x {steps} steps passed in {:.1}s; totals: {:?}",
+        started.elapsed().as_secs_f64(),
+        totals.into_inner().expect("no panics while held")
     );
 }
 

@@ -555,6 +555,22 @@ pub struct Stats {
     pub heal_rounds: u64,
 }
 
+impl Stats {
+    /// Adds `other` into `self` (for totals over many seeds).
+    pub fn add(&mut self, other: &Stats) {
+        self.leaders += other.leaders;
+        self.delivered += other.delivered;
+        self.lost += other.lost;
+        self.max_commit += other.max_commit;
+        self.proposals += other.proposals;
+        self.conf_changes += other.conf_changes;
+        self.snapshots_installed += other.snapshots_installed;
+        self.crashes += other.crashes;
+        self.partitions += other.partitions;
+        self.heal_rounds += other.heal_rounds;
+    }
+}
+
 /// The result of a successful run.
 #[derive(Debug)]
 pub struct Outcome {
@@ -589,6 +605,26 @@ impl Failure {
             ctx = self.context
         )
     }
+}
+
+/// The kinds of random step.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Tick,
+    Deliver,
+    Lose,
+    Ready,
+    Persist,
+    Apply,
+    Propose,
+    ConfChange,
+    Transfer,
+    Compact,
+    Crash,
+    Restart,
+    Partition,
+    Heal,
+    Campaign,
 }
 
 /// Either conf change wire type.
@@ -900,9 +936,71 @@ impl Sim {
 
     fn random_step(&mut self) -> Check {
         let live = self.live_ids();
-        let roll = self.rng.below(1000);
-        match roll {
-            0..40 => {
+        let down: Vec<u64> = self
+            .nodes
+            .values()
+            .filter(|n| n.live.is_none())
+            .map(|n| n.id)
+            .collect();
+        let ready: Vec<u64> = live
+            .iter()
+            .copied()
+            .filter(|&id| self.live_ref(id).is_some_and(|l| l.raw.has_ready()))
+            .collect();
+        let writing: Vec<u64> = live
+            .iter()
+            .copied()
+            .filter(|&id| self.live_ref(id).is_some_and(|l| !l.writes.is_empty()))
+            .collect();
+        let applying: Vec<u64> = live
+            .iter()
+            .copied()
+            .filter(|&id| {
+                self.live_ref(id).is_some_and(|l| {
+                    l.applies
+                        .front()
+                        .is_some_and(|a| a.number <= l.persisted_number)
+                })
+            })
+            .collect();
+        let any_live = !live.is_empty();
+        let in_flight = !self.net.is_empty();
+        // Only actions that can do something now compete, with these weights.
+        let weights = [
+            (Action::Tick, if any_live { 60 } else { 0 }),
+            (Action::Deliver, if in_flight { 400 } else { 0 }),
+            (Action::Lose, if in_flight { 10 } else { 0 }),
+            (Action::Ready, if ready.is_empty() { 0 } else { 200 }),
+            (Action::Persist, if writing.is_empty() { 0 } else { 150 }),
+            (Action::Apply, if applying.is_empty() { 0 } else { 100 }),
+            (Action::Propose, if any_live { 60 } else { 0 }),
+            (Action::ConfChange, if any_live { 8 } else { 0 }),
+            (Action::Transfer, if any_live { 8 } else { 0 }),
+            (Action::Compact, if any_live { 20 } else { 0 }),
+            (Action::Crash, if any_live { 4 } else { 0 }),
+            (Action::Restart, if down.is_empty() { 0 } else { 12 }),
+            (
+                Action::Partition,
+                if self.partition.is_none() { 3 } else { 0 },
+            ),
+            (Action::Heal, if self.partition.is_some() { 8 } else { 0 }),
+            (Action::Campaign, if any_live { 4 } else { 0 }),
+        ];
+        let total: u64 = weights.iter().map(|w| w.1).sum();
+        if total == 0 {
+            return Ok(());
+        }
+        let mut roll = self.rng.below(total);
+        let mut action = Action::Tick;
+        for (a, w) in weights {
+            if roll < w {
+                action = a;
+                break;
+            }
+            roll -= w;
+        }
+        match action {
+            Action::Tick => {
                 // A tick of the whole cluster, or of one node (clocks drift).
                 if self.rng.chance(600) {
                     for id in live {
@@ -912,120 +1010,79 @@ impl Sim {
                     self.tick(id)?;
                 }
             }
-            40..400 => {
-                if !self.net.is_empty() {
-                    let idx = self.rng.below(self.net.len() as u64) as usize;
-                    self.deliver(idx)?;
+            Action::Deliver => {
+                let idx = self.rng.below(self.net.len() as u64) as usize;
+                self.deliver(idx)?;
+            }
+            Action::Lose => {
+                let idx = self.rng.below(self.net.len() as u64) as usize;
+                let m = self.net.swap_remove(idx);
+                self.lose(&m, Loss::Random);
+            }
+            Action::Ready => {
+                let id = self.rng.pick(&ready).expect("weighted only when non-empty");
+                self.handle_ready(id)?;
+            }
+            Action::Persist => {
+                let id = self
+                    .rng
+                    .pick(&writing)
+                    .expect("weighted only when non-empty");
+                for _ in 0..1 + self.rng.below(2) {
+                    self.complete_write(id)?;
                 }
             }
-            400..410 => {
-                if !self.net.is_empty() {
-                    let idx = self.rng.below(self.net.len() as u64) as usize;
-                    let m = self.net.swap_remove(idx);
-                    self.lose(&m, Loss::Random);
-                }
+            Action::Apply => {
+                let id = self
+                    .rng
+                    .pick(&applying)
+                    .expect("weighted only when non-empty");
+                let limit = 1 + self.rng.below(8) as usize;
+                self.apply(id, limit)?;
             }
-            410..600 => {
-                let ready: Vec<u64> = live
-                    .iter()
-                    .copied()
-                    .filter(|&id| self.live_ref(id).is_some_and(|l| l.raw.has_ready()))
-                    .collect();
-                if let Some(id) = self.rng.pick(&ready) {
-                    self.handle_ready(id)?;
-                }
+            Action::Propose => {
+                let id = self.rng.pick(&live).expect("some node is up");
+                self.propose(id)?;
             }
-            600..760 => {
-                let writing: Vec<u64> = live
-                    .iter()
-                    .copied()
-                    .filter(|&id| self.live_ref(id).is_some_and(|l| !l.writes.is_empty()))
-                    .collect();
-                if let Some(id) = self.rng.pick(&writing) {
-                    let n = 1 + self.rng.below(2);
-                    for _ in 0..n {
-                        self.complete_write(id)?;
-                    }
-                }
+            Action::ConfChange => {
+                let id = self.rng.pick(&live).expect("some node is up");
+                self.propose_conf_change(id)?;
             }
-            760..860 => {
-                let applying: Vec<u64> = live
-                    .iter()
-                    .copied()
-                    .filter(|&id| {
-                        self.live_ref(id).is_some_and(|l| {
-                            l.applies
-                                .front()
-                                .is_some_and(|a| a.number <= l.persisted_number)
-                        })
-                    })
-                    .collect();
-                if let Some(id) = self.rng.pick(&applying) {
-                    let limit = 1 + self.rng.below(8) as usize;
-                    self.apply(id, limit)?;
-                }
+            Action::Transfer => {
+                let id = self.rng.pick(&live).expect("some node is up");
+                let to = 1 + self.rng.below(self.params.pool);
+                self.record(Event::Transfer { id, to });
+                self.live_mut(id)
+                    .expect("picked a live node")
+                    .raw
+                    .transfer_leader(to)
+                    .map_err(|e| format!("node {id} failed transfer_leader({to}): {e}"))?;
             }
-            860..920 => {
-                if let Some(id) = self.rng.pick(&live) {
-                    self.propose(id)?;
-                }
+            Action::Compact => {
+                let id = self.rng.pick(&live).expect("some node is up");
+                self.compact(id)?;
             }
-            920..935 => {
-                if let Some(id) = self.rng.pick(&live) {
-                    self.propose_conf_change(id)?;
-                }
+            Action::Crash => {
+                let id = self.rng.pick(&live).expect("some node is up");
+                self.crash(id);
             }
-            935..945 => {
-                if let Some(id) = self.rng.pick(&live) {
-                    let to = 1 + self.rng.below(self.params.pool);
-                    self.record(Event::Transfer { id, to });
-                    self.live_mut(id)
-                        .expect("picked a live node")
-                        .raw
-                        .transfer_leader(to)
-                        .map_err(|e| format!("node {id} failed transfer_leader({to}): {e}"))?;
-                }
+            Action::Restart => {
+                let id = self.rng.pick(&down).expect("weighted only when non-empty");
+                self.start(id)?;
             }
-            945..960 => {
-                if let Some(id) = self.rng.pick(&live) {
-                    self.compact(id)?;
-                }
+            Action::Partition => self.make_partition(),
+            Action::Heal => {
+                self.partition = None;
+                self.record(Event::Heal);
             }
-            960..966 => {
-                if let Some(id) = self.rng.pick(&live) {
-                    self.crash(id);
-                }
-            }
-            966..980 => {
-                let down: Vec<u64> = self
-                    .nodes
-                    .values()
-                    .filter(|n| n.live.is_none())
-                    .map(|n| n.id)
-                    .collect();
-                if let Some(id) = self.rng.pick(&down) {
-                    self.start(id)?;
-                }
-            }
-            980..985 => {
-                if self.partition.is_none() {
-                    self.make_partition();
-                }
-            }
-            985..995 => {
-                if self.partition.take().is_some() {
-                    self.record(Event::Heal);
-                }
-            }
-            _ => {
+            Action::Campaign => {
                 // An unprompted election (as after a long pause).
-                if let Some(id) = self.rng.pick(&live) {
-                    self.live_mut(id)
-                        .expect("picked a live node")
-                        .raw
-                        .campaign()
-                        .map_err(|e| format!("node {id} failed to campaign: {e}"))?;
-                }
+                let id = self.rng.pick(&live).expect("some node is up");
+                self.live_mut(id)
+                    .expect("picked a live node")
+                    .raw
+                    .campaign()
+                    .map_err(|e| format!("node {id} failed to campaign: {e}"))?;
             }
         }
         Ok(())
@@ -1848,11 +1905,23 @@ fn apply_entry(
             Some(live.raw.apply_conf_change(&cc))
         }
     };
+    sm.entries.push(SmEntry {
+        term: entry.term,
+        entry_type: entry.entry_type,
+        data: entry.data,
+    });
+    sm.applied += 1;
     if let Some(result) = cc_result {
         let text = match result {
             Ok(cs) => {
                 let text = format!("{cs:?}");
-                storage.wl().set_conf_state(cs);
+                let mut core = storage.wl();
+                core.set_conf_state(cs);
+                // The leader sends a node it adds the latest snapshot `MemStorage` holds;
+                // one from before the change would not include that node, which refuses it.
+                // So, as an application using `MemStorage` must, snapshot the new membership.
+                core.create_snapshot(sm.applied, None, sm.encode())
+                    .map_err(|e| format!("node {id} could not snapshot at {}: {e}", sm.applied))?;
                 stats.conf_changes += 1;
                 text
             }
@@ -1868,12 +1937,6 @@ fn apply_entry(
             },
         );
     }
-    sm.entries.push(SmEntry {
-        term: entry.term,
-        entry_type: entry.entry_type,
-        data: entry.data,
-    });
-    sm.applied += 1;
     Ok(())
 }
 
