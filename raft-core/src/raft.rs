@@ -669,11 +669,17 @@ impl<S: Storage> Raft<S> {
                 pre,
                 "rejected vote"
             );
+            // A rejection carries what this node knows committed (`commit`, and the term
+            // of that entry in `log_term`), as raft-rs does: see `maybe_commit_by_vote`.
+            let commit = self.raft_log.committed;
+            let commit_term = self.raft_log.term_or_zero(commit)?;
             self.send(Message {
                 msg_type: resp_type as i32,
                 to: m.from,
                 term: self.term,
                 reject: true,
+                commit,
+                log_term: commit_term,
                 ..Default::default()
             });
         }

@@ -122,7 +122,8 @@ fn a_seed_replays_the_same_trace() {
 /// Deterministic reproductions of what the randomized runs found, on the FIFO harness.
 mod regressions {
     use crate::network::Network;
-    use raft_core::eraftpb::MessageType;
+    use raft_core::StateRole;
+    use raft_core::eraftpb::{ConfChange, ConfChangeType, MessageType};
 
     /// §5.3 ("the leader retries AppendEntries indefinitely"): when every append in a
     /// follower's inflight window is lost, heartbeat responses must get replication going
@@ -145,6 +146,56 @@ mod regressions {
             net.raft(3).raft_log().committed,
             4,
             "follower 3 never got the lost entries again"
+        );
+    }
+
+    /// §4.2.2 (removing the leader) with configurations taking effect when applied: the
+    /// leader commits and applies its own removal and steps down before the remaining
+    /// voter hears of the commit, holding one more entry than that voter. The voter still
+    /// counts votes by the old configuration and needs the removed node, which refuses (its
+    /// log is longer) and never campaigns. The refusal must tell the voter what is
+    /// committed. Found by seed 302 at 1500 steps (liveness after healing).
+    #[test]
+    fn a_voter_behind_its_removed_leader_learns_the_commit_from_its_vote() {
+        let mut net = Network::with_config(&[1, 2], |c| c.max_msg_bytes = 1);
+        net.campaign(1);
+        net.propose(1, b"a").unwrap();
+        let k = net.raft(1).raft_log().last_index() + 1;
+        // Node 2 gets the removal (index k) but neither the next entry nor the commit of k.
+        net.set_hook(move |m| {
+            let to_2 = m.from == 1 && m.to == 2;
+            !(to_2 && (m.commit >= k || m.entries.iter().any(|e| e.index > k)))
+        });
+        let cc = ConfChange {
+            change_type: ConfChangeType::RemoveNode as i32,
+            node_id: 1,
+            ..Default::default()
+        };
+        net.raw(1)
+            .propose_conf_change(Default::default(), &cc)
+            .unwrap();
+        net.raw(1).propose(Default::default(), "x".into()).unwrap();
+        net.drain();
+        assert_eq!(net.raft(1).raft_log().committed, k);
+        assert_eq!(net.raft(1).raft_log().last_index(), k + 1);
+        assert_ne!(
+            net.state(1),
+            StateRole::Leader,
+            "a removed leader steps down"
+        );
+        assert_eq!(net.raft(2).raft_log().last_index(), k);
+        assert!(net.raft(2).raft_log().committed < k);
+        net.recover();
+        for _ in 0..100 {
+            net.tick(2, 1);
+            if net.state(2) == StateRole::Leader {
+                return;
+            }
+        }
+        panic!(
+            "node 2 never became leader: commit {}, voters {:?}",
+            net.raft(2).raft_log().committed,
+            net.raft(2).tracker().conf.voters.ids()
         );
     }
 }
