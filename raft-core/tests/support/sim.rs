@@ -27,14 +27,27 @@
 //! After every step the safety properties are checked against oracles that outlive any
 //! node (see [`Oracle`]); at the end all faults heal and the cluster must commit a fresh
 //! proposal on every voter within a bounded number of rounds.
+//!
+//! Layout: this file drives the cluster; `sim/checks.rs` holds the properties and the
+//! liveness phase, `sim/oracle.rs` the run-wide oracles, `sim/state_machine.rs` the
+//! application's state machine, `sim/trace.rs` the event trace, `sim/rng.rs` randomness.
 #![allow(dead_code)]
 
+#[path = "sim/checks.rs"]
+mod checks;
 #[path = "network.rs"]
 mod network;
+#[path = "sim/oracle.rs"]
+mod oracle;
+#[path = "sim/rng.rs"]
+mod rng;
+#[path = "sim/state_machine.rs"]
+mod state_machine;
+#[path = "sim/trace.rs"]
+mod trace;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
-use std::hash::{Hash, Hasher};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use bytes::Bytes;
@@ -44,6 +57,11 @@ use raft_core::eraftpb::{
     Entry, EntryType, HardState, Message, MessageType, Snapshot, SnapshotMetadata,
 };
 use raft_core::{Config, Error, MemStorage, RawNode, SnapshotStatus, StateRole};
+
+use oracle::{Oracle, digest, entry_digest};
+use rng::Rng;
+use state_machine::{SmEntry, StateMachine};
+use trace::{Event, Loss, Trace};
 
 /// The index of the bootstrap snapshot every initial member starts from.
 pub const BOOT_INDEX: u64 = 1;
@@ -55,83 +73,6 @@ pub const NET_CAPACITY_MSGS: usize = 256;
 pub const TRACE_RECENT_EVENTS: usize = 80;
 /// How often (in steps) every pair of logs is compared in full.
 pub const FULL_LOG_CHECK_INTERVAL_STEPS: u64 = 97;
-
-// ----- randomness ------------------------------------------------------------------------
-
-/// A small seeded generator (SplitMix64): a seed replays exactly on every platform.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator for `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self(seed ^ 0x5EED_5AFE_7E57_0001)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `[0, n)`; `n` must be positive.
-    pub fn below(&mut self, n: u64) -> u64 {
-        assert!(n > 0, "Rng::below(0)");
-        self.next_u64() % n
-    }
-
-    /// True with probability `per_mille / 1000`.
-    pub fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1000) < per_mille
-    }
-
-    /// A random element of `items`, if any.
-    pub fn pick<T: Copy>(&mut self, items: &[T]) -> Option<T> {
-        if items.is_empty() {
-            return None;
-        }
-        Some(items[self.below(items.len() as u64) as usize])
-    }
-}
-
-/// FNV-1a, for digests and the trace hash (stable across runs, unlike `RandomState`).
-#[derive(Debug, Clone)]
-pub struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Self(0xCBF2_9CE4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01B3);
-        }
-    }
-}
-
-/// The identity of an entry's content: term, type and payload.
-fn digest(term: u64, entry_type: i32, data: &[u8]) -> u64 {
-    let mut h = Fnv::default();
-    h.write_u64(term);
-    h.write_i32(entry_type);
-    h.write(data);
-    h.finish()
-}
-
-fn entry_digest(e: &Entry) -> u64 {
-    digest(e.term, e.entry_type, &e.data)
-}
 
 // ----- parameters --------------------------------------------------------------------------
 
@@ -206,282 +147,6 @@ impl Params {
 }
 
 // ----- the trace -----------------------------------------------------------------------------
-
-/// Why a message did not arrive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Loss {
-    /// Random loss.
-    Random,
-    /// Sender and receiver are on different sides of a partition.
-    Partition,
-    /// The receiver is down (or not in the pool).
-    Down,
-    /// The network was full.
-    Overflow,
-}
-
-/// One thing the simulator did or observed.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Event {
-    /// Ticked a node.
-    Tick { id: u64 },
-    /// Delivered a message (leaving a copy in flight when `dup`).
-    Deliver {
-        from: u64,
-        to: u64,
-        ty: MessageType,
-        term: u64,
-        index: u64,
-        n_ents: usize,
-        commit: u64,
-        reject: bool,
-        dup: bool,
-    },
-    /// Lost a message.
-    Lose {
-        from: u64,
-        to: u64,
-        ty: MessageType,
-        why: Loss,
-    },
-    /// Took a Ready.
-    Ready {
-        id: u64,
-        number: u64,
-        msgs: usize,
-        persisted_msgs: usize,
-        entries: (u64, u64),
-        snapshot: u64,
-        hard_state: Option<(u64, u64, u64)>,
-        committed: (u64, u64),
-    },
-    /// Completed a disk write and confirmed it.
-    Persist { id: u64, number: u64 },
-    /// Applied entries up to `applied`.
-    Apply { id: u64, applied: u64 },
-    /// Installed a snapshot into the state machine.
-    InstallSnapshot { id: u64, index: u64 },
-    /// Proposed a value.
-    Propose { id: u64, value: u64, accepted: bool },
-    /// Proposed a conf change.
-    ProposeConfChange {
-        id: u64,
-        change: String,
-        accepted: bool,
-    },
-    /// Applied a committed conf change.
-    ApplyConfChange { id: u64, index: u64, result: String },
-    /// Told a node that a peer is unreachable.
-    Unreachable { id: u64, to: u64 },
-    /// Asked a node to transfer leadership.
-    Transfer { id: u64, to: u64 },
-    /// Made a snapshot and compacted the log.
-    Compact { id: u64, snapshot: u64, first: u64 },
-    /// Crashed a node.
-    Crash { id: u64, lost_writes: usize },
-    /// Restarted a node from its storage.
-    Restart {
-        id: u64,
-        term: u64,
-        commit: u64,
-        applied: u64,
-    },
-    /// Split the pool into groups.
-    Partition { groups: Vec<Vec<u64>> },
-    /// Healed the partition.
-    Heal,
-    /// Observed a new leader.
-    Leader { id: u64, term: u64 },
-    /// Started the liveness phase.
-    LivenessPhase,
-}
-
-/// The events of one run: a running hash of all of them and the most recent ones.
-#[derive(Debug, Default)]
-pub struct Trace {
-    hash: Fnv,
-    count: u64,
-    recent: VecDeque<(u64, Event)>,
-}
-
-impl Trace {
-    fn push(&mut self, step: u64, event: Event) {
-        step.hash(&mut self.hash);
-        event.hash(&mut self.hash);
-        self.count += 1;
-        if self.recent.len() == TRACE_RECENT_EVENTS {
-            self.recent.pop_front();
-        }
-        self.recent.push_back((step, event));
-    }
-
-    /// The hash of every event so far, in order.
-    pub fn hash(&self) -> u64 {
-        self.hash.finish()
-    }
-
-    fn render(&self) -> String {
-        let mut s = String::new();
-        for (step, e) in &self.recent {
-            let _ = writeln!(s, "  [{step:>5}] {e:?}");
-        }
-        s
-    }
-}
-
-// ----- the state machine -------------------------------------------------------------------
-
-/// One applied entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SmEntry {
-    /// The entry's term.
-    pub term: u64,
-    /// The entry's type.
-    pub entry_type: i32,
-    /// The entry's payload.
-    pub data: Bytes,
-}
-
-/// A node's durable state machine: every entry it applied, in index order.
-///
-/// Invariant: `applied == 0` (a node that never had state) with no entries, or
-/// `applied == BOOT_INDEX + entries.len()`; `entries[k]` is the entry at `BOOT_INDEX + 1 + k`.
-#[derive(Debug, Clone, Default)]
-pub struct StateMachine {
-    applied: u64,
-    entries: Vec<SmEntry>,
-}
-
-impl StateMachine {
-    fn bootstrapped() -> Self {
-        Self {
-            applied: BOOT_INDEX,
-            entries: Vec::new(),
-        }
-    }
-
-    /// The index of the last applied entry.
-    pub fn applied(&self) -> u64 {
-        self.applied
-    }
-
-    fn contains_value(&self, value: &[u8]) -> bool {
-        self.entries.iter().rev().any(|e| e.data == value)
-    }
-
-    /// The state machine as snapshot data.
-    fn encode(&self) -> Bytes {
-        let mut out = Vec::with_capacity(16 + self.entries.len() * 24);
-        out.extend_from_slice(&self.applied.to_le_bytes());
-        for e in &self.entries {
-            out.extend_from_slice(&e.term.to_le_bytes());
-            out.extend_from_slice(&e.entry_type.to_le_bytes());
-            out.extend_from_slice(&(e.data.len() as u32).to_le_bytes());
-            out.extend_from_slice(&e.data);
-        }
-        out.into()
-    }
-
-    fn decode(data: &Bytes) -> Result<Self, String> {
-        fn take<const N: usize>(data: &Bytes, at: &mut usize) -> Result<[u8; N], String> {
-            let bytes = data
-                .get(*at..*at + N)
-                .ok_or_else(|| format!("snapshot data truncated at byte {at}"))?;
-            *at += N;
-            Ok(bytes.try_into().expect("slice has length N"))
-        }
-        let mut at = 0;
-        let applied = u64::from_le_bytes(take::<8>(data, &mut at)?);
-        let mut entries = Vec::new();
-        while at < data.len() {
-            let term = u64::from_le_bytes(take::<8>(data, &mut at)?);
-            let entry_type = i32::from_le_bytes(take::<4>(data, &mut at)?);
-            let len = u32::from_le_bytes(take::<4>(data, &mut at)?) as usize;
-            let payload = data
-                .get(at..at + len)
-                .ok_or_else(|| "snapshot data truncated in a payload".to_owned())?;
-            at += len;
-            entries.push(SmEntry {
-                term,
-                entry_type,
-                data: data.slice_ref(payload),
-            });
-        }
-        if applied != BOOT_INDEX + entries.len() as u64 {
-            return Err(format!(
-                "snapshot data claims applied {applied} but holds {} entries",
-                entries.len()
-            ));
-        }
-        Ok(Self { applied, entries })
-    }
-}
-
-// ----- oracles -----------------------------------------------------------------------------
-
-/// What the whole run has seen, kept outside every node so that crashes cannot hide a
-/// violation.
-#[derive(Debug, Default)]
-pub struct Oracle {
-    /// Election safety: the leader of each term.
-    leaders: BTreeMap<u64, u64>,
-    /// Log matching: `(index, term)` → (term at `index - 1` if known, content digest).
-    entries: HashMap<(u64, u64), (Option<u64>, u64)>,
-    /// Committed entries: index → (term, the lowest node term at which it was seen
-    /// committed). Every leader of that term or later must hold it.
-    committed: BTreeMap<u64, (u64, u64)>,
-    /// State machine safety: index → digest of the entry applied there.
-    applied: HashMap<u64, u64>,
-}
-
-impl Oracle {
-    fn check_entry(&mut self, id: u64, e: &Entry, prev_term: Option<u64>) -> Result<(), String> {
-        let d = entry_digest(e);
-        match self.entries.get_mut(&(e.index, e.term)) {
-            None => {
-                self.entries.insert((e.index, e.term), (prev_term, d));
-            }
-            Some((seen_prev, seen_d)) => {
-                if *seen_d != d {
-                    return Err(format!(
-                        "log matching: node {id} holds entry {}/{} with other content than \
-                         seen before",
-                        e.index, e.term
-                    ));
-                }
-                match (*seen_prev, prev_term) {
-                    (Some(a), Some(b)) if a != b => {
-                        return Err(format!(
-                            "log matching: node {id} has entry {}/{} after term {b} at {}, \
-                             another log had it after term {a}",
-                            e.index,
-                            e.term,
-                            e.index - 1
-                        ));
-                    }
-                    (None, Some(b)) => *seen_prev = Some(b),
-                    _ => {}
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn check_applied(&mut self, id: u64, index: u64, d: u64) -> Result<(), String> {
-        match self.applied.get(&index) {
-            None => {
-                self.applied.insert(index, d);
-                Ok(())
-            }
-            Some(&seen) if seen == d => Ok(()),
-            Some(_) => Err(format!(
-                "state machine safety: node {id} applied a different entry at index {index} \
-                 than another node"
-            )),
-        }
-    }
-}
-
 // ----- nodes -------------------------------------------------------------------------------
 
 /// One `Ready`'s share of the disk: written in order, later.
@@ -685,7 +350,8 @@ pub struct Sim {
     stats: Stats,
 }
 
-type Check = Result<(), String>;
+/// The result of a check: a description of what broke.
+pub type Check = Result<(), String>;
 
 impl Sim {
     /// A cluster for `params`: voters `1..=voters` bootstrapped, the rest of the pool empty.
@@ -1204,49 +870,6 @@ impl Sim {
         Ok(())
     }
 
-    /// Checks a message as it leaves `id`: no message of a term leaves before the node's
-    /// hard state of that term is durable, a granted vote is durable, and an
-    /// acknowledged entry is on disk.
-    fn check_outgoing(&self, id: u64, m: &Message, after_persist: bool) -> Check {
-        let node = &self.nodes[&id];
-        let hs = *node.storage.rl().hard_state();
-        let ty = m.msg_type();
-        let future_term = matches!(
-            ty,
-            MessageType::MsgRequestPreVote | MessageType::MsgRequestPreVoteResponse
-        );
-        if m.term != 0 && !future_term && m.term > hs.term {
-            return Err(format!(
-                "node {id} sent {ty:?} of term {} to {} while its durable term is {} \
-                 (sent {} persisting)",
-                m.term,
-                m.to,
-                hs.term,
-                if after_persist { "after" } else { "before" }
-            ));
-        }
-        if ty == MessageType::MsgRequestVoteResponse
-            && !m.reject
-            && !(hs.term > m.term || (hs.term == m.term && hs.vote == m.to))
-        {
-            return Err(format!(
-                "node {id} granted its vote to {} in term {} before persisting it (disk hs \
-                 term {} vote {})",
-                m.to, m.term, hs.term, hs.vote
-            ));
-        }
-        if ty == MessageType::MsgAppendResponse && !m.reject {
-            let last = raft_core::Storage::last_index(&node.storage);
-            if m.index > last {
-                return Err(format!(
-                    "node {id} acknowledged index {} to {} but its disk ends at {last}",
-                    m.index, m.to
-                ));
-            }
-        }
-        Ok(())
-    }
-
     // ----- Ready, persistence, applying ----------------------------------------------------
 
     fn handle_ready(&mut self, id: u64) -> Check {
@@ -1547,315 +1170,6 @@ impl Sim {
         });
         Ok(())
     }
-
-    // ----- checks ----------------------------------------------------------------------------
-
-    /// The properties checked after every step.
-    fn check_step(&mut self) -> Check {
-        let mut new_leaders = Vec::new();
-        let mut new_commits = Vec::new();
-        for node in self.nodes.values_mut() {
-            let id = node.id;
-            let Some(live) = node.live.as_mut() else {
-                continue;
-            };
-            let r = live.raw.raft();
-            let log = r.raft_log();
-            let (applied, applying, committed) = (log.applied, log.applying, log.committed);
-            let (last, persisted, first) = (log.last_index(), log.persisted, log.first_index());
-            // While a snapshot from the leader is pending, the log starts after it and
-            // `applied` catches up only once it is persisted.
-            let floor_ok = first - 1 <= applied || log.has_pending_snapshot();
-            if !(floor_ok
-                && applied <= applying
-                && applying <= committed
-                && committed <= last
-                && persisted <= last)
-            {
-                return Err(format!(
-                    "node {id} log invariant broken: first {first} applied {applied} applying \
-                     {applying} committed {committed} persisted {persisted} last {last}"
-                ));
-            }
-            if committed < live.seen_committed {
-                return Err(format!(
-                    "node {id} commit index went back from {} to {committed}",
-                    live.seen_committed
-                ));
-            }
-            if applied < live.seen_applied {
-                return Err(format!(
-                    "node {id} applied index went back from {} to {applied}",
-                    live.seen_applied
-                ));
-            }
-            if r.term() < live.seen_term {
-                return Err(format!(
-                    "node {id} term went back from {} to {}",
-                    live.seen_term,
-                    r.term()
-                ));
-            }
-            if applied > node.sm.applied {
-                return Err(format!(
-                    "node {id} believes {applied} applied, its state machine is at {}",
-                    node.sm.applied
-                ));
-            }
-            for index in live.seen_committed + 1..=committed {
-                if let Ok(term) = log.term(index) {
-                    new_commits.push((id, index, term, r.term()));
-                }
-            }
-            if r.state() == StateRole::Leader {
-                match self.oracle.leaders.get(&r.term()) {
-                    Some(&other) if other != id => {
-                        return Err(format!(
-                            "election safety: nodes {other} and {id} both led term {}",
-                            r.term()
-                        ));
-                    }
-                    Some(_) => {}
-                    None => {
-                        self.oracle.leaders.insert(r.term(), id);
-                        new_leaders.push((id, r.term()));
-                    }
-                }
-            }
-            live.seen_committed = committed;
-            live.seen_applied = applied;
-            live.seen_term = r.term();
-            self.stats.max_commit = self.stats.max_commit.max(committed);
-        }
-        for &(id, term) in &new_leaders {
-            self.stats.leaders += 1;
-            self.record(Event::Leader { id, term });
-            // Leader completeness: the new leader holds every entry committed in an
-            // earlier (or its own) term.
-            let log = self.nodes[&id]
-                .live()
-                .expect("leader is up")
-                .raw
-                .raft()
-                .raft_log();
-            for (&index, &(eterm, seen_term)) in &self.oracle.committed {
-                if seen_term <= term {
-                    check_holds(id, term, log, index, eterm, seen_term)?;
-                }
-            }
-        }
-        for (id, index, eterm, node_term) in new_commits {
-            let entry = self
-                .oracle
-                .committed
-                .entry(index)
-                .or_insert((eterm, node_term));
-            if entry.0 != eterm {
-                return Err(format!(
-                    "node {id} committed entry {index} of term {eterm}, but an entry of term {} \
-                     was committed there before",
-                    entry.0
-                ));
-            }
-            entry.1 = entry.1.min(node_term);
-            let seen_term = entry.1;
-            for node in self.nodes.values() {
-                let Some(live) = node.live() else { continue };
-                let r = live.raw.raft();
-                if r.state() == StateRole::Leader && r.term() >= seen_term {
-                    check_holds(node.id, r.term(), r.raft_log(), index, eterm, seen_term)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Log matching over whole logs: for every two live nodes, if they hold an entry with
-    /// the same index and term, every earlier entry both still hold is identical.
-    fn check_logs_pairwise(&self) -> Check {
-        let mut logs = Vec::new();
-        for node in self.nodes.values() {
-            let Some(live) = node.live() else { continue };
-            let log = live.raw.raft().raft_log();
-            let first = log.first_index();
-            let entries = log
-                .slice(first, log.last_index() + 1, None)
-                .map_err(|e| format!("node {} log unreadable: {e}", node.id))?;
-            logs.push((node.id, first, entries));
-        }
-        for (i, (a, a_first, a_ents)) in logs.iter().enumerate() {
-            for (b, b_first, b_ents) in &logs[i + 1..] {
-                let lo = (*a_first).max(*b_first);
-                let hi = (a_first + a_ents.len() as u64).min(b_first + b_ents.len() as u64);
-
-                // The highest common index with matching terms.
-                let Some(top) = (lo..hi)
-                    .rev()
-                    .find(|&x| at(a_ents, *a_first, x).term == at(b_ents, *b_first, x).term)
-                else {
-                    continue;
-                };
-                for x in lo..=top {
-                    let (ea, eb) = (at(a_ents, *a_first, x), at(b_ents, *b_first, x));
-                    if ea != eb {
-                        return Err(format!(
-                            "log matching: nodes {a} and {b} agree on entry {top} (term {}) \
-                             but differ at {x}: {}/{} vs {}/{}",
-                            at(a_ents, *a_first, top).term,
-                            ea.term,
-                            ea.index,
-                            eb.term,
-                            eb.index
-                        ));
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    // ----- liveness ------------------------------------------------------------------------
-
-    /// Heals every fault and requires a fresh proposal to be applied on every voter of the
-    /// current leader's configuration within `liveness_rounds` rounds.
-    fn liveness(&mut self) -> Check {
-        self.record(Event::LivenessPhase);
-        self.faults = false;
-        if self.partition.take().is_some() {
-            self.record(Event::Heal);
-        }
-        let down: Vec<u64> = self
-            .nodes
-            .values()
-            .filter(|n| n.live.is_none())
-            .map(|n| n.id)
-            .collect();
-        for id in down {
-            self.start(id)?;
-        }
-        let mut markers: Vec<Bytes> = Vec::new();
-        let mut last_proposal_round = None;
-        for round in 0..self.params.liveness_rounds {
-            self.step += 1;
-            for id in self.live_ids() {
-                self.tick(id)?;
-            }
-            self.settle()?;
-            self.check_step()?;
-            let Some(leader) = self.current_leader() else {
-                continue;
-            };
-            let voters: Vec<u64> = {
-                let conf = &self.nodes[&leader]
-                    .live()
-                    .expect("leader is up")
-                    .raw
-                    .raft()
-                    .tracker()
-                    .conf;
-                let mut v = conf.voters.incoming.ids().to_vec();
-                v.extend(conf.voters.outgoing.ids());
-                v
-            };
-            let done = markers.iter().any(|m| {
-                voters
-                    .iter()
-                    .all(|id| self.nodes.get(id).is_some_and(|n| n.sm.contains_value(m)))
-            });
-            if done {
-                self.stats.heal_rounds = round;
-                return self.check_logs_pairwise();
-            }
-            if last_proposal_round
-                .is_none_or(|r| round >= r + 3 * self.params.election_ticks as u64)
-            {
-                self.next_value += 1;
-                let value = self.next_value;
-                let live = self.live_mut(leader).expect("leader is up");
-                let accepted = live.raw.propose(Bytes::new(), value_bytes(value)).is_ok();
-                self.record(Event::Propose {
-                    id: leader,
-                    value,
-                    accepted,
-                });
-                if accepted {
-                    markers.push(value_bytes(value));
-                    last_proposal_round = Some(round);
-                }
-            }
-        }
-        let mut state = String::new();
-        for node in self.nodes.values() {
-            let _ = writeln!(state, "    {}", self.describe_node(node));
-        }
-        Err(format!(
-            "liveness: no proposal committed on every voter within {} rounds after healing \
-             (leader {:?})\n{state}",
-            self.params.liveness_rounds,
-            self.current_leader()
-        ))
-    }
-
-    /// Runs every node's Readies, writes and applies, and delivers every message in FIFO
-    /// order, until the cluster is quiet (bounded).
-    fn settle(&mut self) -> Check {
-        for _ in 0..64 {
-            let mut busy = false;
-            for id in self.live_ids() {
-                while self.live_mut(id).is_some_and(|l| l.raw.has_ready()) {
-                    busy = true;
-                    self.handle_ready(id)?;
-                }
-                while self.live_mut(id).is_some_and(|l| !l.writes.is_empty()) {
-                    busy = true;
-                    self.complete_write(id)?;
-                }
-                self.apply(id, usize::MAX)?;
-            }
-            let msgs = std::mem::take(&mut self.net);
-            busy |= !msgs.is_empty();
-            for m in msgs {
-                self.net.push(m);
-                let last = self.net.len() - 1;
-                self.deliver(last)?;
-            }
-            if !busy {
-                break;
-            }
-        }
-        Ok(())
-    }
-
-    fn current_leader(&self) -> Option<u64> {
-        self.nodes
-            .values()
-            .filter_map(|n| n.live().map(|l| (n.id, l.raw.raft())))
-            .filter(|(_, r)| r.state() == StateRole::Leader)
-            .max_by_key(|(_, r)| r.term())
-            .map(|(id, _)| id)
-    }
-}
-
-/// Leader completeness for one committed entry: the leader `id` of `term` must hold
-/// entry `index` with term `eterm` (unless compacted into its snapshot).
-fn check_holds(
-    id: u64,
-    term: u64,
-    log: &raft_core::RaftLog<MemStorage>,
-    index: u64,
-    eterm: u64,
-    seen_term: u64,
-) -> Check {
-    if index < log.first_index() {
-        return Ok(());
-    }
-    match log.term(index) {
-        Ok(t) if t == eterm => Ok(()),
-        other => Err(format!(
-            "leader completeness: leader {id} of term {term} has {other:?} at index {index}, \
-             but entry {index}/{eterm} was committed by term {seen_term}"
-        )),
-    }
 }
 
 /// Applies one committed entry to a node's state machine (and its membership).
@@ -1975,8 +1289,4 @@ pub fn run_seed(seed: u64, steps: u64) -> Result<Outcome, Failure> {
             context: String::new(),
         }),
     }
-}
-
-fn at(ents: &[Entry], first: u64, index: u64) -> &Entry {
-    &ents[(index - first) as usize]
 }
