@@ -23,9 +23,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sim::{Failure, Stats, run_seed};
 
-/// Random steps per seed: sized so that the default seeds finish in about a minute in a
-/// debug build on two cores.
-const DEFAULT_STEPS: u64 = 700;
+/// Random steps per seed: the default seeds take about 45 CPU-seconds in a debug build
+/// (under half a minute on two idle cores).
+const DEFAULT_STEPS: u64 = 1000;
 /// Seeds run when `RAFT_SAFETY_SEEDS` is unset.
 const DEFAULT_SEEDS: u64 = 2000;
 /// A run stops early once this many seeds failed.

@@ -28,15 +28,14 @@
 //! node (see [`Oracle`]); at the end all faults heal and the cluster must commit a fresh
 //! proposal on every voter within a bounded number of rounds.
 //!
-//! Layout: this file drives the cluster; `sim/checks.rs` holds the properties and the
+//! The including test crate must also include `network.rs` as `crate::network` (for
+//! `test_config`). Layout: this file drives the cluster; `sim/checks.rs` holds the properties and the
 //! liveness phase, `sim/oracle.rs` the run-wide oracles, `sim/state_machine.rs` the
 //! application's state machine, `sim/trace.rs` the event trace, `sim/rng.rs` randomness.
 #![allow(dead_code)]
 
 #[path = "sim/checks.rs"]
 mod checks;
-#[path = "network.rs"]
-mod network;
 #[path = "sim/oracle.rs"]
 mod oracle;
 #[path = "sim/rng.rs"]
@@ -58,6 +57,7 @@ use raft_core::eraftpb::{
 };
 use raft_core::{Config, Error, MemStorage, RawNode, SnapshotStatus, StateRole};
 
+use crate::network;
 use oracle::{Oracle, digest, entry_digest};
 use rng::Rng;
 use state_machine::{SmEntry, StateMachine};
