@@ -885,10 +885,6 @@ impl Sim {
         let messages = rd.take_messages();
         let persisted_messages = rd.take_persisted_messages();
         let hard_state = rd.hard_state().copied();
-        // Log matching, checked on every entry as it enters a log.
-        let prev_term = entries
-            .first()
-            .and_then(|e| live.raw.raft().raft_log().term(e.index - 1).ok());
         if let Some(last) = live.applies.back() {
             debug_assert!(last.number < number, "Ready numbers increase");
         }
@@ -925,11 +921,6 @@ impl Sim {
                 committed.last().map_or(0, |e| e.index),
             ),
         });
-        let mut prev = prev_term;
-        for e in &entries {
-            self.oracle.check_entry(id, e, prev)?;
-            prev = Some(e.term);
-        }
         for m in messages {
             self.check_outgoing(id, &m, false)?;
             self.send(m);
@@ -984,6 +975,16 @@ impl Sim {
             .wl()
             .append(&write.entries)
             .map_err(|e| format!("node {id} could not append its entries: {e}"))?;
+        // Log matching, checked on every entry as it becomes durable (entries only ever held
+        // in memory by a node that then crashed never existed for anyone else).
+        let mut prev = write
+            .entries
+            .first()
+            .and_then(|e| raft_core::Storage::term(&node.storage, e.index - 1).ok());
+        for e in &write.entries {
+            self.oracle.check_entry(id, e, prev)?;
+            prev = Some(e.term);
+        }
         if let Some(hs) = write.hard_state {
             node.storage.wl().set_hard_state(hs);
         }

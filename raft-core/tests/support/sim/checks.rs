@@ -14,7 +14,16 @@ impl Sim {
     /// Checks a message as it leaves `id`: no message of a term leaves before the node's
     /// hard state of that term is durable, a granted vote is durable, and an
     /// acknowledged entry is on disk.
-    pub(super) fn check_outgoing(&self, id: u64, m: &Message, after_persist: bool) -> Check {
+    pub(super) fn check_outgoing(&mut self, id: u64, m: &Message, after_persist: bool) -> Check {
+        // Log matching, checked on every entry that leaves a node (a leader sends before it
+        // persists).
+        let mut prev = Some(m.log_term);
+        if m.msg_type() == MessageType::MsgAppend {
+            for e in &m.entries {
+                self.oracle.check_entry(id, e, prev)?;
+                prev = Some(e.term);
+            }
+        }
         let node = &self.nodes[&id];
         let hs = *node.storage.rl().hard_state();
         let ty = m.msg_type();

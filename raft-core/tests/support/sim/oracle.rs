@@ -28,7 +28,10 @@ pub fn entry_digest(e: &Entry) -> u64 {
 pub struct Oracle {
     /// Election safety: the leader of each term.
     pub leaders: BTreeMap<u64, u64>,
-    /// Log matching: `(index, term)` → (term at `index - 1` if known, content digest).
+    /// Log matching: `(index, term)` → (term at `index - 1` if known, content digest), for
+    /// every entry that was persisted or sent (entries a node held only in memory before
+    /// crashing never existed for anyone else: it may even lead the same term again, as its
+    /// vote in that term was not durable and nothing of that term left it).
     pub entries: HashMap<(u64, u64), (Option<u64>, u64)>,
     /// Committed entries: index → (term, the lowest node term at which it was seen
     /// committed). Every leader of that term or later must hold it.
