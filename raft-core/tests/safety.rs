@@ -198,4 +198,32 @@ mod regressions {
             net.raft(2).tracker().conf.voters.ids()
         );
     }
+
+    /// §5.1 ("if a server's current term is smaller than the other's, it updates its
+    /// current term"): a node whose term ran ahead must tell a leader of an older term
+    /// that contacts it, even without PreVote or CheckQuorum. Its own vote requests may
+    /// never reach that leader: its configuration can be stale and not contain it, and
+    /// then the leader, needing it for a quorum, would wait forever. Found by seed 17505
+    /// at 3000 steps (liveness after healing).
+    #[test]
+    fn a_node_ahead_in_term_tells_a_stale_leader() {
+        let mut net = Network::new(&[1, 2, 3]);
+        net.campaign(1);
+        assert_eq!(net.state(1), StateRole::Leader);
+        // Node 2's term runs ahead; its vote requests never reach the leader.
+        net.set_hook(|m| m.from != 2 && m.to != 2);
+        for _ in 0..3 {
+            net.raw(2).campaign().unwrap();
+            net.drain();
+        }
+        let ahead = net.raft(2).term();
+        assert!(ahead > net.raft(1).term());
+        net.set_hook(|m| !(m.from == 2 && m.msg_type() == MessageType::MsgRequestVote));
+        net.tick(1, 1);
+        assert!(
+            net.raft(1).term() >= ahead,
+            "leader 1 never learned of term {ahead} (still leader of term {})",
+            net.raft(1).term()
+        );
+    }
 }
