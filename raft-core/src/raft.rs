@@ -598,10 +598,12 @@ impl<S: Storage> Raft<S> {
     fn on_lower_term(&mut self, m: &Message, msg_type: MessageType) {
         let from_stale_leader =
             matches!(msg_type, MessageType::MsgHeartbeat | MessageType::MsgAppend);
-        if (self.check_quorum || self.pre_vote) && from_stale_leader {
-            // A leader cut off by a partition may keep its old term forever with CheckQuorum
-            // or PreVote (nobody raises terms to reach it): tell it the current term so it
-            // steps down.
+        if from_stale_leader {
+            // A leader of an older term may never hear of the current one otherwise: with
+            // CheckQuorum or PreVote nobody raises terms to reach it, and without them the
+            // vote requests that would may not go to it (a node whose configuration is
+            // stale does not count it as a voter) while it waits for this node's
+            // acknowledgements. Tell it the current term so it steps down.
             self.send(Message {
                 msg_type: MessageType::MsgAppendResponse as i32,
                 to: m.from,
@@ -669,11 +671,17 @@ impl<S: Storage> Raft<S> {
                 pre,
                 "rejected vote"
             );
+            // A rejection carries what this node knows committed (`commit`, and the term
+            // of that entry in `log_term`), as raft-rs does: see `maybe_commit_by_vote`.
+            let commit = self.raft_log.committed;
+            let commit_term = self.raft_log.term_or_zero(commit)?;
             self.send(Message {
                 msg_type: resp_type as i32,
                 to: m.from,
                 term: self.term,
                 reject: true,
+                commit,
+                log_term: commit_term,
                 ..Default::default()
             });
         }

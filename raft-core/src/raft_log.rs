@@ -268,9 +268,16 @@ impl<S: Storage> RaftLog<S> {
     }
 
     /// Records that the snapshot at `index` is persisted (and applied).
+    ///
+    /// A newer snapshot from the leader may have replaced it while it was being persisted;
+    /// the state machine holds it all the same, so `applied` moves to `index` either way
+    /// (the application may report it through `applied_to`), while `persisted` waits for
+    /// the newer snapshot.
     pub fn stable_snap_to(&mut self, index: u64) {
         if self.unstable.stable_snap_to(index) {
             self.persisted = self.persisted.max(index);
+        }
+        if index <= self.committed {
             self.applying = self.applying.max(index);
             self.applied = self.applied.max(index);
         }
@@ -455,6 +462,33 @@ mod tests {
         );
         log.accept_applying(4);
         assert!(!log.has_next_committed_entries());
+    }
+
+    #[test]
+    fn a_replaced_snapshot_still_counts_as_applied_once_persisted() {
+        let snap = |index, term| Snapshot {
+            metadata: Some(crate::eraftpb::SnapshotMetadata {
+                index,
+                term,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut log = log_with(&[1, 1, 1]);
+        log.restore(snap(5, 1));
+        log.unstable.accept_in_progress();
+        // A newer snapshot arrives while the first one is being persisted.
+        log.restore(snap(14, 2));
+        log.stable_snap_to(5);
+        assert_eq!((log.applying, log.applied), (5, 5));
+        assert!(
+            log.has_pending_snapshot(),
+            "snapshot 14 is still to persist"
+        );
+        log.applied_to(5);
+        log.unstable.accept_in_progress();
+        log.stable_snap_to(14);
+        assert_eq!((log.persisted, log.applied, log.committed), (14, 14, 14));
     }
 
     #[test]

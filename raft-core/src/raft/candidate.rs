@@ -34,6 +34,12 @@ impl<S: Storage> Raft<S> {
                 self.step_follower(m, msg_type)
             }
             t if t == my_vote_response => {
+                if m.reject && self.maybe_commit_by_vote(&m)? {
+                    // A committed membership change it has not applied may change who
+                    // votes: this election counts by a stale configuration; give it up.
+                    self.become_follower(self.term, INVALID_ID);
+                    return Ok(());
+                }
                 match self.poll(m.from, !m.reject) {
                     VoteResult::Won => {
                         if self.state == StateRole::PreCandidate {
@@ -49,6 +55,35 @@ impl<S: Storage> Raft<S> {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Advances the commit index to what a rejecting voter reports committed (`commit`,
+    /// with that entry's term in `log_term`) when this log holds that entry. Returns
+    /// whether the newly committed entries include a membership change not yet applied.
+    ///
+    /// Configurations take effect when applied, so a node that missed the commit of a
+    /// change may count votes by the old configuration and need votes from nodes the
+    /// change removed or demoted. Those never campaign, and refuse a candidate whose log
+    /// is shorter than theirs (a removed leader's often is), so without this the cluster
+    /// can stay leaderless for good. Safe: an entry known committed commits every log that
+    /// holds it with the same term (log matching).
+    fn maybe_commit_by_vote(&mut self, m: &Message) -> Result<bool> {
+        if m.commit == 0 || m.log_term == 0 || m.commit <= self.raft_log.committed {
+            return Ok(false);
+        }
+        let before = self.raft_log.committed;
+        if !self.raft_log.maybe_commit(m.commit, m.log_term)? {
+            return Ok(false);
+        }
+        info!(
+            id = self.id,
+            term = self.term,
+            from = m.from,
+            before,
+            committed = self.raft_log.committed,
+            "commit index fast-forwarded by a vote rejection"
+        );
+        self.has_unapplied_conf_changes()
     }
 
     /// Records a vote and returns the election's outcome so far.

@@ -73,6 +73,15 @@ impl Inflights {
         }
     }
 
+    /// Frees the oldest message. A heartbeat response shows the peer is reachable while
+    /// the window may be full of appends that were lost; freeing one slot lets one more
+    /// append out, which either succeeds or is rejected and makes the leader probe.
+    pub fn free_first_one(&mut self) {
+        if let Some(&(index, _)) = self.window.front() {
+            self.free_to(index);
+        }
+    }
+
     /// Frees everything.
     pub fn reset(&mut self) {
         self.window.clear();
@@ -90,6 +99,7 @@ mod tests {
     enum Op {
         Add(u64),
         Free(u64),
+        FreeFirst,
         Reset,
     }
 
@@ -97,6 +107,7 @@ mod tests {
         prop_oneof![
             4 => (1u64..50).prop_map(Op::Add),
             3 => (0u64..40).prop_map(Op::Free),
+            1 => Just(Op::FreeFirst),
             1 => Just(Op::Reset),
         ]
     }
@@ -122,6 +133,12 @@ mod tests {
                     Op::Free(to) => {
                         real.free_to(to);
                         oracle.retain(|&(i, _)| i > to);
+                    }
+                    Op::FreeFirst => {
+                        real.free_first_one();
+                        if !oracle.is_empty() {
+                            oracle.remove(0);
+                        }
                     }
                     Op::Reset => {
                         real.reset();
