@@ -178,6 +178,10 @@ impl MemStorageCore {
 
 /// A thread-safe, cloneable, in-memory [`Storage`]; clones share the same log.
 ///
+/// `snapshot()` returns the last snapshot made with [`MemStorageCore::create_snapshot`]
+/// (or applied), else a data-less snapshot at the commit index. Call `create_snapshot`
+/// again after each membership change, or nodes added by it will refuse the old one.
+///
 /// The application writes through [`MemStorage::wl`] as it persists each `Ready`, and
 /// the core reads through the [`Storage`] trait.
 ///

@@ -70,5 +70,10 @@ pub trait Storage {
     /// The latest snapshot, whose index must be at least `request_index`. Returns
     /// [`StorageError::SnapshotTemporarilyUnavailable`] while one is being built; the core
     /// asks again later.
+    ///
+    /// The snapshot's `conf_state` must include the node it is sent to: a node refuses a
+    /// snapshot that does not name it. So a snapshot taken before a membership change is
+    /// stale for the nodes that change added; build a new one after applying a change (as
+    /// raft-store does, at the applied index) or return `SnapshotTemporarilyUnavailable`.
     fn snapshot(&self, request_index: u64) -> StorageResult<Snapshot>;
 }
