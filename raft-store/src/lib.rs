@@ -22,6 +22,7 @@ pub mod sender;
 pub mod snapshot;
 pub mod store;
 pub mod store_frame_sink;
+pub mod store_metrics;
 pub mod transport_sender;
 
 /// Wire types, generated from `proto/`.

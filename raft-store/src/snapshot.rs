@@ -145,6 +145,7 @@ impl<ER: Engine, EK: Engine> PeerStorage<ER, EK> {
         crate::peer_storage::write_apply_state(&mut kv_wb, region.id, &apply_state)?;
         write_region_state(&mut kv_wb, &region, PeerState::Normal)?;
         kv.write(&kv_wb, WriteOptions::synced())?;
+        crate::store_metrics::snapshot_applied(snapshot.data.len());
 
         let log_start = keys::raft_log_prefix(region.id);
         let log_end = keys::raft_log_key(region.id, meta.index + 1);

@@ -28,6 +28,7 @@ impl StoreFrameSink {
 
     fn deliver(&self, msg: RaftMessage) {
         if let Err(e) = self.mailbox.try_send(StoreMsg::RaftMessage(Box::new(msg))) {
+            crate::store_metrics::message_dropped();
             debug!("inbound raft message dropped: {e}");
         }
     }

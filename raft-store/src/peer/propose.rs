@@ -60,6 +60,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         };
         match result {
             Ok(ProposeOutcome::Proposed { index, term }) => {
+                crate::store_metrics::proposal();
                 debug_assert!(self.proposals.back().is_none_or(|p| p.index < index));
                 self.proposals.push_back(Proposal {
                     index,
