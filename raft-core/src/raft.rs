@@ -7,7 +7,7 @@ mod leader;
 mod membership;
 
 use bytes::Bytes;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::confchange;
 use crate::config::Config;
@@ -687,6 +687,13 @@ impl<S: Storage> Raft<S> {
         }
         if !self.promotable() {
             debug!(id = self.id, "not promotable: not campaigning");
+            return Ok(());
+        }
+        // Terms only come from peers' messages; a corrupt or forged one may carry the
+        // last possible term. Campaigning would need the next one: refuse rather than
+        // wrap to term 0 (which would let this node vote twice in old terms).
+        if self.term == u64::MAX {
+            warn!(id = self.id, "term space exhausted: not campaigning");
             return Ok(());
         }
         // A conf change that is committed but not applied could change who may vote:
