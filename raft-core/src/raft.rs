@@ -535,6 +535,16 @@ impl<S: Storage> Raft<S> {
         if msg_type == MessageType::MsgUnspecified {
             return Err(Error::InvalidMessage("message type unspecified".into()));
         }
+        // Term 0 means "local": only local input and requests forwarded to the leader
+        // travel without a term. Any other message without one is corrupt; taking it as
+        // current-term would let it install a leader or, through `become_follower(0)`,
+        // lower this node's term and forget its vote.
+        if m.term == 0 && !may_omit_term(msg_type) {
+            return Err(Error::InvalidMessage(format!(
+                "{msg_type:?} from {} carries no term",
+                m.from
+            )));
+        }
         if m.term > self.term {
             if !self.on_higher_term(&m, msg_type) {
                 return Ok(());
@@ -796,6 +806,17 @@ pub fn is_local_msg(msg_type: MessageType) -> bool {
             | MessageType::MsgSnapStatus
             | MessageType::MsgCheckQuorum
     )
+}
+
+/// Whether a message of `msg_type` may carry term 0: local input, and the requests a
+/// follower forwards to its leader (proposals, reads, transfer requests), which the leader
+/// answers in its own term.
+fn may_omit_term(msg_type: MessageType) -> bool {
+    is_local_msg(msg_type)
+        || matches!(
+            msg_type,
+            MessageType::MsgPropose | MessageType::MsgReadIndex | MessageType::MsgTransferLeader
+        )
 }
 
 /// Whether `msg_type` answers a request this node sent.
