@@ -169,12 +169,19 @@ impl<S: Storage> Raft<S> {
     /// which case only the commit index moves).
     ///
     /// # Errors
-    /// An impossible membership in the snapshot, or a storage failure.
+    /// [`Error::InvalidMessage`] for a snapshot at index `u64::MAX`, an impossible
+    /// membership in the snapshot, or a storage failure.
     pub fn restore(&mut self, snapshot: Snapshot) -> Result<bool> {
         let Some(meta) = snapshot.metadata.as_ref() else {
             return Ok(false);
         };
         let (index, term) = (meta.index, meta.term);
+        if index == u64::MAX {
+            // The log would end at the last possible index (see `RaftLog`'s invariants).
+            return Err(Error::InvalidMessage(format!(
+                "snapshot index {index} leaves no room for the log"
+            )));
+        }
         if index <= self.raft_log.committed {
             return Ok(false);
         }
