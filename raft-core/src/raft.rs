@@ -545,6 +545,14 @@ impl<S: Storage> Raft<S> {
                 m.from
             )));
         }
+        // Only peers send these types; one "from" this node is corrupt. Accepting it
+        // would make this follower take itself for the leader and forward proposals to
+        // itself forever.
+        if m.from == self.id && !may_omit_term(msg_type) {
+            return Err(Error::InvalidMessage(format!(
+                "{msg_type:?} claims to come from this node"
+            )));
+        }
         if m.term > self.term {
             if !self.on_higher_term(&m, msg_type) {
                 return Ok(());
