@@ -330,10 +330,15 @@ impl<S: Storage> Raft<S> {
 
     // ----- sending ---------------------------------------------------------------------
 
-    /// Queues a message, stamping `from` and (except for votes and forwarded requests,
+    /// Queues a message, stamping `from` (except on a forwarded transfer request, whose
+    /// `from` is the transferee) and (except for votes and forwarded requests,
     /// whose term is set by the caller or left 0) the current term.
     fn send(&mut self, mut m: Message) {
-        m.from = self.id;
+        // A transfer request names its transferee in `from`; a follower forwarding one to
+        // the leader must keep it, or the leader would hand leadership to the forwarder.
+        if m.msg_type() != MessageType::MsgTransferLeader || m.from == INVALID_ID {
+            m.from = self.id;
+        }
         match m.msg_type() {
             MessageType::MsgRequestVote
             | MessageType::MsgRequestPreVote
