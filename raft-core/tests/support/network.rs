@@ -8,7 +8,7 @@ use prost::Message as _;
 use raft_core::eraftpb::{
     ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, MessageType,
 };
-use raft_core::{Config, MemStorage, Raft, RawNode, StateRole};
+use raft_core::{ConfChangeI, Config, MemStorage, Raft, RawNode, ReadState, StateRole};
 
 /// One node of the network with its storage and what it applied.
 pub struct Node {
@@ -18,6 +18,8 @@ pub struct Node {
     pub applied: Vec<Entry>,
     /// The membership after the last applied conf change.
     pub conf_state: ConfState,
+    /// Every read confirmed to this node, in order.
+    pub read_states: Vec<ReadState>,
 }
 
 /// A message filter: return false to drop the message.
@@ -179,6 +181,7 @@ impl Network {
                 storage,
                 applied: Vec::new(),
                 conf_state,
+                read_states: Vec::new(),
             },
         );
     }
@@ -228,6 +231,21 @@ impl Network {
         res
     }
 
+    /// Proposes a membership change on `id` and runs the network until quiet.
+    pub fn propose_conf_change(&mut self, id: u64, cc: &impl ConfChangeI) -> raft_core::Result<()> {
+        let res = self.raw(id).propose_conf_change(Default::default(), cc);
+        self.drain();
+        res
+    }
+
+    /// Adds node `id` about to join, with an empty log and the current membership
+    /// `voters` (the membership is not in the log, so a joining node is bootstrapped
+    /// with it, or learns it from a snapshot).
+    pub fn add_joining_node(&mut self, id: u64, voters: &[u64]) {
+        let storage = MemStorage::new_with_conf_state((voters.to_vec(), vec![]));
+        self.add_node(test_config(id), storage);
+    }
+
     /// Ticks `id` `n` times, running the network after each tick.
     pub fn tick(&mut self, id: u64, n: usize) {
         for _ in 0..n {
@@ -248,8 +266,12 @@ impl Network {
     /// Delivers `msgs` (through the filters) and runs the network until quiet.
     pub fn send(&mut self, msgs: Vec<Message>) {
         let mut queue: VecDeque<Message> = msgs.into();
+        let mut budget = 100_000usize;
         loop {
             while let Some(m) = queue.pop_front() {
+                budget = budget
+                    .checked_sub(1)
+                    .unwrap_or_else(|| panic!("the network does not quiesce; last: {m:?}"));
                 if !self.passes(&m) {
                     continue;
                 }
@@ -289,6 +311,7 @@ impl Network {
         while node.raw.has_ready() {
             let mut rd = node.raw.ready().expect("ready");
             out.extend(rd.take_messages());
+            node.read_states.extend(rd.take_read_states());
             if let Some(snap) = rd.take_snapshot() {
                 node.storage
                     .wl()
