@@ -7,7 +7,7 @@ mod leader;
 mod membership;
 
 use bytes::Bytes;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::confchange;
 use crate::config::Config;
@@ -330,10 +330,15 @@ impl<S: Storage> Raft<S> {
 
     // ----- sending ---------------------------------------------------------------------
 
-    /// Queues a message, stamping `from` and (except for votes and forwarded requests,
+    /// Queues a message, stamping `from` (except on a forwarded transfer request, whose
+    /// `from` is the transferee) and (except for votes and forwarded requests,
     /// whose term is set by the caller or left 0) the current term.
     fn send(&mut self, mut m: Message) {
-        m.from = self.id;
+        // A transfer request names its transferee in `from`; a follower forwarding one to
+        // the leader must keep it, or the leader would hand leadership to the forwarder.
+        if m.msg_type() != MessageType::MsgTransferLeader || m.from == INVALID_ID {
+            m.from = self.id;
+        }
         match m.msg_type() {
             MessageType::MsgRequestVote
             | MessageType::MsgRequestPreVote
@@ -535,6 +540,24 @@ impl<S: Storage> Raft<S> {
         if msg_type == MessageType::MsgUnspecified {
             return Err(Error::InvalidMessage("message type unspecified".into()));
         }
+        // Term 0 means "local": only local input and requests forwarded to the leader
+        // travel without a term. Any other message without one is corrupt; taking it as
+        // current-term would let it install a leader or, through `become_follower(0)`,
+        // lower this node's term and forget its vote.
+        if m.term == 0 && !may_omit_term(msg_type) {
+            return Err(Error::InvalidMessage(format!(
+                "{msg_type:?} from {} carries no term",
+                m.from
+            )));
+        }
+        // Only peers send these types; one "from" this node is corrupt. Accepting it
+        // would make this follower take itself for the leader and forward proposals to
+        // itself forever.
+        if m.from == self.id && !may_omit_term(msg_type) {
+            return Err(Error::InvalidMessage(format!(
+                "{msg_type:?} claims to come from this node"
+            )));
+        }
         if m.term > self.term {
             if !self.on_higher_term(&m, msg_type) {
                 return Ok(());
@@ -697,6 +720,13 @@ impl<S: Storage> Raft<S> {
             debug!(id = self.id, "not promotable: not campaigning");
             return Ok(());
         }
+        // Terms only come from peers' messages; a corrupt or forged one may carry the
+        // last possible term. Campaigning would need the next one: refuse rather than
+        // wrap to term 0 (which would let this node vote twice in old terms).
+        if self.term == u64::MAX {
+            warn!(id = self.id, "term space exhausted: not campaigning");
+            return Ok(());
+        }
         // A conf change that is committed but not applied could change who may vote:
         // campaigning now could let two configurations elect two leaders.
         if self.has_unapplied_conf_changes()? {
@@ -797,6 +827,17 @@ pub fn is_local_msg(msg_type: MessageType) -> bool {
             | MessageType::MsgSnapStatus
             | MessageType::MsgCheckQuorum
     )
+}
+
+/// Whether a message of `msg_type` may carry term 0: local input, and the requests a
+/// follower forwards to its leader (proposals, reads, transfer requests), which the leader
+/// answers in its own term.
+fn may_omit_term(msg_type: MessageType) -> bool {
+    is_local_msg(msg_type)
+        || matches!(
+            msg_type,
+            MessageType::MsgPropose | MessageType::MsgReadIndex | MessageType::MsgTransferLeader
+        )
 }
 
 /// Whether `msg_type` answers a request this node sent.

@@ -14,7 +14,9 @@ use crate::util::limit_size;
 /// - `persisted <= last_index()`, and every entry at or before `persisted` is in stable
 ///   storage with the term this log has for it;
 /// - entries handed out for applying never exceed `min(committed, persisted)`, so a
-///   state machine never applies an entry its own node might lose in a crash.
+///   state machine never applies an entry its own node might lose in a crash;
+/// - `last_index() < u64::MAX`, so `last_index() + 1` never overflows: an entry or a
+///   snapshot at index `u64::MAX` is refused as malformed.
 #[derive(Debug)]
 pub struct RaftLog<S: Storage> {
     /// Stable storage, written by the application as it persists each `Ready`.
@@ -173,7 +175,9 @@ impl<S: Storage> RaftLog<S> {
             return Ok(None);
         }
         for (i, e) in entries.iter().enumerate() {
-            if e.index != index + 1 + i as u64 {
+            // The last index must stay below u64::MAX (see the invariants above).
+            let expected = index.checked_add(1 + i as u64).filter(|&x| x < u64::MAX);
+            if expected != Some(e.index) {
                 return Err(Error::InvalidMessage(format!(
                     "append after {index} carries entry {} at position {i}",
                     e.index

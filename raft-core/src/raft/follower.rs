@@ -14,7 +14,13 @@ impl<S: Storage> Raft<S> {
     pub(super) fn step_follower(&mut self, mut m: Message, msg_type: MessageType) -> Result<()> {
         match msg_type {
             MessageType::MsgPropose => {
-                if self.leader_id == INVALID_ID || self.disable_proposal_forwarding {
+                // A request is forwarded at most once: one that another node forwarded to
+                // us (taking us for the leader) is dropped, so stale or corrupt views of
+                // who leads can never make requests circulate between followers.
+                if self.leader_id == INVALID_ID
+                    || self.disable_proposal_forwarding
+                    || !self.is_own_request(&m)
+                {
                     debug!(
                         id = self.id,
                         leader = self.leader_id,
@@ -41,7 +47,8 @@ impl<S: Storage> Raft<S> {
                 self.handle_snapshot(m)?;
             }
             MessageType::MsgTransferLeader => {
-                if self.leader_id == INVALID_ID {
+                // A local request carries no term; a forwarded one carries the sender's.
+                if self.leader_id == INVALID_ID || m.term != 0 {
                     debug!(id = self.id, "no leader to forward the transfer request to");
                     return Ok(());
                 }
@@ -59,7 +66,7 @@ impl<S: Storage> Raft<S> {
                 self.hup(true)?;
             }
             MessageType::MsgReadIndex => {
-                if self.leader_id == INVALID_ID {
+                if self.leader_id == INVALID_ID || !self.is_own_request(&m) {
                     debug!(id = self.id, "no leader: dropping read index request");
                     return Err(Error::ProposalDropped);
                 }
@@ -75,6 +82,12 @@ impl<S: Storage> Raft<S> {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Whether a proposal or read request originates here (local input carries this
+    /// node's id or none) rather than being forwarded by another node.
+    fn is_own_request(&self, m: &Message) -> bool {
+        m.from == INVALID_ID || m.from == self.id
     }
 
     pub(super) fn handle_append_entries(&mut self, m: &Message) -> Result<()> {
@@ -169,12 +182,19 @@ impl<S: Storage> Raft<S> {
     /// which case only the commit index moves).
     ///
     /// # Errors
-    /// An impossible membership in the snapshot, or a storage failure.
+    /// [`Error::InvalidMessage`] for a snapshot at index `u64::MAX`, an impossible
+    /// membership in the snapshot, or a storage failure.
     pub fn restore(&mut self, snapshot: Snapshot) -> Result<bool> {
         let Some(meta) = snapshot.metadata.as_ref() else {
             return Ok(false);
         };
         let (index, term) = (meta.index, meta.term);
+        if index == u64::MAX {
+            // The log would end at the last possible index (see `RaftLog`'s invariants).
+            return Err(Error::InvalidMessage(format!(
+                "snapshot index {index} leaves no room for the log"
+            )));
+        }
         if index <= self.raft_log.committed {
             return Ok(false);
         }

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use prost::Message as _;
 use raft_core::eraftpb::{
-    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType,
+    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, MessageType,
 };
-use raft_core::{Config, MemStorage, Raft, RawNode, StateRole};
+use raft_core::{ConfChangeI, Config, MemStorage, Raft, RawNode, ReadState, StateRole};
 
 /// One node of the network with its storage and what it applied.
 pub struct Node {
@@ -18,6 +18,8 @@ pub struct Node {
     pub applied: Vec<Entry>,
     /// The membership after the last applied conf change.
     pub conf_state: ConfState,
+    /// Every read confirmed to this node, in order.
+    pub read_states: Vec<ReadState>,
 }
 
 /// A message filter: return false to drop the message.
@@ -75,6 +77,98 @@ impl Network {
         Self::with_config(ids, |_| {})
     }
 
+    /// Nodes `ids` over the storages `storage(id)` (e.g. preloaded logs), with the test
+    /// config adjusted by `tweak`.
+    pub fn with_storages(
+        ids: &[u64],
+        storage: impl Fn(u64) -> MemStorage,
+        tweak: impl Fn(&mut Config),
+    ) -> Self {
+        let mut net = Self::with_config(&[], |_| {});
+        for &id in ids {
+            let mut cfg = test_config(id);
+            tweak(&mut cfg);
+            net.add_node(cfg, storage(id));
+        }
+        net
+    }
+
+    /// Campaigns on `id` and asserts that it won.
+    pub fn elect(&mut self, id: u64) {
+        self.campaign(id);
+        assert_eq!(
+            self.state(id),
+            StateRole::Leader,
+            "node {id} should have won"
+        );
+    }
+
+    /// Asserts Raft's safety properties across every pair of nodes: logs agree on every
+    /// index both have committed (Log Matching + Leader Completeness), and the applied
+    /// sequences never disagree at an index (State Machine Safety). Also checks each
+    /// node's `applied <= committed <= last_index`.
+    pub fn assert_safety(&self) {
+        for (&a, na) in &self.nodes {
+            let la = na.raw.raft().raft_log();
+            assert!(
+                la.applied <= la.committed,
+                "node {a}: applied past committed"
+            );
+            assert!(
+                la.committed <= la.last_index(),
+                "node {a}: committed past last index"
+            );
+            for (&b, nb) in &self.nodes {
+                if a >= b {
+                    continue;
+                }
+                let lb = nb.raw.raft().raft_log();
+                let upto = la.committed.min(lb.committed);
+                let from = la.first_index().max(lb.first_index());
+                for i in from..=upto {
+                    let (ta, tb) = (la.term(i), lb.term(i));
+                    if let (Ok(ta), Ok(tb)) = (ta, tb) {
+                        assert_eq!(
+                            ta, tb,
+                            "nodes {a} and {b} committed different entries at {i}"
+                        );
+                    }
+                }
+                let applied_b: HashMap<u64, &Entry> =
+                    nb.applied.iter().map(|e| (e.index, e)).collect();
+                for e in &na.applied {
+                    if let Some(o) = applied_b.get(&e.index) {
+                        assert_eq!(
+                            (e.term, &e.data),
+                            (o.term, &o.data),
+                            "nodes {a} and {b} applied different entries at {}",
+                            e.index
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The (index, term) of every entry of `id`'s log that is still held.
+    pub fn log_of(&self, id: u64) -> Vec<(u64, u64)> {
+        let log = self.raft(id).raft_log();
+        log.slice(log.first_index(), log.last_index() + 1, None)
+            .expect("log readable")
+            .iter()
+            .map(|e| (e.index, e.term))
+            .collect()
+    }
+
+    /// The payloads `id` applied, in order.
+    pub fn applied_data(&self, id: u64) -> Vec<Vec<u8>> {
+        self.nodes[&id]
+            .applied
+            .iter()
+            .map(|e| e.data.to_vec())
+            .collect()
+    }
+
     /// Adds a node (e.g. one joining through a conf change, with empty storage).
     pub fn add_node(&mut self, cfg: Config, storage: MemStorage) {
         let conf_state = storage.rl().conf_state().clone();
@@ -87,6 +181,7 @@ impl Network {
                 storage,
                 applied: Vec::new(),
                 conf_state,
+                read_states: Vec::new(),
             },
         );
     }
@@ -136,6 +231,21 @@ impl Network {
         res
     }
 
+    /// Proposes a membership change on `id` and runs the network until quiet.
+    pub fn propose_conf_change(&mut self, id: u64, cc: &impl ConfChangeI) -> raft_core::Result<()> {
+        let res = self.raw(id).propose_conf_change(Default::default(), cc);
+        self.drain();
+        res
+    }
+
+    /// Adds node `id` about to join, with an empty log and the current membership
+    /// `voters` (the membership is not in the log, so a joining node is bootstrapped
+    /// with it, or learns it from a snapshot).
+    pub fn add_joining_node(&mut self, id: u64, voters: &[u64]) {
+        let storage = MemStorage::new_with_conf_state((voters.to_vec(), vec![]));
+        self.add_node(test_config(id), storage);
+    }
+
     /// Ticks `id` `n` times, running the network after each tick.
     pub fn tick(&mut self, id: u64, n: usize) {
         for _ in 0..n {
@@ -156,8 +266,12 @@ impl Network {
     /// Delivers `msgs` (through the filters) and runs the network until quiet.
     pub fn send(&mut self, msgs: Vec<Message>) {
         let mut queue: VecDeque<Message> = msgs.into();
+        let mut budget = 100_000usize;
         loop {
             while let Some(m) = queue.pop_front() {
+                budget = budget
+                    .checked_sub(1)
+                    .unwrap_or_else(|| panic!("the network does not quiesce; last: {m:?}"));
                 if !self.passes(&m) {
                     continue;
                 }
@@ -197,6 +311,7 @@ impl Network {
         while node.raw.has_ready() {
             let mut rd = node.raw.ready().expect("ready");
             out.extend(rd.take_messages());
+            node.read_states.extend(rd.take_read_states());
             if let Some(snap) = rd.take_snapshot() {
                 node.storage
                     .wl()
@@ -296,4 +411,101 @@ fn apply_entry(node: &mut Node, entry: Entry) {
             }
         }
     }
+}
+
+// ----- helpers for driving a bare `Raft` -------------------------------------------------
+
+/// An entry at `index` in `term`, without payload.
+pub fn ent(index: u64, term: u64) -> Entry {
+    Entry {
+        index,
+        term,
+        ..Default::default()
+    }
+}
+
+/// An entry at `index` in `term` with `data`.
+pub fn ent_data(index: u64, term: u64, data: &[u8]) -> Entry {
+    Entry {
+        index,
+        term,
+        data: data.to_vec().into(),
+        ..Default::default()
+    }
+}
+
+/// A message of type `t` from `from` to `to` in `term`.
+pub fn msg(from: u64, to: u64, t: MessageType, term: u64) -> Message {
+    Message {
+        msg_type: t as i32,
+        from,
+        to,
+        term,
+        ..Default::default()
+    }
+}
+
+/// A storage for `voters` whose log holds entries with the given terms at indexes 1, 2, ...
+/// and whose hard state is in `term`.
+pub fn storage_with_log(voters: &[u64], terms: &[u64], term: u64) -> MemStorage {
+    let storage = MemStorage::new_with_conf_state((voters.to_vec(), vec![]));
+    let entries: Vec<Entry> = terms
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| ent(i as u64 + 1, t))
+        .collect();
+    storage.wl().append(&entries).expect("append");
+    storage.wl().set_hard_state(HardState {
+        term,
+        ..Default::default()
+    });
+    storage
+}
+
+/// A bare `Raft` with the test config (adjusted by `tweak`) over `storage`.
+pub fn new_raft(id: u64, storage: MemStorage, tweak: impl Fn(&mut Config)) -> Raft<MemStorage> {
+    let mut cfg = test_config(id);
+    tweak(&mut cfg);
+    Raft::new(&cfg, storage).expect("valid test config")
+}
+
+/// A bare `Raft` for voters `peers` with an empty log.
+pub fn new_raft_peers(id: u64, peers: &[u64]) -> Raft<MemStorage> {
+    new_raft(
+        id,
+        MemStorage::new_with_conf_state((peers.to_vec(), vec![])),
+        |_| {},
+    )
+}
+
+/// Writes the unstable snapshot and entries and the hard state of `r` to its storage and
+/// reports them persisted, as an application handling a `Ready` would.
+pub fn persist(r: &mut Raft<MemStorage>) {
+    let store = r.store().clone();
+    if let Some(snap) = r.raft_log().unstable.snapshot.clone() {
+        let index = snap.metadata.as_ref().map_or(0, |m| m.index);
+        store.wl().apply_snapshot(snap).expect("apply snapshot");
+        r.on_persist_snapshot(index);
+    }
+    let entries = r.raft_log().unstable.entries.clone();
+    store.wl().append(&entries).expect("append");
+    store.wl().set_hard_state(r.hard_state());
+    if let Some(last) = entries.last() {
+        r.on_persist_entries(last.index, last.term)
+            .expect("persist entries");
+    }
+}
+
+/// Persists `r` (see [`persist`]) and takes its outgoing messages.
+pub fn read_messages(r: &mut Raft<MemStorage>) -> Vec<Message> {
+    persist(r);
+    r.take_messages().expect("take messages")
+}
+
+/// Makes a bare `Raft` the leader of the next term, persisting its empty entry, and
+/// discards the messages of the election.
+pub fn make_leader(r: &mut Raft<MemStorage>) {
+    r.become_candidate();
+    r.become_leader();
+    read_messages(r);
 }

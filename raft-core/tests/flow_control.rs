@@ -1,0 +1,231 @@
+//! Replication flow control (thesis §4.2.1 and §10.2): probe and replicate states, the
+//! inflight window, fast backtracking with the conflict hint, the uncommitted-size limit,
+//! and where proposals are dropped.
+
+#[path = "support/network.rs"]
+mod network;
+
+use network::{Network, make_leader, msg, new_raft, read_messages, storage_with_log};
+use raft_core::eraftpb::{Entry, MessageType::*};
+use raft_core::tracker::ProgressState;
+use raft_core::{Error, MemStorage, Raft};
+
+fn propose(r: &mut Raft<MemStorage>, data: &[u8]) -> raft_core::Result<()> {
+    let mut m = msg(1, 1, MsgPropose, 0);
+    m.entries = vec![Entry {
+        data: data.to_vec().into(),
+        ..Default::default()
+    }];
+    r.step(m)
+}
+
+fn appends_to(msgs: &[raft_core::eraftpb::Message], to: u64) -> usize {
+    msgs.iter()
+        .filter(|m| m.msg_type() == MsgAppend && m.to == to)
+        .count()
+}
+
+/// Thesis §10.2: in probe state the leader sends one append and waits for the answer
+/// before sending more; an acknowledgement moves the peer to replicate state.
+#[test]
+fn probe_sends_one_append_until_acknowledged() {
+    let mut r = new_raft(1, storage_with_log(&[1, 2], &[], 0), |_| {});
+    make_leader(&mut r);
+    assert_eq!(r.tracker().progress[&2].state, ProgressState::Probe);
+    assert!(
+        r.tracker().progress[&2].is_paused(),
+        "the first probe is outstanding"
+    );
+    propose(&mut r, b"a").unwrap();
+    propose(&mut r, b"b").unwrap();
+    assert_eq!(
+        appends_to(&read_messages(&mut r), 2),
+        0,
+        "paused while probing"
+    );
+    let mut ack = msg(2, 1, MsgAppendResponse, 1);
+    ack.index = 1;
+    r.step(ack).unwrap();
+    assert_eq!(r.tracker().progress[&2].state, ProgressState::Replicate);
+    let msgs = read_messages(&mut r);
+    let with_entries: Vec<_> = msgs
+        .iter()
+        .filter(|m| m.msg_type() == MsgAppend && m.to == 2 && !m.entries.is_empty())
+        .collect();
+    assert_eq!(with_entries.len(), 1);
+    assert_eq!(
+        with_entries[0].entries.len(),
+        2,
+        "everything pending in one append"
+    );
+}
+
+/// Thesis §10.2: in replicate state appends are pipelined up to the inflight window; a
+/// full window pauses the peer until acknowledgements free it.
+#[test]
+fn full_inflight_window_pauses_replication() {
+    let mut r = new_raft(1, storage_with_log(&[1, 2], &[], 0), |c| {
+        c.max_inflight_msgs = 3
+    });
+    make_leader(&mut r);
+    let mut ack = msg(2, 1, MsgAppendResponse, 1);
+    ack.index = 1;
+    r.step(ack).unwrap();
+    read_messages(&mut r);
+    let mut sent = 0;
+    for i in 0..6u8 {
+        propose(&mut r, &[i]).unwrap();
+        sent += appends_to(&read_messages(&mut r), 2);
+    }
+    assert_eq!(sent, 3, "the window holds three appends");
+    assert!(r.tracker().progress[&2].is_paused());
+    let mut ack = msg(2, 1, MsgAppendResponse, 1);
+    ack.index = 2;
+    r.step(ack).unwrap();
+    let msgs = read_messages(&mut r);
+    assert_eq!(
+        appends_to(&msgs, 2),
+        1,
+        "one slot freed, the rest goes in one append"
+    );
+    assert_eq!(msgs.iter().find(|m| m.to == 2).unwrap().entries.len(), 3);
+}
+
+/// ARCHITECTURE (coalesced broadcast): proposals between two Readies cost one append per
+/// follower, carrying all of them.
+#[test]
+fn proposals_between_readies_are_coalesced() {
+    let mut net = Network::new(&[1, 2, 3]);
+    net.elect(1);
+    net.delivered.clear();
+    for i in 0..5u8 {
+        net.raw(1)
+            .propose(Default::default(), vec![i].into())
+            .unwrap();
+    }
+    net.drain();
+    let appends: Vec<_> = net
+        .delivered
+        .iter()
+        .filter(|m| m.msg_type() == MsgAppend && !m.entries.is_empty())
+        .collect();
+    assert_eq!(appends.len(), 2);
+    assert!(appends.iter().all(|m| m.entries.len() == 5));
+    assert_eq!(net.applied_data(3).len(), 5);
+}
+
+/// Thesis §4.2.1 / §5.3: with the conflict hint the leader skips a whole conflicting
+/// term per round trip instead of one entry: a follower with a long divergent tail of
+/// one term is reconciled in a couple of rejections.
+#[test]
+fn fast_backtracking_skips_conflicting_terms() {
+    let mut leader_log = vec![1u64; 2];
+    leader_log.extend([3; 50]);
+    let mut follower_log = vec![1u64; 2];
+    follower_log.extend([2; 50]);
+    let mut net = Network::with_storages(
+        &[1, 2, 3],
+        |id| match id {
+            1 | 3 => storage_with_log(&[1, 2, 3], &leader_log, 3),
+            _ => storage_with_log(&[1, 2, 3], &follower_log, 3),
+        },
+        |_| {},
+    );
+    net.elect(1);
+    let rejections = net
+        .delivered
+        .iter()
+        .filter(|m| m.msg_type() == MsgAppendResponse && m.from == 2 && m.reject)
+        .count();
+    assert!(
+        rejections <= 2,
+        "{rejections} rejections for a 50-entry conflicting term"
+    );
+    assert_eq!(net.log_of(2), net.log_of(1));
+}
+
+/// Thesis §10.2.1: a leader caps the bytes of uncommitted entries; past the limit
+/// proposals are dropped, and accepted again once entries commit.
+#[test]
+fn uncommitted_size_limit_drops_proposals() {
+    let mut net = Network::with_config(&[1, 2, 3], |c| c.max_uncommitted_bytes = 100);
+    net.elect(1);
+    net.isolate(2);
+    net.isolate(3);
+    let data = [7u8; 40];
+    net.propose(1, &data).unwrap();
+    net.propose(1, &data).unwrap();
+    assert!(matches!(net.propose(1, &data), Err(Error::ProposalDropped)));
+    assert_eq!(net.raft(1).uncommitted_bytes(), 80);
+    net.recover();
+    net.tick(1, 1);
+    assert_eq!(net.applied_data(2).len(), 2);
+    assert_eq!(net.raft(1).uncommitted_bytes(), 0);
+    net.propose(1, &data).unwrap();
+}
+
+/// A single proposal bigger than the limit is still accepted when nothing is
+/// uncommitted, so progress is always possible.
+#[test]
+fn oversized_proposal_accepted_on_empty_budget() {
+    let mut net = Network::with_config(&[1, 2, 3], |c| c.max_uncommitted_bytes = 10);
+    net.elect(1);
+    net.propose(1, &[1u8; 50]).unwrap();
+    assert_eq!(net.applied_data(2).len(), 1);
+}
+
+/// §5.1/§8: without a leader a proposal cannot be forwarded and is dropped; with
+/// forwarding disabled, followers drop proposals too.
+#[test]
+fn proposals_without_leader_or_forwarding_are_dropped() {
+    let mut net = Network::new(&[1, 2, 3]);
+    assert!(matches!(net.propose(1, b"x"), Err(Error::ProposalDropped)));
+    net.isolate(1);
+    net.campaign(1);
+    assert!(
+        matches!(net.propose(1, b"x"), Err(Error::ProposalDropped)),
+        "candidate"
+    );
+    let mut net = Network::with_config(&[1, 2, 3], |c| c.disable_proposal_forwarding = true);
+    net.elect(1);
+    assert!(matches!(net.propose(2, b"x"), Err(Error::ProposalDropped)));
+    assert!(net.applied_data(1).is_empty());
+}
+
+/// Thesis §10.2: an unreachable peer in replicate state goes back to probing.
+#[test]
+fn unreachable_peer_returns_to_probe() {
+    let mut net = Network::new(&[1, 2, 3]);
+    net.elect(1);
+    assert_eq!(
+        net.raft(1).tracker().progress[&2].state,
+        ProgressState::Replicate
+    );
+    net.raw(1).report_unreachable(2);
+    assert_eq!(
+        net.raft(1).tracker().progress[&2].state,
+        ProgressState::Probe
+    );
+}
+
+/// `max_msg_bytes` bounds each append (at least one entry always goes).
+#[test]
+fn max_msg_bytes_limits_entries_per_append() {
+    let mut net = Network::with_config(&[1, 2], |c| c.max_msg_bytes = 1);
+    net.elect(1);
+    net.isolate(2);
+    for i in 0..4u8 {
+        net.propose(1, &[i]).unwrap();
+    }
+    net.recover();
+    net.delivered.clear();
+    net.tick(1, 1);
+    let appends: Vec<_> = net
+        .delivered
+        .iter()
+        .filter(|m| m.msg_type() == MsgAppend && !m.entries.is_empty())
+        .collect();
+    assert!(appends.len() >= 4);
+    assert!(appends.iter().all(|m| m.entries.len() == 1));
+    assert_eq!(net.applied_data(2).len(), 4);
+}
