@@ -78,7 +78,8 @@ fn higher_term_makes_any_role_adopt_term_and_follow() {
     }
 }
 
-/// §5.1: a request from a stale term is rejected (here: ignored without effect).
+/// §5.1: a request from a stale term is rejected: nothing changes, and the stale leader
+/// is told the current term so it steps down.
 #[test]
 fn stale_term_request_is_ignored() {
     let mut r = new_raft_peers(1, &[1, 2, 3]);
@@ -90,7 +91,10 @@ fn stale_term_request_is_ignored() {
     assert_eq!((r.term(), r.leader_id()), (2, 2));
     assert_eq!(r.raft_log().last_index(), 0, "stale entries not appended");
     assert_eq!(r.raft_log().committed, 0);
-    assert!(read_messages(&mut r).is_empty());
+    let msgs = read_messages(&mut r);
+    assert_eq!(msgs.len(), 1, "one rejection: {msgs:?}");
+    assert_eq!(msgs[0].msg_type(), MsgAppendResponse);
+    assert_eq!((msgs[0].to, msgs[0].term), (3, 2), "carries the current term");
 }
 
 // ----- §5.2 leader election ----------------------------------------------------------------
