@@ -54,6 +54,10 @@ pub struct Config {
     /// Whether the raft log is fsynced before acknowledging (turning it off risks losing
     /// acknowledged writes on power loss). Default true.
     pub sync_log: bool,
+    /// Serve reads on the leader's lease instead of a heartbeat round per batch of reads:
+    /// no round trip, but linearizable only while clock drift between nodes stays below
+    /// the election timeout. Default false (ReadIndex with a quorum round).
+    pub lease_read: bool,
 }
 
 impl Default for Config {
@@ -76,6 +80,7 @@ impl Default for Config {
             max_concurrent_snapshots: 4,
             max_batch_msgs: 4096,
             sync_log: true,
+            lease_read: false,
         }
     }
 }
@@ -132,6 +137,9 @@ impl Config {
         c.max_uncommitted_bytes = self.raft_max_uncommitted_bytes;
         c.check_quorum = true;
         c.pre_vote = true;
+        if self.lease_read {
+            c.read_only_option = raft_core::ReadOnlyOption::LeaseBased;
+        }
         c
     }
 }

@@ -222,7 +222,28 @@ fn log_gc_truncates_and_deletes_the_log<F: EngineFactory>(factory: F) {
     assert_eq!(c.must_get(&[7]), Some(b"v".to_vec()));
 }
 
+fn lease_reads_serve_linearizable_values<F: EngineFactory>(factory: F) {
+    let cfg = raft_store::Config {
+        lease_read: true,
+        ..test_config()
+    };
+    let mut c = Cluster::with_factory(factory, 3, cfg, b"", b"");
+    for i in 0..10u8 {
+        c.must_put(b"k", &[i]);
+        assert_eq!(
+            c.must_get(b"k"),
+            Some(vec![i]),
+            "a read sees the write before it"
+        );
+    }
+    // After a failover the new leader's lease serves the latest value too.
+    let old = c.leader(1);
+    c.stop(old);
+    assert_eq!(c.must_get(b"k"), Some(vec![9]));
+}
+
 on_every_engine!(
+    lease_reads_serve_linearizable_values,
     put_get_delete_scan,
     followers_answer_not_leader_with_a_hint,
     typed_errors_for_bad_requests,
