@@ -24,8 +24,12 @@ use crate::peer_storage::PeerStorage;
 struct Proposal {
     index: u64,
     term: u64,
-    callback: Callback,
+    /// One per command in the entry, in order (a batch entry carries several).
+    callbacks: Vec<Callback>,
 }
+
+/// The context that marks an entry whose data is a `RaftCmdBatch`.
+pub const BATCH_CONTEXT: &[u8] = b"batch";
 
 /// Read commands waiting for a ReadIndex round and then for the applied index.
 struct PendingRead {
@@ -46,6 +50,9 @@ pub struct Peer<ER: Engine, EK: Engine> {
     pending_reads: VecDeque<PendingRead>,
     /// Reads that arrived in this loop iteration; one ReadIndex round serves them all.
     read_batch: Vec<(RaftCmdRequest, Callback)>,
+    /// Writes that arrived in this loop iteration; they go into as few entries as the
+    /// entry size limit allows.
+    write_batch: Vec<(RaftCmdRequest, Callback)>,
     next_read_id: u64,
     /// Set once the peer was removed from its region; the store destroys it.
     pending_remove: bool,
@@ -103,6 +110,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             proposals: VecDeque::new(),
             pending_reads: VecDeque::new(),
             read_batch: Vec::new(),
+            write_batch: Vec::new(),
             next_read_id: 1,
             pending_remove: false,
             peer_cache: HashMap::new(),
@@ -200,7 +208,12 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
     /// Answers every waiting proposal and read with `err` (the peer is going away).
     pub fn fail_all(&mut self, err: &Error) {
         for p in self.proposals.drain(..) {
-            (p.callback)(error_response(err));
+            for cb in p.callbacks {
+                cb(error_response(err));
+            }
+        }
+        for (_, cb) in self.write_batch.drain(..) {
+            cb(error_response(err));
         }
         for r in self.pending_reads.drain(..) {
             for (_, cb) in r.commands {

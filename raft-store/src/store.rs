@@ -220,6 +220,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             }
         }
         for peer in self.peers.values_mut() {
+            peer.flush_writes(&self.cfg);
             peer.flush_reads();
         }
         // Persisting and applying can produce more work (a leader commits once its own

@@ -11,9 +11,9 @@
 //! | `raftstore_log_gc_entries_total` | counter | raft log entries deleted by compaction |
 //! | `raftstore_messages_dropped_total` | counter | inbound messages dropped (full mailbox) |
 
-/// Counts a proposal.
-pub fn proposal() {
-    metrics::counter!("raftstore_proposals_total").increment(1);
+/// Counts `n` proposed commands.
+pub fn proposal(n: usize) {
+    metrics::counter!("raftstore_proposals_total").increment(n as u64);
 }
 
 /// Counts applied entries.

@@ -242,7 +242,41 @@ fn lease_reads_serve_linearizable_values<F: EngineFactory>(factory: F) {
     assert_eq!(c.must_get(b"k"), Some(vec![9]));
 }
 
+fn writes_of_one_iteration_share_one_log_entry<F: EngineFactory>(factory: F) {
+    let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
+    c.must_put(b"warm", b"up");
+    let leader = c.leader(1);
+    let last_before = c.stores[&leader]
+        .peer(1)
+        .unwrap()
+        .raft_group()
+        .raft()
+        .raft_log()
+        .last_index();
+    let reqs: Vec<_> = (0..20u8)
+        .map(|i| c.request(leader, vec![put(&[b'b', i], &[i])]))
+        .collect();
+    let resps = c.call_many(leader, reqs);
+    assert!(
+        resps
+            .iter()
+            .all(|r| r.header.as_ref().and_then(|h| h.error.as_ref()).is_none())
+    );
+    let last_after = c.stores[&leader]
+        .peer(1)
+        .unwrap()
+        .raft_group()
+        .raft()
+        .raft_log()
+        .last_index();
+    assert_eq!(last_after, last_before + 1, "twenty writes, one entry");
+    for i in 0..20u8 {
+        assert_eq!(c.must_get(&[b'b', i]), Some(vec![i]));
+    }
+}
+
 on_every_engine!(
+    writes_of_one_iteration_share_one_log_entry,
     lease_reads_serve_linearizable_values,
     put_get_delete_scan,
     followers_answer_not_leader_with_a_hint,

@@ -6,14 +6,14 @@ use raft_core::ConfChangeI;
 use raft_core::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType};
 use tracing::{error, info, warn};
 
-use super::{Peer, error_response};
+use super::{BATCH_CONTEXT, Peer, error_response};
 use crate::error::{Error, Result};
 use crate::keys::{self, CF_DEFAULT};
 use crate::msg::Callback;
 use crate::pb::metapb;
 use crate::pb::raft_cmdpb::{
     AdminCmdType, AdminRequest, AdminResponse, ChangePeerResponse, CmdType, CompactLogResponse,
-    RaftCmdRequest, RaftCmdResponse, Response,
+    RaftCmdBatch, RaftCmdRequest, RaftCmdResponse, Response,
 };
 use crate::pb::raft_serverpb::{PeerState, RaftTruncatedState};
 use crate::peer_storage::{region_peers_from_conf_state, write_region_state};
@@ -73,9 +73,14 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             let (index, term) = (entry.index, entry.term);
             let resp = match EntryType::try_from(entry.entry_type) {
                 Ok(EntryType::EntryNormal) if entry.data.is_empty() => None,
-                Ok(EntryType::EntryNormal) => Some(self.apply_command(&entry.data, wb, results)?),
+                Ok(EntryType::EntryNormal) if entry.context[..] == *BATCH_CONTEXT => {
+                    Some(self.apply_batch(&entry.data, wb, results)?)
+                }
+                Ok(EntryType::EntryNormal) => {
+                    Some(vec![self.apply_command(&entry.data, wb, results)?])
+                }
                 Ok(EntryType::EntryConfChange | EntryType::EntryConfChangeV2) => {
-                    Some(self.apply_conf_change(&entry, wb, results)?)
+                    Some(vec![self.apply_conf_change(&entry, wb, results)?])
                 }
                 Err(_) => {
                     error!(
@@ -107,23 +112,50 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         &mut self,
         index: u64,
         term: u64,
-        resp: Option<RaftCmdResponse>,
+        responses: Option<Vec<RaftCmdResponse>>,
         answers: &mut Vec<(Callback, RaftCmdResponse)>,
     ) {
         let stale = || error_response(&Error::StaleCommand);
-        let mut resp = resp;
+        let mut responses = responses.unwrap_or_default().into_iter();
         while let Some(p) = self.proposals.front() {
             if p.index > index {
                 break;
             }
             let p = self.proposals.pop_front().expect("front exists");
             if p.index == index && p.term == term {
-                answers.push((p.callback, resp.take().unwrap_or_default()));
+                for cb in p.callbacks {
+                    answers.push((cb, responses.next().unwrap_or_default()));
+                }
             } else {
                 // Another entry took this proposal's place: it will never apply.
-                answers.push((p.callback, stale()));
+                for cb in p.callbacks {
+                    answers.push((cb, stale()));
+                }
             }
         }
+    }
+
+    fn apply_batch(
+        &mut self,
+        data: &[u8],
+        wb: &mut EK::WriteBatch,
+        results: &mut Vec<ApplyResult>,
+    ) -> Result<Vec<RaftCmdResponse>> {
+        let batch = match RaftCmdBatch::decode(data) {
+            Ok(b) => b,
+            Err(e) => {
+                error!(
+                    region_id = self.region_id(),
+                    "undecodable command batch: {e}"
+                );
+                return Ok(vec![error_response(&Error::Corruption(e.to_string()))]);
+            }
+        };
+        batch
+            .commands
+            .into_iter()
+            .map(|req| self.apply_request(req, wb, results))
+            .collect()
     }
 
     fn apply_command(
@@ -144,6 +176,15 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
                 return Ok(error_response(&Error::Corruption(e.to_string())));
             }
         };
+        self.apply_request(req, wb, results)
+    }
+
+    fn apply_request(
+        &mut self,
+        req: RaftCmdRequest,
+        wb: &mut EK::WriteBatch,
+        results: &mut Vec<ApplyResult>,
+    ) -> Result<RaftCmdResponse> {
         let region = self.region().clone();
         if let Err(e) = check_epoch(&req, &region).and_then(|()| check_keys(&req, &region)) {
             return Ok(error_response(&e));

@@ -5,11 +5,13 @@ use prost::Message as _;
 use raft_core::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use tracing::debug;
 
-use super::{Peer, Proposal, error_response};
+use super::{BATCH_CONTEXT, Peer, Proposal, error_response};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::msg::Callback;
-use crate::pb::raft_cmdpb::{AdminCmdType, AdminResponse, RaftCmdRequest, RaftCmdResponse};
+use crate::pb::raft_cmdpb::{
+    AdminCmdType, AdminResponse, RaftCmdBatch, RaftCmdRequest, RaftCmdResponse,
+};
 use crate::region_check::{check_epoch, check_keys, is_read_only};
 
 impl<ER: Engine, EK: Engine> Peer<ER, EK> {
@@ -22,6 +24,19 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         }
         if is_read_only(&req) {
             self.read_batch.push((req, callback));
+            return;
+        }
+        if req.admin_request.is_none() {
+            let size = req.encoded_len() as u64;
+            if size > cfg.raft_entry_max_bytes {
+                let e = Error::RaftEntryTooLarge {
+                    region_id: self.region_id(),
+                    entry_size: size,
+                };
+                callback(error_response(&e));
+                return;
+            }
+            self.write_batch.push((req, callback));
             return;
         }
         let result = match req.admin_request.as_ref().map(|a| a.cmd_type()) {
@@ -60,12 +75,12 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         };
         match result {
             Ok(ProposeOutcome::Proposed { index, term }) => {
-                crate::store_metrics::proposal();
+                crate::store_metrics::proposal(1);
                 debug_assert!(self.proposals.back().is_none_or(|p| p.index < index));
                 self.proposals.push_back(Proposal {
                     index,
                     term,
-                    callback,
+                    callbacks: vec![callback],
                 });
             }
             Ok(ProposeOutcome::Answered(resp)) => callback(*resp),
@@ -102,6 +117,55 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             .propose(Default::default(), data.into())
             .map_err(|e| self.map_propose_error(e))?;
         Ok(self.proposed_at_last_index())
+    }
+
+    /// Proposes the writes that arrived in this loop iteration, as few entries as the
+    /// entry size limit allows: one command alone as is, several as a `RaftCmdBatch`.
+    pub fn flush_writes(&mut self, cfg: &Config) {
+        let mut pending = std::mem::take(&mut self.write_batch).into_iter().peekable();
+        while pending.peek().is_some() {
+            let mut commands = Vec::new();
+            let mut callbacks = Vec::new();
+            let mut size = 0u64;
+            while let Some((req, _)) = pending.peek() {
+                let len = req.encoded_len() as u64 + 8;
+                if !commands.is_empty() && size + len > cfg.raft_entry_max_bytes {
+                    break;
+                }
+                let (req, cb) = pending.next().expect("peeked above");
+                size += len;
+                commands.push(req);
+                callbacks.push(cb);
+            }
+            let n = commands.len();
+            let (context, data) = if n == 1 {
+                (bytes::Bytes::new(), commands.remove(0).encode_to_vec())
+            } else {
+                let batch = RaftCmdBatch { commands };
+                (
+                    bytes::Bytes::from_static(BATCH_CONTEXT),
+                    batch.encode_to_vec(),
+                )
+            };
+            match self.raft_group.propose(context, data.into()) {
+                Ok(()) => {
+                    crate::store_metrics::proposal(n);
+                    let raft = self.raft_group.raft();
+                    let (index, term) = (raft.raft_log().last_index(), raft.term());
+                    self.proposals.push_back(Proposal {
+                        index,
+                        term,
+                        callbacks,
+                    });
+                }
+                Err(e) => {
+                    let err = self.map_propose_error(e);
+                    for cb in callbacks {
+                        cb(error_response(&err));
+                    }
+                }
+            }
+        }
     }
 
     fn propose_conf_change(&mut self, req: &RaftCmdRequest) -> Result<ProposeOutcome> {

@@ -272,6 +272,40 @@ impl<F: EngineFactory> Cluster<F> {
             .map(|(&id, _)| id)
     }
 
+    /// Hands all `reqs` to `store` in one batch and runs the cluster until every one is
+    /// answered; the responses come back in order.
+    pub fn call_many(&mut self, store: u64, reqs: Vec<RaftCmdRequest>) -> Vec<RaftCmdResponse> {
+        let slots: Vec<Arc<Mutex<Option<RaftCmdResponse>>>> =
+            reqs.iter().map(|_| Arc::default()).collect();
+        let msgs: Vec<StoreMsg> = reqs
+            .into_iter()
+            .zip(&slots)
+            .map(|(req, slot)| {
+                let answer = slot.clone();
+                StoreMsg::Command {
+                    request: Box::new(req),
+                    callback: Box::new(move |resp| *answer.lock().unwrap() = Some(resp)),
+                }
+            })
+            .collect();
+        self.stores
+            .get_mut(&store)
+            .expect("store running")
+            .handle_msgs(msgs)
+            .unwrap();
+        for _ in 0..200 {
+            self.run();
+            if slots.iter().all(|s| s.lock().unwrap().is_some()) {
+                return slots
+                    .iter()
+                    .map(|s| s.lock().unwrap().take().unwrap())
+                    .collect();
+            }
+            self.tick();
+        }
+        panic!("requests to store {store} were never all answered");
+    }
+
     /// Sends `req` to `store` and runs the cluster until it is answered.
     pub fn call(&mut self, store: u64, req: RaftCmdRequest) -> RaftCmdResponse {
         let slot: Arc<Mutex<Option<RaftCmdResponse>>> = Arc::default();
