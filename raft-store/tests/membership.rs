@@ -146,7 +146,54 @@ fn transfer_leader_moves_leadership<F: EngineFactory>(factory: F) {
     }
 }
 
+fn joint_change_promotes_a_learner_and_removes_a_voter<F: EngineFactory>(factory: F) {
+    use raft_store::pb::metapb::PeerRole;
+    let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
+    c.must_put(b"k", b"v");
+    c.add_empty_store(4);
+    c.must_admin(change_peer(ConfChangeType::AddLearnerNode, 4, 4));
+    for _ in 0..20 {
+        c.tick();
+    }
+    let leader = c.leader(1);
+    let victim = (1..=3).find(|&id| id != leader).unwrap();
+    // Two changes at once go through joint consensus, left automatically.
+    c.must_admin(cluster::change_peers_v2(&[
+        (ConfChangeType::AddNode, 4, 4),
+        (ConfChangeType::RemoveNode, victim, victim),
+    ]));
+    for _ in 0..20 {
+        c.tick();
+    }
+    let region = c.stores[&leader].peer(1).unwrap().region().clone();
+    let mut ids: Vec<_> = region.peers.iter().map(|p| (p.id, p.role())).collect();
+    ids.sort_unstable_by_key(|p| p.0);
+    let mut expected: Vec<_> = (1..=4)
+        .filter(|&id| id != victim)
+        .map(|id| (id, PeerRole::Voter))
+        .collect();
+    expected.sort_unstable_by_key(|p| p.0);
+    assert_eq!(
+        ids, expected,
+        "joint configuration left: only plain voters remain"
+    );
+    assert!(
+        c.stores[&victim].peer(1).is_none(),
+        "removed voter destroyed"
+    );
+    // The new configuration commits writes, and the promoted learner has the data.
+    c.must_put(b"after", b"joint");
+    for _ in 0..5 {
+        c.tick();
+    }
+    assert_eq!(
+        c.kv(4).get(CF_DEFAULT, &keys::data_key(b"after")).unwrap(),
+        Some(b"joint".to_vec())
+    );
+}
+
 on_every_engine!(
+    joint_change_promotes_a_learner_and_removes_a_voter,
     follower_catches_up_by_snapshot_after_log_gc,
     add_peer_on_a_new_store_receives_the_data,
     removed_peer_is_destroyed_and_its_data_deleted,

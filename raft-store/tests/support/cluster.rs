@@ -520,3 +520,22 @@ macro_rules! on_every_engine {
         }
     };
 }
+
+pub fn change_peers_v2(changes: &[(raft_core::eraftpb::ConfChangeType, u64, u64)]) -> AdminRequest {
+    let changes = changes
+        .iter()
+        .map(|&(t, peer_id, store_id)| ChangePeerRequest {
+            change_type: t as i32,
+            peer: Some(Peer {
+                id: peer_id,
+                store_id,
+                role: 0,
+            }),
+        })
+        .collect();
+    AdminRequest {
+        cmd_type: AdminCmdType::ChangePeerV2 as i32,
+        change_peer_v2: Some(raft_store::pb::raft_cmdpb::ChangePeerV2Request { changes }),
+        ..Default::default()
+    }
+}
