@@ -16,6 +16,7 @@ pub mod keys;
 pub mod msg;
 pub mod peer;
 pub mod peer_storage;
+pub mod raft_log_gc;
 pub mod raft_worker;
 pub mod region_check;
 pub mod sender;
@@ -24,6 +25,7 @@ pub mod store;
 pub mod store_frame_sink;
 pub mod store_metrics;
 pub mod transport_sender;
+pub mod worker;
 
 /// Wire types, generated from `proto/`.
 pub mod pb {

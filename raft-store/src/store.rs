@@ -22,7 +22,9 @@ use crate::pb::raft_cmdpb::{
 };
 use crate::pb::raft_serverpb::{PeerState, RaftMessage, RegionLocalState};
 use crate::peer::{ApplyResult, Peer, error_response};
+use crate::raft_log_gc::RaftLogGcTask;
 use crate::sender::RaftMessageSender;
+use crate::worker::Scheduler;
 
 /// Every peer on one node, over one raft engine and one kv engine.
 pub struct Store<ER: Engine, EK: Engine, S: RaftMessageSender> {
@@ -40,6 +42,8 @@ pub struct Store<ER: Engine, EK: Engine, S: RaftMessageSender> {
     sender: S,
     ticks: u64,
     id_alloc: IdAllocator,
+    /// Where truncated raft log goes to be deleted; `None` deletes inline.
+    log_gc: Option<Scheduler<RaftLogGcTask>>,
 }
 
 impl<ER: Engine, EK: Engine, S: RaftMessageSender> std::fmt::Debug for Store<ER, EK, S> {
@@ -76,6 +80,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             sender,
             ticks: 0,
             id_alloc,
+            log_gc: None,
         };
         let (lo, hi) = keys::region_state_range();
         let mut states = Vec::new();
@@ -145,6 +150,11 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         }
         self.peers.insert(peer.region_id(), peer);
         Ok(())
+    }
+
+    /// Deletes truncated raft log on `scheduler`'s worker instead of inline.
+    pub fn set_log_gc_scheduler(&mut self, scheduler: Scheduler<RaftLogGcTask>) {
+        self.log_gc = Some(scheduler);
     }
 
     /// This store's id.
@@ -698,12 +708,21 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                     first_index,
                     compact_index,
                 } => {
-                    let from = keys::raft_log_key(region_id, first_index);
-                    let to = keys::raft_log_key(region_id, compact_index + 1);
-                    self.raft_engine
-                        .delete_range(CF_RAFT, from.as_slice()..to.as_slice())?;
-                    crate::store_metrics::log_gc(compact_index + 1 - first_index);
+                    let task = RaftLogGcTask {
+                        region_id,
+                        start_index: first_index,
+                        end_index: compact_index + 1,
+                    };
                     debug!(region_id, first_index, compact_index, "raft log compacted");
+                    // On the GC worker when there is one (and room in its queue); inline
+                    // otherwise, as in the deterministic test clusters.
+                    let unscheduled = match &self.log_gc {
+                        Some(scheduler) => scheduler.schedule(task).err(),
+                        None => Some(task),
+                    };
+                    if let Some(task) = unscheduled {
+                        task.run_on(&self.raft_engine)?;
+                    }
                 }
                 ApplyResult::ConfChange {
                     region_id,

@@ -11,7 +11,9 @@ use raft_store::pb::metapb::{Peer, Region, RegionEpoch};
 use raft_store::pb::raft_cmdpb::{
     CmdType, GetRequest, PutRequest, RaftCmdRequest, RaftCmdResponse, Request, RequestHeader,
 };
+use raft_store::raft_log_gc::RaftLogGcRunner;
 use raft_store::raft_worker::MAILBOX_CAPACITY;
+use raft_store::worker::Worker;
 use raft_store::{Config, RaftWorker, Store, StoreFrameSink, StoreMailbox, TransportSender};
 use transport::channel::ChannelNetwork;
 
@@ -100,11 +102,15 @@ fn stores_replicate_over_the_channel_transport_and_survive_a_partition() {
         .build()
         .unwrap();
     let network = rt.block_on(async { ChannelNetwork::new(7) });
+    // A small GC limit so compactions (and the GC worker) run during the test.
     let cfg = Config {
         raft_base_tick_ms: 10,
+        raft_log_gc_count_limit: 3,
+        raft_log_gc_tick_ticks: 1,
         ..Config::default()
     };
     let mut workers = Vec::new();
+    let mut gc_workers = Vec::new();
     let mut mailboxes = Vec::new();
     for id in 1..=3 {
         let raft = MemoryEngine::new(&[CF_RAFT]).unwrap();
@@ -123,7 +129,10 @@ fn stores_replicate_over_the_channel_transport_and_survive_a_partition() {
             4 << 20,
             1 << 20,
         );
-        let store = Store::open(id, cfg.clone(), raft, kv, sender).unwrap();
+        let mut store = Store::open(id, cfg.clone(), raft.clone(), kv, sender).unwrap();
+        let gc = Worker::start("raftlog-gc", 1024, RaftLogGcRunner::new(raft)).unwrap();
+        store.set_log_gc_scheduler(gc.scheduler());
+        gc_workers.push(gc);
         let tick = Duration::from_millis(cfg.raft_base_tick_ms);
         workers
             .push(RaftWorker::spawn(store, mailbox.clone(), rx, tick, cfg.max_batch_msgs).unwrap());
