@@ -143,7 +143,45 @@ fn ratio_summary(quick: bool) {
     }
 }
 
+/// Runs one library on one case for a fixed number of iterations and nothing else, for
+/// a profiler: `REPLICATION_PROFILE=raftkv/0B_x1/20000` (library `raftkv` or `raft-rs`,
+/// a case name, iterations).
+fn profile(spec: &str) {
+    let mut parts = spec.split('/');
+    let (library, case_name) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let iterations: u64 = parts.next().and_then(|n| n.parse().ok()).unwrap_or(10_000);
+    let Some(case) = CASES.into_iter().find(|c| c.name() == case_name) else {
+        println!("unknown case {case_name:?}");
+        return;
+    };
+    fn run<C: Cluster>(case: Case, iterations: u64) {
+        let payload = case.payload();
+        let mut cluster = C::new(VOTERS);
+        let start = Instant::now();
+        for _ in 0..iterations {
+            replicate_batch(&mut cluster, case.batch, &payload);
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let entries = iterations * case.batch as u64;
+        println!(
+            "{} {}: {entries} entries in {secs:.3} s, {:.0} entries/s",
+            C::NAME,
+            case.name(),
+            entries as f64 / secs
+        );
+    }
+    match library {
+        "raftkv" => run::<RaftkvCluster>(case, iterations),
+        "raft-rs" => run::<RaftRsCluster>(case, iterations),
+        other => println!("unknown library {other:?}"),
+    }
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var("REPLICATION_PROFILE") {
+        profile(&spec);
+        return;
+    }
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--test" || a == "--list");
     let mut criterion = Criterion::default()
