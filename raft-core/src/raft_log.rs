@@ -71,6 +71,16 @@ impl<S: Storage> RaftLog<S> {
     /// [`StorageError::Compacted`] before the dummy position, [`StorageError::Unavailable`]
     /// past the last index, or a storage failure.
     pub fn term(&self, index: u64) -> StorageResult<u64> {
+        // Fast paths, equivalent to the checks below: an entry the unstable part holds is
+        // inside the log; and without a pending snapshot, an index before the unstable
+        // part is answered by storage alone, with the same Compacted / Unavailable bounds
+        // (its dummy position is the log's, and past its last index nothing follows).
+        if let Some(term) = self.unstable.maybe_term(index) {
+            return Ok(term);
+        }
+        if self.unstable.snapshot.is_none() && index < self.unstable.offset {
+            return self.store.term(index);
+        }
         let dummy = self.first_index() - 1;
         if index < dummy {
             return Err(StorageError::Compacted);

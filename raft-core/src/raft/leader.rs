@@ -223,6 +223,10 @@ impl<S: Storage> Raft<S> {
         }
         let next = pr.next_idx;
         let prev_index = next - 1;
+        if !send_if_empty && next > self.raft_log.last_index() {
+            // Nothing new to send (and `prev_index` is the last entry, never compacted).
+            return Ok(false);
+        }
         let prev_term = self.raft_log.term(prev_index);
         let entries = self.raft_log.entries(next, Some(self.max_msg_bytes));
         let (prev_term, entries) = match (prev_term, entries) {
