@@ -316,7 +316,7 @@ impl<S: Storage> Raft<S> {
         self.send(Message {
             msg_type: MessageType::MsgSnapshot as i32,
             to,
-            snapshot: Some(snapshot),
+            snapshot: Some(Box::new(snapshot)),
             ..Default::default()
         });
         Ok(true)
