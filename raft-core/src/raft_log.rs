@@ -81,12 +81,13 @@ impl<S: Storage> RaftLog<S> {
         if self.unstable.snapshot.is_none() && index < self.unstable.offset {
             return self.store.term(index);
         }
-        let dummy = self.first_index() - 1;
-        if index < dummy {
-            return Err(StorageError::Compacted);
-        }
+        // Past the end first: the common miss (a follower checking entries it lacks), and
+        // cheaper to rule out. The two ranges cannot overlap (the dummy is <= the last).
         if index > self.last_index() {
             return Err(StorageError::Unavailable);
+        }
+        if index < self.first_index() - 1 {
+            return Err(StorageError::Compacted);
         }
         match self.unstable.maybe_term(index) {
             Some(term) => Ok(term),

@@ -199,9 +199,12 @@ impl<S: Storage> Raft<S> {
 
     /// Sends appends (or empty appends carrying the commit index) to every peer.
     pub fn bcast_append(&mut self) -> Result<()> {
-        let ids: Vec<u64> = self.trk.member_ids().filter(|&id| id != self.id).collect();
-        for id in ids {
-            self.maybe_send_append(id, true)?;
+        let mut peer = None;
+        while let Some(id) = self.trk.next_member(peer) {
+            peer = Some(id);
+            if id != self.id {
+                self.maybe_send_append(id, true)?;
+            }
         }
         Ok(())
     }
@@ -346,9 +349,12 @@ impl<S: Storage> Raft<S> {
     }
 
     fn bcast_heartbeat_with_ctx(&mut self, ctx: Bytes) {
-        let ids: Vec<u64> = self.trk.member_ids().filter(|&id| id != self.id).collect();
-        for id in ids {
-            self.send_heartbeat(id, ctx.clone());
+        let mut peer = None;
+        while let Some(id) = self.trk.next_member(peer) {
+            peer = Some(id);
+            if id != self.id {
+                self.send_heartbeat(id, ctx.clone());
+            }
         }
     }
 
