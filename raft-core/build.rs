@@ -7,6 +7,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     prost_build::Config::new()
         .protoc_executable(protoc)
         .bytes(["."])
+        // A message is moved several times on its way through a node; keeping the rare,
+        // large snapshot behind a pointer makes each move copy 128 bytes instead of 272.
+        .boxed(".eraftpb.Message.snapshot")
         .compile_protos(&["proto/eraftpb.proto"], &["proto"])?;
     Ok(())
 }

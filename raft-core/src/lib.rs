@@ -75,7 +75,7 @@ pub mod eraftpb {
 pub use conf_change::ConfChangeI;
 pub use config::Config;
 pub use error::{Error, Result, StorageError, StorageResult};
-pub use mem_storage::{MemStorage, MemStorageCore};
+pub use mem_storage::{MemStorage, MemStorageCore, MemStorageWriteGuard};
 pub use raft::{INVALID_ID, Raft, SoftState, StateRole};
 pub use raft_log::RaftLog;
 pub use raw_node::{RawNode, SnapshotStatus};

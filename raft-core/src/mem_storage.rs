@@ -1,5 +1,7 @@
 //! An in-memory [`Storage`], for tests and for users who need no persistence.
 
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
@@ -183,7 +185,8 @@ impl MemStorageCore {
 /// again after each membership change, or nodes added by it will refuse the old one.
 ///
 /// The application writes through [`MemStorage::wl`] as it persists each `Ready`, and
-/// the core reads through the [`Storage`] trait.
+/// the core reads through the [`Storage`] trait. `first_index` and `last_index`, which the
+/// core asks for many times per `Ready`, are read without taking the lock.
 ///
 /// ```
 /// use raft_core::{MemStorage, Storage};
@@ -191,9 +194,68 @@ impl MemStorageCore {
 /// assert_eq!(storage.first_index(), 1);
 /// assert_eq!(storage.last_index(), 0);
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MemStorage {
-    core: Arc<RwLock<MemStorageCore>>,
+    shared: Arc<Shared>,
+}
+
+/// The log and a lock-free copy of its bounds.
+///
+/// Invariant: while no writer holds `core`, `first_index` and `last_index` equal
+/// `core`'s; a [`MemStorageWriteGuard`] stores them before it releases the lock.
+#[derive(Debug)]
+struct Shared {
+    core: RwLock<MemStorageCore>,
+    first_index: AtomicU64,
+    last_index: AtomicU64,
+}
+
+impl Default for MemStorage {
+    fn default() -> Self {
+        let core = MemStorageCore::default();
+        Self {
+            shared: Arc::new(Shared {
+                first_index: AtomicU64::new(core.first_index()),
+                last_index: AtomicU64::new(core.last_index()),
+                core: RwLock::new(core),
+            }),
+        }
+    }
+}
+
+/// Write access to a [`MemStorage`]; it publishes the log's new bounds when dropped.
+#[derive(Debug)]
+pub struct MemStorageWriteGuard<'a> {
+    core: RwLockWriteGuard<'a, MemStorageCore>,
+    shared: &'a Shared,
+}
+
+impl Deref for MemStorageWriteGuard<'_> {
+    type Target = MemStorageCore;
+
+    fn deref(&self) -> &MemStorageCore {
+        &self.core
+    }
+}
+
+impl DerefMut for MemStorageWriteGuard<'_> {
+    fn deref_mut(&mut self) -> &mut MemStorageCore {
+        &mut self.core
+    }
+}
+
+impl Drop for MemStorageWriteGuard<'_> {
+    fn drop(&mut self) {
+        // Still under the lock: a reader that sees these bounds and then locks sees the
+        // log they describe.
+        let shared = self.shared;
+        shared
+            .first_index
+            .store(self.core.first_index(), Ordering::Release);
+        shared
+            .last_index
+            .store(self.core.last_index(), Ordering::Release);
+    }
 }
 
 impl MemStorage {
@@ -216,7 +278,8 @@ impl MemStorage {
     /// # Panics
     /// If a thread panicked while holding the lock (the state may be torn).
     pub fn rl(&self) -> RwLockReadGuard<'_, MemStorageCore> {
-        self.core
+        self.shared
+            .core
             .read()
             .expect("MemStorage lock poisoned: a writer panicked mid-update")
     }
@@ -225,10 +288,24 @@ impl MemStorage {
     ///
     /// # Panics
     /// If a thread panicked while holding the lock (the state may be torn).
-    pub fn wl(&self) -> RwLockWriteGuard<'_, MemStorageCore> {
-        self.core
+    pub fn wl(&self) -> MemStorageWriteGuard<'_> {
+        let core = self
+            .shared
+            .core
             .write()
-            .expect("MemStorage lock poisoned: a writer panicked mid-update")
+            .expect("MemStorage lock poisoned: a writer panicked mid-update");
+        MemStorageWriteGuard {
+            core,
+            shared: &self.shared,
+        }
+    }
+
+    /// Panics as `rl` would if a writer panicked mid-update, for the lock-free reads.
+    fn check_not_poisoned(&self) {
+        assert!(
+            !self.shared.core.is_poisoned(),
+            "MemStorage lock poisoned: a writer panicked mid-update"
+        );
     }
 }
 
@@ -268,11 +345,13 @@ impl Storage for MemStorage {
     }
 
     fn first_index(&self) -> u64 {
-        self.rl().first_index()
+        self.check_not_poisoned();
+        self.shared.first_index.load(Ordering::Acquire)
     }
 
     fn last_index(&self) -> u64 {
-        self.rl().last_index()
+        self.check_not_poisoned();
+        self.shared.last_index.load(Ordering::Acquire)
     }
 
     fn snapshot(&self, request_index: u64) -> StorageResult<Snapshot> {
@@ -318,6 +397,38 @@ mod tests {
         let es: Vec<_> = entries.iter().map(|&(i, t)| ent(i, t)).collect();
         s.wl().append(&es).unwrap();
         s
+    }
+
+    #[test]
+    fn lock_free_bounds_follow_every_write() {
+        let s = MemStorage::new_with_conf_state((vec![1], vec![]));
+        assert_eq!((s.first_index(), s.last_index()), (1, 0));
+        s.wl().append(&[ent(1, 1), ent(2, 1), ent(3, 2)]).unwrap();
+        assert_eq!((s.first_index(), s.last_index()), (1, 3));
+        s.wl().compact(3).unwrap();
+        assert_eq!((s.first_index(), s.last_index()), (3, 3));
+        let clone = s.clone();
+        clone.wl().append(&[ent(4, 2)]).unwrap();
+        assert_eq!(
+            (s.first_index(), s.last_index()),
+            (3, 4),
+            "clones share the log"
+        );
+        let snap = Snapshot {
+            metadata: Some(SnapshotMetadata {
+                index: 10,
+                term: 3,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        s.wl().apply_snapshot(snap).unwrap();
+        let core = s.rl();
+        assert_eq!(
+            (s.first_index(), s.last_index()),
+            (core.first_index(), core.last_index())
+        );
+        assert_eq!((s.first_index(), s.last_index()), (11, 10));
     }
 
     #[test]

@@ -21,6 +21,10 @@ use crate::tracker::{Progress, ProgressTracker};
 /// The id that means "no node" (no leader, no vote).
 pub const INVALID_ID: u64 = 0;
 
+/// The outgoing queue keeps at most this many slots between Readies, so one burst does
+/// not pin its memory.
+const MSGS_CAPACITY_KEPT: usize = 256;
+
 /// Context of a vote request sent by a leadership transfer: it may disturb a live leader.
 pub(crate) const CAMPAIGN_TRANSFER: &[u8] = b"CampaignTransfer";
 
@@ -314,7 +318,14 @@ impl<S: Storage> Raft<S> {
     /// A storage failure while reading entries to send.
     pub fn take_messages(&mut self) -> Result<Vec<Message>> {
         self.flush_broadcast()?;
-        Ok(std::mem::take(&mut self.msgs))
+        // Hand out an exactly sized Vec and keep the queue's buffer: taking the queue
+        // itself would make every Ready regrow it from empty (a reallocation per Ready).
+        let mut msgs = Vec::with_capacity(self.msgs.len());
+        msgs.append(&mut self.msgs);
+        if self.msgs.capacity() > MSGS_CAPACITY_KEPT {
+            self.msgs.shrink_to(MSGS_CAPACITY_KEPT);
+        }
+        Ok(msgs)
     }
 
     /// Takes the reads confirmed since the last call.

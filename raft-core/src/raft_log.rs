@@ -73,12 +73,23 @@ impl<S: Storage> RaftLog<S> {
     /// [`StorageError::Compacted`] before the dummy position, [`StorageError::Unavailable`]
     /// past the last index, or a storage failure.
     pub fn term(&self, index: u64) -> StorageResult<u64> {
-        let dummy = self.first_index() - 1;
-        if index < dummy {
-            return Err(StorageError::Compacted);
+        // Fast paths, equivalent to the checks below: an entry the unstable part holds is
+        // inside the log; and without a pending snapshot, an index before the unstable
+        // part is answered by storage alone, with the same Compacted / Unavailable bounds
+        // (its dummy position is the log's, and past its last index nothing follows).
+        if let Some(term) = self.unstable.maybe_term(index) {
+            return Ok(term);
         }
+        if self.unstable.snapshot.is_none() && index < self.unstable.offset {
+            return self.store.term(index);
+        }
+        // Past the end first: the common miss (a follower checking entries it lacks), and
+        // cheaper to rule out. The two ranges cannot overlap (the dummy is <= the last).
         if index > self.last_index() {
             return Err(StorageError::Unavailable);
+        }
+        if index < self.first_index() - 1 {
+            return Err(StorageError::Compacted);
         }
         match self.unstable.maybe_term(index) {
             Some(term) => Ok(term),

@@ -265,7 +265,7 @@ impl<S: Storage> RawNode<S> {
 
         let log = raft.raft_log_mut();
         let entries = log.unstable.next_entries().to_vec();
-        let snapshot = log.unstable.next_snapshot().cloned();
+        let snapshot = log.unstable.next_snapshot().cloned().map(Box::new);
         log.unstable.accept_in_progress();
         let committed_entries = log.next_committed_entries()?;
         if let Some(last) = committed_entries.last() {

@@ -23,7 +23,8 @@ pub struct Ready {
     pub(crate) soft_state: Option<SoftState>,
     pub(crate) hard_state: Option<HardState>,
     pub(crate) entries: Vec<Entry>,
-    pub(crate) snapshot: Option<Snapshot>,
+    /// Boxed: a snapshot is rare and large, and a `Ready` is moved several times.
+    pub(crate) snapshot: Option<Box<Snapshot>>,
     pub(crate) committed_entries: Vec<Entry>,
     pub(crate) messages: Vec<Message>,
     pub(crate) persisted_messages: Vec<Message>,
@@ -64,12 +65,12 @@ impl Ready {
     /// A snapshot from the leader to apply and persist, if any.
     #[must_use]
     pub fn snapshot(&self) -> Option<&Snapshot> {
-        self.snapshot.as_ref()
+        self.snapshot.as_deref()
     }
 
     /// Takes the snapshot.
     pub fn take_snapshot(&mut self) -> Option<Snapshot> {
-        self.snapshot.take()
+        self.snapshot.take().map(|s| *s)
     }
 
     /// Committed entries to apply, in order.

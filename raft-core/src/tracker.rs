@@ -135,6 +135,18 @@ impl ProgressTracker {
         )
     }
 
+    /// The smallest member id above `after` (the smallest of all for `None`): walks the
+    /// members without collecting them while the caller mutates the rest of the node.
+    #[must_use]
+    pub fn next_member(&self, after: Option<u64>) -> Option<u64> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let lower = after.map_or(Unbounded, Excluded);
+        self.progress
+            .range((lower, Unbounded))
+            .next()
+            .map(|(&id, _)| id)
+    }
+
     /// Every member id (voters and learners), ascending.
     pub fn member_ids(&self) -> impl Iterator<Item = u64> + '_ {
         self.progress.keys().copied()

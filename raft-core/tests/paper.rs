@@ -94,7 +94,11 @@ fn stale_term_request_is_ignored() {
     let msgs = read_messages(&mut r);
     assert_eq!(msgs.len(), 1, "one rejection: {msgs:?}");
     assert_eq!(msgs[0].msg_type(), MsgAppendResponse);
-    assert_eq!((msgs[0].to, msgs[0].term), (3, 2), "carries the current term");
+    assert_eq!(
+        (msgs[0].to, msgs[0].term),
+        (3, 2),
+        "carries the current term"
+    );
 }
 
 // ----- §5.2 leader election ----------------------------------------------------------------

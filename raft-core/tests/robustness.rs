@@ -68,7 +68,7 @@ fn termless_peer_message_never_lowers_term_or_installs_leader() {
         r.become_candidate();
         r.become_candidate(); // term 2
         let mut m = msg(2, 1, t, 0);
-        m.snapshot = Some(snapshot(5, 1, &[1, 2, 3]));
+        m.snapshot = Some(Box::new(snapshot(5, 1, &[1, 2, 3])));
         let _ = r.step(m);
         assert_eq!(r.term(), 2, "{t:?} without a term changed the term");
         assert_eq!(r.vote(), 1, "{t:?} without a term reset the vote");
@@ -207,10 +207,10 @@ fn malformed_snapshots_are_refused() {
         Err(Error::InvalidMessage(_))
     ));
     let mut m = msg(2, 1, MsgSnapshot, 1);
-    m.snapshot = Some(Snapshot::default());
+    m.snapshot = Some(Box::new(Snapshot::default()));
     assert!(matches!(r.step(m), Err(Error::InvalidMessage(_))));
     let mut m = msg(2, 1, MsgSnapshot, 1);
-    m.snapshot = Some(snapshot(5, 1, &[2, 3]));
+    m.snapshot = Some(Box::new(snapshot(5, 1, &[2, 3])));
     r.step(m).unwrap();
     assert_eq!(
         r.raft_log().last_index(),
@@ -226,12 +226,12 @@ fn malformed_snapshots_are_refused() {
         .as_mut()
         .unwrap()
         .learners = vec![1];
-    m.snapshot = Some(s);
+    m.snapshot = Some(Box::new(s));
     assert!(r.step(m).is_err(), "a voterless membership is refused");
     assert_eq!(r.raft_log().last_index(), 0);
     for index in [u64::MAX, u64::MAX - 1] {
         let mut m = msg(2, 1, MsgSnapshot, 1);
-        m.snapshot = Some(snapshot(index, 1, &[1, 2, 3]));
+        m.snapshot = Some(Box::new(snapshot(index, 1, &[1, 2, 3])));
         let _ = r.step(m);
         read_messages(&mut r);
         for _ in 0..30 {
@@ -346,7 +346,7 @@ fn any_message() -> impl Strategy<Value = Message> {
                     index,
                     entries,
                     commit,
-                    snapshot,
+                    snapshot: snapshot.map(Box::new),
                     reject,
                     reject_hint,
                     context: context.into(),

@@ -117,7 +117,7 @@ fn report_snapshot_moves_progress_to_probe() {
 fn follower_restores_snapshot() {
     let mut r = new_raft_peers(1, &[1, 2, 3]);
     let mut m = msg(2, 1, MsgSnapshot, 2);
-    m.snapshot = Some(snapshot(11, 2, &[1, 2]));
+    m.snapshot = Some(Box::new(snapshot(11, 2, &[1, 2])));
     r.step(m).unwrap();
     let log = r.raft_log();
     assert_eq!((log.last_index(), log.committed), (11, 11));
@@ -146,7 +146,7 @@ fn stale_snapshot_is_ignored() {
     storage.wl().set_commit(5);
     let mut r = new_raft(1, storage, |_| {});
     let mut m = msg(2, 1, MsgSnapshot, 2);
-    m.snapshot = Some(snapshot(3, 1, &[1, 2]));
+    m.snapshot = Some(Box::new(snapshot(3, 1, &[1, 2])));
     r.step(m).unwrap();
     assert_eq!(r.raft_log().last_index(), 5);
     assert!(r.raft_log().unstable.snapshot.is_none());
@@ -161,7 +161,7 @@ fn stale_snapshot_is_ignored() {
 fn snapshot_matching_log_only_moves_commit() {
     let mut r = new_raft(1, storage_with_log(&[1, 2, 3], &[1, 1, 1], 1), |_| {});
     let mut m = msg(2, 1, MsgSnapshot, 1);
-    m.snapshot = Some(snapshot(2, 1, &[1, 2, 3]));
+    m.snapshot = Some(Box::new(snapshot(2, 1, &[1, 2, 3])));
     r.step(m).unwrap();
     let log = r.raft_log();
     assert_eq!((log.last_index(), log.committed), (3, 2));
@@ -174,7 +174,7 @@ fn candidate_steps_down_and_restores_snapshot() {
     let mut r = new_raft_peers(1, &[1, 2, 3]);
     r.become_candidate();
     let mut m = msg(2, 1, MsgSnapshot, 1);
-    m.snapshot = Some(snapshot(7, 1, &[1, 2, 3]));
+    m.snapshot = Some(Box::new(snapshot(7, 1, &[1, 2, 3])));
     r.step(m).unwrap();
     assert_eq!(r.state(), StateRole::Follower);
     assert_eq!(r.raft_log().committed, 7);

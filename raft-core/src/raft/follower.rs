@@ -157,7 +157,7 @@ impl<S: Storage> Raft<S> {
     }
 
     fn handle_snapshot(&mut self, m: Message) -> Result<()> {
-        let Some(snapshot) = m.snapshot else {
+        let Some(snapshot) = m.snapshot.map(|s| *s) else {
             return Err(Error::InvalidMessage(
                 "MsgSnapshot without a snapshot".into(),
             ));

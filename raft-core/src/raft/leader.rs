@@ -199,9 +199,12 @@ impl<S: Storage> Raft<S> {
 
     /// Sends appends (or empty appends carrying the commit index) to every peer.
     pub fn bcast_append(&mut self) -> Result<()> {
-        let ids: Vec<u64> = self.trk.member_ids().filter(|&id| id != self.id).collect();
-        for id in ids {
-            self.maybe_send_append(id, true)?;
+        let mut peer = None;
+        while let Some(id) = self.trk.next_member(peer) {
+            peer = Some(id);
+            if id != self.id {
+                self.maybe_send_append(id, true)?;
+            }
         }
         Ok(())
     }
@@ -223,6 +226,10 @@ impl<S: Storage> Raft<S> {
         }
         let next = pr.next_idx;
         let prev_index = next - 1;
+        if !send_if_empty && next > self.raft_log.last_index() {
+            // Nothing new to send (and `prev_index` is the last entry, never compacted).
+            return Ok(false);
+        }
         let prev_term = self.raft_log.term(prev_index);
         let entries = self.raft_log.entries(next, Some(self.max_msg_bytes));
         let (prev_term, entries) = match (prev_term, entries) {
@@ -337,7 +344,7 @@ impl<S: Storage> Raft<S> {
         self.send(Message {
             msg_type: MessageType::MsgSnapshot as i32,
             to,
-            snapshot: Some(snapshot),
+            snapshot: Some(Box::new(snapshot)),
             ..Default::default()
         });
         Ok(true)
@@ -367,9 +374,12 @@ impl<S: Storage> Raft<S> {
     }
 
     fn bcast_heartbeat_with_ctx(&mut self, ctx: Bytes) {
-        let ids: Vec<u64> = self.trk.member_ids().filter(|&id| id != self.id).collect();
-        for id in ids {
-            self.send_heartbeat(id, ctx.clone());
+        let mut peer = None;
+        while let Some(id) = self.trk.next_member(peer) {
+            peer = Some(id);
+            if id != self.id {
+                self.send_heartbeat(id, ctx.clone());
+            }
         }
     }
 
