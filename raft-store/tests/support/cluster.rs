@@ -97,6 +97,32 @@ impl EngineFactory for FjallFactory {
     }
 }
 
+/// heed (LMDB) engines in a temporary directory, reopened from disk on every start.
+#[cfg(feature = "heed")]
+pub struct HeedFactory {
+    dir: tempfile::TempDir,
+}
+
+#[cfg(feature = "heed")]
+impl HeedFactory {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
+#[cfg(feature = "heed")]
+impl EngineFactory for HeedFactory {
+    type Engine = engines::HeedEngine;
+    fn open(&mut self, store_id: u64) -> (Self::Engine, Self::Engine) {
+        let base = self.dir.path().join(format!("store-{store_id}"));
+        let raft = engines::HeedEngine::open(&base.join("raft"), &[CF_RAFT]).unwrap();
+        let kv = engines::HeedEngine::open(&base.join("kv"), &[CF_DEFAULT, CF_META]).unwrap();
+        (raft, kv)
+    }
+}
+
 pub type TestStore<E> = Store<E, E, QueueSender>;
 
 pub struct Cluster<F: EngineFactory = MemoryFactory> {
@@ -508,7 +534,7 @@ pub fn split_at(key: &[u8]) -> AdminRequest {
 }
 
 /// Runs each named test function (generic over the engine factory) once per engine:
-/// `memory::name` and `fjall::name`.
+/// `memory::name`, `fjall::name` and, with the `heed` feature, `heed::name`.
 #[macro_export]
 macro_rules! on_every_engine {
     ($($name:ident),* $(,)?) => {
@@ -517,6 +543,10 @@ macro_rules! on_every_engine {
         }
         mod fjall {
             $(#[test] fn $name() { super::$name(super::cluster::FjallFactory::new()) })*
+        }
+        #[cfg(feature = "heed")]
+        mod heed {
+            $(#[test] fn $name() { super::$name(super::cluster::HeedFactory::new()) })*
         }
     };
 }
