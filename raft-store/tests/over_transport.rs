@@ -1,98 +1,21 @@
 //! Three stores on raft worker threads exchanging frames through the in-process channel
 //! transport: the production send and receive paths end to end, including a partition.
 
+#[path = "support/live.rs"]
+mod live;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use engines::MemoryEngine;
+use live::{get, on_leader, put, region, request};
 use raft_store::bootstrap::{bootstrap_region, bootstrap_store};
 use raft_store::keys::{CF_DEFAULT, CF_META, CF_RAFT};
-use raft_store::pb::metapb::{Peer, Region, RegionEpoch};
-use raft_store::pb::raft_cmdpb::{
-    CmdType, GetRequest, PutRequest, RaftCmdRequest, RaftCmdResponse, Request, RequestHeader,
-};
 use raft_store::raft_log_gc::RaftLogGcRunner;
 use raft_store::raft_worker::MAILBOX_CAPACITY;
 use raft_store::worker::Worker;
 use raft_store::{Config, RaftWorker, Store, StoreFrameSink, StoreMailbox, TransportSender};
 use transport::channel::ChannelNetwork;
-
-fn region() -> Region {
-    Region {
-        id: 1,
-        region_epoch: Some(RegionEpoch {
-            conf_ver: 1,
-            version: 1,
-        }),
-        peers: (1..=3)
-            .map(|id| Peer {
-                id,
-                store_id: id,
-                role: 0,
-            })
-            .collect(),
-        ..Default::default()
-    }
-}
-
-fn request(requests: Vec<Request>) -> RaftCmdRequest {
-    RaftCmdRequest {
-        header: Some(RequestHeader {
-            region_id: 1,
-            region_epoch: region().region_epoch,
-            ..Default::default()
-        }),
-        requests,
-        admin_request: None,
-    }
-}
-
-fn put(key: &[u8], value: &[u8]) -> Request {
-    Request {
-        cmd_type: CmdType::Put as i32,
-        put: Some(PutRequest {
-            cf: String::new(),
-            key: key.to_vec().into(),
-            value: value.to_vec().into(),
-        }),
-        ..Default::default()
-    }
-}
-
-fn get(key: &[u8]) -> Request {
-    Request {
-        cmd_type: CmdType::Get as i32,
-        get: Some(GetRequest {
-            cf: String::new(),
-            key: key.to_vec().into(),
-        }),
-        ..Default::default()
-    }
-}
-
-/// Sends `req` to the given stores until one accepts it, within a deadline.
-async fn on_leader(
-    mailboxes: &[(u64, StoreMailbox)],
-    req: RaftCmdRequest,
-) -> (u64, RaftCmdResponse) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        for (id, mailbox) in mailboxes {
-            let resp = mailbox.execute(req.clone()).await;
-            match resp.header.as_ref().and_then(|h| h.error.as_ref()) {
-                None => return (*id, resp),
-                Some(e) if e.not_leader.is_some() || e.stale_command.is_some() => {}
-                Some(e) => panic!("request failed: {e:?}"),
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no leader accepted the request in time"
-        );
-        // Polling: an election takes a few ticks and there is no event to wait on here.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[test]
 fn stores_replicate_over_the_channel_transport_and_survive_a_partition() {
