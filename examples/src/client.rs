@@ -6,6 +6,7 @@
 //! an exponential backoff.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::error::{Error, Result};
 use crate::node::MAX_KV_MESSAGE_BYTES;
 use crate::proto::kvrpc::kv_client::KvClient;
-use crate::proto::kvrpc::{self, RegionError};
+use crate::proto::kvrpc::{self, Context, RegionError};
 
 /// The first backoff after a retryable error; doubled up to [`BACKOFF_MAX`].
 const BACKOFF_INITIAL: Duration = Duration::from_millis(20);
@@ -55,6 +56,10 @@ pub struct Client {
     /// The endpoint index that answered last (the leader, as far as we know).
     current: Mutex<usize>,
     timeout: Duration,
+    /// Identifies this client's writes (with `sequence`) for exactly-once retries.
+    client_id: u64,
+    /// The sequence number of the last write; a retry of a write reuses its number.
+    sequence: AtomicU64,
 }
 
 impl Client {
@@ -84,6 +89,23 @@ impl Client {
             endpoints: clients,
             current: Mutex::new(0),
             timeout: Duration::from_secs(10),
+            client_id: new_client_id(),
+            sequence: AtomicU64::new(0),
+        })
+    }
+
+    /// The id this client's writes carry.
+    #[must_use]
+    pub fn client_id(&self) -> u64 {
+        self.client_id
+    }
+
+    /// The context of a new write: this client and the next sequence number.
+    fn write_context(&self) -> Option<Context> {
+        Some(Context {
+            client_id: self.client_id,
+            sequence: self.sequence.fetch_add(1, Ordering::Relaxed) + 1,
+            region_id: 0,
         })
     }
 
@@ -193,7 +215,7 @@ impl Client {
     /// See [`Error`]; retryable failures are retried until the deadline.
     pub async fn put(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<()> {
         let req = kvrpc::RawPutRequest {
-            context: None,
+            context: self.write_context(),
             key: key.into(),
             value: value.into(),
         };
@@ -229,7 +251,7 @@ impl Client {
     /// See [`Error`].
     pub async fn delete(&self, key: impl Into<Bytes>) -> Result<()> {
         let req = kvrpc::RawDeleteRequest {
-            context: None,
+            context: self.write_context(),
             key: key.into(),
         };
         self.call(|mut c| {
@@ -267,4 +289,72 @@ impl Client {
             .await?;
         Ok(resp.kvs.into_iter().map(|p| (p.key, p.value)).collect())
     }
+
+    /// Writes every pair; atomic when all keys are in one region (always, in this slice).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn batch_put(&self, pairs: Vec<(Bytes, Bytes)>) -> Result<()> {
+        let req = kvrpc::RawBatchPutRequest {
+            context: self.write_context(),
+            pairs: pairs
+                .into_iter()
+                .map(|(key, value)| kvrpc::KvPair { key, value })
+                .collect(),
+        };
+        self.call(|mut c| {
+            let req = req.clone();
+            async move { c.raw_batch_put(req).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// The pairs found among `keys`, in request order.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn batch_get(&self, keys: Vec<Bytes>) -> Result<Vec<(Bytes, Bytes)>> {
+        let req = kvrpc::RawBatchGetRequest {
+            context: None,
+            keys,
+        };
+        let resp = self
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.raw_batch_get(req).await }
+            })
+            .await?;
+        Ok(resp.pairs.into_iter().map(|p| (p.key, p.value)).collect())
+    }
+
+    /// Deletes every key in `[start, end)` (empty end = unbounded).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn delete_range(&self, start: impl Into<Bytes>, end: impl Into<Bytes>) -> Result<()> {
+        let req = kvrpc::RawDeleteRangeRequest {
+            context: self.write_context(),
+            start_key: start.into(),
+            end_key: end.into(),
+        };
+        self.call(|mut c| {
+            let req = req.clone();
+            async move { c.raw_delete_range(req).await }
+        })
+        .await
+        .map(|_| ())
+    }
+}
+
+/// A client id unlikely to collide: the wall clock in nanoseconds mixed with the process
+/// id (SplitMix64 finalizer). Collisions only matter once writes are deduplicated.
+fn new_client_id() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut z = nanos ^ (u64::from(std::process::id()) << 32);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)).max(1)
 }

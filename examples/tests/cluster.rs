@@ -280,3 +280,76 @@ async fn a_taken_port_and_a_foreign_data_dir_are_refused() {
         other => panic!("expected StoreNotMatch, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_fjall_node_keeps_its_data_and_catches_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut listeners = Vec::new();
+    for id in 1..=3u64 {
+        listeners.push((id, TcpListener::bind("127.0.0.1:0").await.expect("bind")));
+    }
+    let peers: BTreeMap<u64, String> = listeners
+        .iter()
+        .map(|(id, l)| (*id, l.local_addr().expect("addr").to_string()))
+        .collect();
+    let config = |id: u64, addr| {
+        let mut cfg = NodeConfig::new(id, addr, peers.clone(), dir.path().join(format!("n{id}")));
+        cfg.tick_ms = TICK_MS;
+        cfg
+    };
+    let mut nodes = Vec::new();
+    for (id, l) in listeners {
+        let cfg = config(id, l.local_addr().expect("addr"));
+        nodes.push(Node::start_on(cfg, l).await.expect("start"));
+    }
+    let client = Client::connect(endpoints(&nodes)).expect("client");
+    client
+        .batch_put(vec![("x1".into(), "1".into()), ("x2".into(), "2".into())])
+        .await
+        .expect("batch put");
+    // Stop a follower, write while it is down, restart it from its data dir.
+    let leader_id = leader(&nodes).await;
+    let pos = nodes
+        .iter()
+        .position(|n| n.store_id() != leader_id)
+        .expect("a follower");
+    let follower = nodes.remove(pos);
+    let (follower_id, follower_addr) = (follower.store_id(), follower.addr());
+    follower.shutdown().await.expect("stop follower");
+    client.put("x3", "3").await.expect("put while down");
+    nodes.push(
+        Node::start(config(follower_id, follower_addr))
+            .await
+            .expect("restart"),
+    );
+    // Stop the other surviving node that is not the restarted one: from now on every
+    // quorum includes the restarted node, so it must have caught up.
+    let pos = nodes
+        .iter()
+        .position(|n| n.store_id() != leader_id && n.store_id() != follower_id)
+        .or_else(|| nodes.iter().position(|n| n.store_id() == leader_id))
+        .expect("another node");
+    nodes.remove(pos).shutdown().await.expect("stop");
+    client
+        .put("x4", "4")
+        .await
+        .expect("put with the restarted node in the quorum");
+    let got = client
+        .batch_get(vec!["x1".into(), "x2".into(), "x3".into(), "x4".into()])
+        .await
+        .expect("batch get");
+    assert_eq!(got.len(), 4);
+    client.delete_range("x2", "x4").await.expect("delete range");
+    let left: Vec<_> = client
+        .scan("x", "y", 0)
+        .await
+        .expect("scan")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        left,
+        vec![bytes::Bytes::from("x1"), bytes::Bytes::from("x4")]
+    );
+    shutdown(nodes).await;
+}
