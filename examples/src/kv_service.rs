@@ -2,23 +2,24 @@
 //! and sent to the store's raft worker as a `RaftCmdRequest`; raft-store's typed errors
 //! come back as the response's `region_error`.
 //!
-//! Routing uses a cache of the regions this node knows (the bootstrap region, refreshed
-//! from `EpochNotMatch` answers). This slice runs one region covering the whole key space,
-//! so a scan or a batch covers one region; a range crossing a region boundary after a
-//! split is answered with `key_not_in_region`.
+//! Routing uses a cache of the regions on this store, refreshed from the raft worker's
+//! routing snapshot (`StoreMsg::QueryRegions`) when a key has no cached region or the
+//! store answers `EpochNotMatch` / `RegionNotFound`. A scan covers the region holding its
+//! start key (its end is clipped to that region); a range write crossing a region
+//! boundary is answered with `key_not_in_region`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
-use raft_store::StoreMailbox;
 use raft_store::pb::errorpb;
 use raft_store::pb::metapb::Region;
 use raft_store::pb::raft_cmdpb::{
     CmdType, DeleteRangeRequest, DeleteRequest, GetRequest, PutRequest, RaftCmdRequest,
-    RaftCmdResponse, Request, RequestHeader, ScanRequest, SnapRequest,
+    RaftCmdResponse, Request, RequestHeader, ScanRequest,
 };
 use raft_store::region_check::key_in_region;
+use raft_store::{RegionStatus, StoreMailbox, StoreMsg};
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
 
 use crate::proto::kvrpc::{
@@ -73,25 +74,58 @@ impl KvService {
         AdminService(self.clone())
     }
 
-    fn region_for(&self, ctx: Option<&Context>, key: &[u8]) -> Result<Region, Failure> {
+    /// The cached region for the context's region id or, without one, for `key`.
+    fn cached_region(&self, ctx: Option<&Context>, key: &[u8]) -> Option<Region> {
         let regions = self.regions.read().unwrap_or_else(PoisonError::into_inner);
-        if let Some(id) = ctx.map(|c| c.region_id).filter(|id| *id != 0) {
-            return regions
-                .get(&id)
-                .cloned()
-                .ok_or_else(|| Failure::Region(Box::new(region_not_found(id))));
+        match ctx.map(|c| c.region_id).filter(|id| *id != 0) {
+            Some(id) => regions.get(&id).cloned(),
+            None => regions.values().find(|r| key_in_region(key, r)).cloned(),
         }
-        regions
-            .values()
-            .find(|r| key_in_region(key, r))
-            .cloned()
-            .ok_or_else(|| {
-                Failure::Region(Box::new(RegionError {
-                    message: format!("no known region holds key {key:?}"),
-                    region_not_found: Some(RegionNotFound { region_id: 0 }),
-                    ..Default::default()
-                }))
-            })
+    }
+
+    /// The region to send a request for `key` to, refreshing the cache on a miss.
+    async fn region_for(&self, ctx: Option<&Context>, key: &[u8]) -> Result<Region, Failure> {
+        if let Some(region) = self.cached_region(ctx, key) {
+            return Ok(region);
+        }
+        self.refresh_regions().await?;
+        if let Some(region) = self.cached_region(ctx, key) {
+            return Ok(region);
+        }
+        let error = match ctx.map(|c| c.region_id).filter(|id| *id != 0) {
+            Some(id) => region_not_found(id),
+            None => RegionError {
+                message: format!("no region on this store holds key {key:?}"),
+                region_not_found: Some(RegionNotFound { region_id: 0 }),
+                ..Default::default()
+            },
+        };
+        Err(Failure::Region(Box::new(error)))
+    }
+
+    /// The status of every region on this store, from its raft worker.
+    async fn query_regions(&self) -> Result<Vec<RegionStatus>, Failure> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let msg = StoreMsg::QueryRegions(Box::new(move |regions| {
+            // The caller may have given up waiting; that is fine.
+            let _ = tx.send(regions);
+        }));
+        if let Err(e) = self.mailbox.try_send(msg) {
+            return Err(self.to_failure(&e.to_pb()));
+        }
+        rx.await
+            .map_err(|_| self.to_failure(&raft_store::Error::Stopped.to_pb()))
+    }
+
+    /// Replaces the routing cache with the store's initialized regions.
+    async fn refresh_regions(&self) -> Result<(), Failure> {
+        let statuses = self.query_regions().await?;
+        let mut regions = self.regions.write().unwrap_or_else(PoisonError::into_inner);
+        regions.clear();
+        for s in statuses.into_iter().filter(|s| !s.region.peers.is_empty()) {
+            regions.insert(s.region.id, s.region);
+        }
+        Ok(())
     }
 
     fn learn_regions(&self, current: &[Region]) {
@@ -112,16 +146,18 @@ impl KvService {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let region = self.region_for(ctx, key)?;
+            let region = self.region_for(ctx, key).await?;
             let resp = self.execute_on(ctx, &region, requests.clone()).await;
             let Some(err) = resp.header.as_ref().and_then(|h| h.error.as_ref()) else {
                 return Ok(resp);
             };
-            if let Some(epoch) = &err.epoch_not_match {
-                self.learn_regions(&epoch.current_regions);
-                if attempts < 2 {
-                    continue;
+            let stale_route = err.epoch_not_match.is_some() || err.region_not_found.is_some();
+            if stale_route && attempts < 2 {
+                if let Some(epoch) = &err.epoch_not_match {
+                    self.learn_regions(&epoch.current_regions);
                 }
+                self.refresh_regions().await?;
+                continue;
             }
             return Err(self.to_failure(err));
         }
@@ -256,7 +292,7 @@ impl KvService {
     ) -> Result<Vec<raft_store::pb::raft_cmdpb::Response>, Failure> {
         let mut groups: BTreeMap<u64, Vec<(usize, Bytes, Request)>> = BTreeMap::new();
         for (i, (key, req)) in items.into_iter().enumerate() {
-            let region = self.region_for(ctx, &key)?;
+            let region = self.region_for(ctx, &key).await?;
             groups.entry(region.id).or_default().push((i, key, req));
         }
         let mut out = Vec::new();
@@ -348,7 +384,7 @@ impl kvrpc::kv_server::Kv for KvService {
             if !req.end_key.is_empty() && req.end_key <= req.start_key {
                 return Err(bad_request("scan end_key must be after start_key"));
             }
-            let region = self.region_for(ctx, &req.start_key)?;
+            let region = self.region_for(ctx, &req.start_key).await?;
             // Clip the range to the region: a scan covers one region in this slice.
             let mut end_key = req.end_key.clone();
             if !region.end_key.is_empty() && (end_key.is_empty() || end_key > region.end_key) {
@@ -485,47 +521,24 @@ impl kvrpc::admin_server::Admin for AdminService {
         _request: GrpcRequest<kvrpc::StatusRequest>,
     ) -> Result<GrpcResponse<kvrpc::StatusResponse>, Status> {
         let svc = &self.0;
-        let regions: Vec<Region> = svc
-            .regions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
+        let (statuses, error) = match svc.query_regions().await {
+            Ok(statuses) => (statuses, String::new()),
+            Err(Failure::Region(e)) => (Vec::new(), e.message),
+            Err(Failure::Other(e)) => (Vec::new(), e),
+        };
+        let statuses = statuses
+            .into_iter()
+            .map(|s| kvrpc::RegionStatus {
+                region: Some(region_info(&s.region)),
+                leader_store_id: s.leader_store_id,
+                is_leader: s.is_leader,
+                term: s.term,
+                applied_index: s.applied_index,
+                commit_index: s.commit_index,
+            })
             .collect();
-        let mut statuses = Vec::new();
-        for region in regions {
-            let snap = Request {
-                cmd_type: CmdType::Snap as i32,
-                snap: Some(SnapRequest {}),
-                ..Default::default()
-            };
-            let resp = svc.execute_on(None, &region, vec![snap]).await;
-            let term = resp.header.as_ref().map_or(0, |h| h.current_term);
-            let mut status = kvrpc::RegionStatus {
-                region: Some(region_info(&region)),
-                term,
-                ..Default::default()
-            };
-            match resp.header.as_ref().and_then(|h| h.error.as_ref()) {
-                None => {
-                    status.is_leader = true;
-                    status.leader_store_id = svc.store_id;
-                    if let Some(r) = resp.responses.first().and_then(|r| r.snap.as_ref()) {
-                        status.region = r.region.as_ref().map(region_info);
-                    }
-                }
-                Some(e) => {
-                    status.leader_store_id = e
-                        .not_leader
-                        .as_ref()
-                        .and_then(|nl| nl.leader)
-                        .map_or(0, |p| p.store_id);
-                }
-            }
-            statuses.push(status);
-        }
         Ok(GrpcResponse::new(kvrpc::StatusResponse {
-            error: String::new(),
+            error,
             store_id: svc.store_id,
             stores: svc
                 .peers

@@ -96,6 +96,27 @@ async fn put_get_delete_scan_through_the_client() {
     let limited = client.scan("", "", 2).await.expect("scan");
     assert_eq!(limited.len(), 2);
     assert_eq!(&limited[0].0[..], b"k0");
+    // The leader's status reports region 1 with its indexes past the 11 writes.
+    let leader_id = leader(&nodes).await;
+    let leader_addr = nodes
+        .iter()
+        .find(|n| n.store_id() == leader_id)
+        .expect("leader node")
+        .addr();
+    let mut admin = AdminClient::connect(format!("http://{leader_addr}"))
+        .await
+        .expect("connect");
+    let status = admin
+        .status(kvrpc::StatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    assert!(status.error.is_empty(), "{}", status.error);
+    assert_eq!(status.stores.len(), 3);
+    let region = &status.regions[0];
+    assert_eq!(region.region.as_ref().map(|r| r.id), Some(1));
+    assert_eq!(region.leader_store_id, leader_id);
+    assert!(region.commit_index >= region.applied_index && region.applied_index > 5 + 11);
     shutdown(nodes).await;
 }
 
