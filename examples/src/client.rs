@@ -170,6 +170,9 @@ impl Client {
                                 return Err(Error::Region(Box::new(e.clone())));
                             }
                             last = format!("{}: {}", self.endpoints[i].0, e.message);
+                            if let Some(busy) = &e.server_is_busy {
+                                backoff = backoff.max(Duration::from_millis(busy.backoff_ms));
+                            }
                             if let Some(j) = e
                                 .not_leader
                                 .as_ref()
