@@ -1,5 +1,24 @@
-//! The raftkv KV service: the gRPC API, the client library, `raftkv-server`, the `raftkv`
-//! CLI and the embedded 3-node demo.
+//! The raftkv KV service: the gRPC API ([`proto::kvrpc`]), a [`Node`] that hosts a store
+//! with the KV, Admin and raft transport services on one gRPC server, the [`Client`]
+//! library, `raftkv-server` and the embedded 3-node demo.
 //!
-//! It is empty until the KV service issue lands; until then the README's main command runs
-//! raft-core's in-memory cluster example.
+//! See `examples/README.md` for the commands and the limits of this slice (no
+//! compare-and-swap and no write deduplication yet).
+
+pub mod client;
+pub mod error;
+pub mod kv_service;
+pub mod node;
+
+/// Wire types and gRPC stubs, generated from `proto/`.
+pub mod proto {
+    /// The KV and Admin services.
+    #[allow(missing_docs, clippy::all, clippy::pedantic)]
+    pub mod kvrpc {
+        include!(concat!(env!("OUT_DIR"), "/kvrpc.rs"));
+    }
+}
+
+pub use client::Client;
+pub use error::{Error, Result};
+pub use node::{EngineKind, Node, NodeConfig};

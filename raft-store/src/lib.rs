@@ -53,7 +53,7 @@ pub mod pb {
 
 pub use config::Config;
 pub use error::{Error, Result};
-pub use msg::{Callback, StoreMsg};
+pub use msg::{Callback, RegionStatus, RegionsCallback, StoreMsg};
 pub use peer::Peer;
 pub use raft_worker::{RaftWorker, StoreMailbox};
 pub use sender::RaftMessageSender;

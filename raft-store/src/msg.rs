@@ -1,10 +1,32 @@
 //! What arrives in a store's mailbox.
 
+use crate::pb::metapb::Region;
 use crate::pb::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
 use crate::pb::raft_serverpb::RaftMessage;
 
 /// Answers one command. Called exactly once, from the raft worker: it must not block.
 pub type Callback = Box<dyn FnOnce(RaftCmdResponse) + Send>;
+
+/// One region as this store sees it, for routing and observability.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionStatus {
+    /// The region (range, epoch, peers).
+    pub region: Region,
+    /// The store of the leader this peer knows of (0 = none known).
+    pub leader_store_id: u64,
+    /// Whether this store's peer leads the region.
+    pub is_leader: bool,
+    /// The peer's current term.
+    pub term: u64,
+    /// The peer's commit index (invariant: `applied_index <= commit_index`).
+    pub commit_index: u64,
+    /// The peer's applied index.
+    pub applied_index: u64,
+}
+
+/// Answers a [`StoreMsg::QueryRegions`]. Called once, from the raft worker: it must not
+/// block.
+pub type RegionsCallback = Box<dyn FnOnce(Vec<RegionStatus>) + Send>;
 
 /// A message for the store's raft worker.
 pub enum StoreMsg {
@@ -30,6 +52,8 @@ pub enum StoreMsg {
         /// Whether the receiver acknowledged it.
         delivered: bool,
     },
+    /// Asks for the status of every region on this store, in region id order.
+    QueryRegions(RegionsCallback),
 }
 
 impl std::fmt::Debug for StoreMsg {
@@ -43,6 +67,7 @@ impl std::fmt::Debug for StoreMsg {
                 request.header.as_ref().map_or(0, |h| h.region_id)
             ),
             StoreMsg::StoreUnreachable(id) => write!(f, "StoreUnreachable({id})"),
+            StoreMsg::QueryRegions(_) => f.write_str("QueryRegions"),
             StoreMsg::SnapshotStatus {
                 region_id,
                 to_peer,

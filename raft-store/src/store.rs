@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::id_alloc::IdAllocator;
 use crate::keys::{self, CF_DEFAULT, CF_META, CF_RAFT};
-use crate::msg::{Callback, StoreMsg};
+use crate::msg::{Callback, RegionStatus, StoreMsg};
 use crate::pb::metapb::{self, Region, RegionEpoch};
 use crate::pb::raft_cmdpb::{
     AdminCmdType, AdminRequest, CompactLogRequest, RaftCmdRequest, RaftCmdResponse, RequestHeader,
@@ -169,6 +169,30 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         self.peers.get(&region_id)
     }
 
+    /// The status of every region on this store (peers pending removal left out), in
+    /// region id order.
+    #[must_use]
+    pub fn region_statuses(&self) -> Vec<RegionStatus> {
+        self.peers
+            .values()
+            .filter(|p| !p.pending_remove())
+            .map(|p| {
+                let raft = p.raft_group().raft();
+                let hard_state = raft.hard_state();
+                let status = RegionStatus {
+                    region: p.region().clone(),
+                    leader_store_id: p.leader().map_or(0, |l| l.store_id),
+                    is_leader: p.is_leader(),
+                    term: hard_state.term,
+                    commit_index: hard_state.commit,
+                    applied_index: raft.raft_log().applied,
+                };
+                debug_assert!(status.applied_index <= status.commit_index);
+                status
+            })
+            .collect()
+    }
+
     /// Every peer on this store.
     pub fn peers(&self) -> impl Iterator<Item = &Peer<ER, EK>> {
         self.peers.values()
@@ -213,6 +237,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                 StoreMsg::RaftMessage(m) => self.on_raft_message(*m)?,
                 StoreMsg::Command { request, callback } => self.on_command(*request, callback),
                 StoreMsg::StoreUnreachable(store_id) => self.on_store_unreachable(store_id),
+                StoreMsg::QueryRegions(callback) => callback(self.region_statuses()),
                 StoreMsg::SnapshotStatus {
                     region_id,
                     to_peer,

@@ -1,0 +1,193 @@
+//! `raftkv-server`: one raftkv node (store + KV, Admin and raft transport on one gRPC port).
+//!
+//! ```sh
+//! raftkv-server --node-id 1 --listen 127.0.0.1:20161 --data-dir /tmp/kv1 \
+//!     --peer 1=127.0.0.1:20161 --peer 2=127.0.0.1:20162 --peer 3=127.0.0.1:20163
+//! raftkv-server --config node1.toml
+//! ```
+//!
+//! Command-line flags override the TOML file. Logs go to stderr, filtered by `RUST_LOG`
+//! (default `info`). SIGINT or SIGTERM shut the node down gracefully.
+#![allow(clippy::print_stderr)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use raftkv_examples::{EngineKind, Node, NodeConfig};
+use serde::Deserialize;
+use tracing::info;
+
+/// Command-line flags; each overrides the config file's setting.
+#[derive(Debug, Parser)]
+#[command(name = "raftkv-server", about = "Runs one raftkv node")]
+struct Args {
+    /// A TOML config file (keys: node_id, listen, peers = ["id=addr", ...], data_dir,
+    /// engine, tick_ms, and a [store] table of raft-store settings).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// This node's store id.
+    #[arg(long)]
+    node_id: Option<u64>,
+    /// The gRPC listen address.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// A store of the cluster as `id=host:port`; repeat for every store, this one included.
+    #[arg(long = "peer")]
+    peers: Vec<String>,
+    /// The data directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The storage engine: fjall (default), memory, or heed (feature `heed`).
+    #[arg(long)]
+    engine: Option<String>,
+    /// The raft tick interval in milliseconds (default 100).
+    #[arg(long)]
+    tick_ms: Option<u64>,
+}
+
+/// The config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileConfig {
+    node_id: Option<u64>,
+    listen: Option<SocketAddr>,
+    peers: Vec<String>,
+    data_dir: Option<PathBuf>,
+    engine: Option<String>,
+    tick_ms: Option<u64>,
+    store: Option<raft_store::Config>,
+}
+
+fn parse_engine(s: &str) -> Result<EngineKind, String> {
+    match s {
+        "fjall" => Ok(EngineKind::Fjall),
+        "memory" => Ok(EngineKind::Memory),
+        #[cfg(feature = "heed")]
+        "heed" => Ok(EngineKind::Heed),
+        other => Err(format!(
+            "unknown engine {other:?} (fjall, memory{})",
+            if cfg!(feature = "heed") { ", heed" } else { "" }
+        )),
+    }
+}
+
+fn parse_peers(peers: &[String]) -> Result<BTreeMap<u64, String>, String> {
+    let mut out = BTreeMap::new();
+    for p in peers {
+        let (id, addr) = p
+            .split_once('=')
+            .ok_or_else(|| format!("peer {p:?} must be id=host:port"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("peer {p:?}: bad store id"))?;
+        if out.insert(id, addr.trim().to_string()).is_some() {
+            return Err(format!("store {id} is listed twice"));
+        }
+    }
+    Ok(out)
+}
+
+fn node_config(args: Args) -> Result<NodeConfig, String> {
+    let file = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            toml::from_str::<FileConfig>(&text)
+                .map_err(|e| format!("bad config {}: {e}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let node_id = args
+        .node_id
+        .or(file.node_id)
+        .ok_or("--node-id (or node_id in the config) is required")?;
+    let listen = args
+        .listen
+        .or(file.listen)
+        .ok_or("--listen (or listen in the config) is required")?;
+    let data_dir = args
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from(format!("raftkv-data-{node_id}")));
+    let peers = if args.peers.is_empty() {
+        file.peers
+    } else {
+        args.peers
+    };
+    let mut peers = parse_peers(&peers)?;
+    // A single node needs no --peer.
+    peers.entry(node_id).or_insert_with(|| listen.to_string());
+    let mut cfg = NodeConfig::new(node_id, listen, peers, data_dir);
+    if let Some(engine) = args.engine.or(file.engine) {
+        cfg.engine = parse_engine(&engine)?;
+    }
+    if let Some(store) = file.store {
+        cfg.tick_ms = store.raft_base_tick_ms;
+        cfg.store = store;
+    }
+    if let Some(tick_ms) = args.tick_ms.or(file.tick_ms) {
+        cfg.tick_ms = tick_ms;
+    }
+    Ok(cfg)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cfg = match node_config(Args::parse()) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("raftkv-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let node = match Node::start(cfg).await {
+        Ok(node) => node,
+        Err(e) => {
+            eprintln!("raftkv-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    info!(store_id = node.store_id(), addr = %node.addr(), "serving; Ctrl-C to stop");
+    wait_for_signal().await;
+    info!("shutting down");
+    match node.shutdown().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("raftkv-server: shutdown: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! A raftkv node: one store on a raft worker thread, and one gRPC server hosting the KV,
+//! Admin and raft transport services.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use engines::{Engine, FjallEngine, MemoryEngine};
+use raft_store::bootstrap::{bootstrap_region, bootstrap_store};
+use raft_store::keys::{CF_DEFAULT, CF_META, CF_RAFT};
+use raft_store::pb::metapb::{Peer, Region, RegionEpoch};
+use raft_store::raft_worker::MAILBOX_CAPACITY;
+use raft_store::{RaftWorker, Store, StoreFrameSink, StoreMailbox, TransportSender};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tracing::{info, warn};
+use transport::grpc::{GrpcConfig, GrpcTransport};
+use transport::{StaticResolver, Transport};
+
+use crate::error::{Error, Result};
+use crate::kv_service::KvService;
+use crate::proto::kvrpc::admin_server::AdminServer;
+use crate::proto::kvrpc::kv_server::KvServer;
+
+/// The largest gRPC message the KV service accepts or sends.
+pub const MAX_KV_MESSAGE_BYTES: usize = 64 << 20;
+
+/// The cluster id written by every node of a raftkv cluster.
+pub const CLUSTER_ID: u64 = 1;
+
+/// The id of the first region (the whole key space).
+pub const FIRST_REGION_ID: u64 = 1;
+
+/// Which storage engine a node keeps its data in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// fjall (LSM), in `data_dir/raft` and `data_dir/kv`.
+    #[default]
+    Fjall,
+    /// LMDB through heed (feature `heed`).
+    #[cfg(feature = "heed")]
+    Heed,
+    /// In memory: lost on shutdown (tests).
+    Memory,
+}
+
+/// How to start a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's store id (also its peer id in the first region).
+    pub store_id: u64,
+    /// Where the gRPC server listens.
+    pub listen_addr: SocketAddr,
+    /// Every store of the cluster (this one included) and its address.
+    pub peers: BTreeMap<u64, String>,
+    /// Where the engines keep their files (unused by the memory engine).
+    pub data_dir: PathBuf,
+    /// The storage engine.
+    pub engine: EngineKind,
+    /// The raft tick interval (overrides `store.raft_base_tick_ms`).
+    pub tick_ms: u64,
+    /// The store's settings.
+    pub store: raft_store::Config,
+}
+
+impl NodeConfig {
+    /// A config with defaults (fjall, 100 ms ticks).
+    #[must_use]
+    pub fn new(
+        store_id: u64,
+        listen_addr: SocketAddr,
+        peers: BTreeMap<u64, String>,
+        data_dir: PathBuf,
+    ) -> Self {
+        Self {
+            store_id,
+            listen_addr,
+            peers,
+            data_dir,
+            engine: EngineKind::default(),
+            tick_ms: 100,
+            store: raft_store::Config::default(),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.store_id == 0 {
+            return Err(Error::Config("store id 0 is reserved".into()));
+        }
+        if !self.peers.contains_key(&self.store_id) {
+            return Err(Error::Config(format!(
+                "peers must include this node's store {}",
+                self.store_id
+            )));
+        }
+        if self.tick_ms == 0 {
+            return Err(Error::Config("tick_ms must be greater than 0".into()));
+        }
+        Ok(())
+    }
+
+    /// The first region: the whole key space, a voter on every configured store.
+    #[must_use]
+    pub fn first_region(&self) -> Region {
+        Region {
+            id: FIRST_REGION_ID,
+            region_epoch: Some(RegionEpoch {
+                conf_ver: 1,
+                version: 1,
+            }),
+            peers: self
+                .peers
+                .keys()
+                .map(|&id| Peer {
+                    id,
+                    store_id: id,
+                    role: 0,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+}
+
+/// A running node. Stop it with [`shutdown`](Self::shutdown).
+#[derive(Debug)]
+pub struct Node {
+    store_id: u64,
+    addr: SocketAddr,
+    worker: Option<RaftWorker>,
+    transport: Arc<GrpcTransport>,
+    stop_server: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::result::Result<(), tonic::transport::Error>>>,
+}
+
+impl Node {
+    /// Binds `cfg.listen_addr` and starts the node.
+    ///
+    /// # Errors
+    /// [`Error::AddrInUse`] when the address is taken; see [`start_on`](Self::start_on).
+    pub async fn start(cfg: NodeConfig) -> Result<Self> {
+        let listener = TcpListener::bind(cfg.listen_addr).await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                Error::AddrInUse {
+                    addr: cfg.listen_addr.to_string(),
+                }
+            } else {
+                Error::Io(e)
+            }
+        })?;
+        Self::start_on(cfg, listener).await
+    }
+
+    /// Starts the node serving on `listener` (which overrides `cfg.listen_addr`): opens
+    /// the engines, bootstraps the store and the first region if new, starts the raft
+    /// worker, the transport and the gRPC server.
+    ///
+    /// # Errors
+    /// A bad config, [`Error::StoreNotMatch`] when the data dir belongs to another store,
+    /// an engine or store failure.
+    pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<Self> {
+        cfg.validate()?;
+        let addr = listener.local_addr()?;
+        let (mailbox, rx) = StoreMailbox::new(MAILBOX_CAPACITY);
+        let resolver = Arc::new(StaticResolver::new(
+            cfg.peers
+                .iter()
+                .filter(|(id, _)| **id != cfg.store_id)
+                .map(|(id, a)| (*id, a.clone())),
+        ));
+        let grpc_config = GrpcConfig::default();
+        let transport = Arc::new(GrpcTransport::new(
+            cfg.store_id,
+            grpc_config.clone(),
+            resolver,
+            Arc::new(StoreFrameSink::new(mailbox.clone())),
+        ));
+        let sender = TransportSender::new(
+            transport.clone(),
+            tokio::runtime::Handle::current(),
+            mailbox.clone(),
+            grpc_config.max_frame_bytes,
+            grpc_config.snapshot_chunk_bytes,
+        );
+        let worker = match cfg.engine {
+            EngineKind::Memory => launch(
+                &cfg,
+                MemoryEngine::new(&[CF_RAFT])?,
+                MemoryEngine::new(&[CF_DEFAULT, CF_META])?,
+                sender,
+                mailbox.clone(),
+                rx,
+            )?,
+            EngineKind::Fjall => {
+                std::fs::create_dir_all(&cfg.data_dir)?;
+                launch(
+                    &cfg,
+                    FjallEngine::open(&cfg.data_dir.join("raft"), &[CF_RAFT])?,
+                    FjallEngine::open(&cfg.data_dir.join("kv"), &[CF_DEFAULT, CF_META])?,
+                    sender,
+                    mailbox.clone(),
+                    rx,
+                )?
+            }
+            #[cfg(feature = "heed")]
+            EngineKind::Heed => {
+                std::fs::create_dir_all(cfg.data_dir.join("raft"))?;
+                std::fs::create_dir_all(cfg.data_dir.join("kv"))?;
+                launch(
+                    &cfg,
+                    engines::HeedEngine::open(&cfg.data_dir.join("raft"), &[CF_RAFT])?,
+                    engines::HeedEngine::open(&cfg.data_dir.join("kv"), &[CF_DEFAULT, CF_META])?,
+                    sender,
+                    mailbox.clone(),
+                    rx,
+                )?
+            }
+        };
+        let kv = KvService::new(cfg.store_id, mailbox, cfg.peers.clone(), cfg.first_region());
+        let admin = kv.admin();
+        let (stop_server, stopped) = oneshot::channel::<()>();
+        let server = Server::builder()
+            .tcp_nodelay(true)
+            .initial_stream_window_size(grpc_config.stream_window_bytes)
+            .initial_connection_window_size(grpc_config.connection_window_bytes)
+            .add_service(
+                KvServer::new(kv)
+                    .max_decoding_message_size(MAX_KV_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_KV_MESSAGE_BYTES),
+            )
+            .add_service(AdminServer::new(admin))
+            .add_service(transport.service())
+            .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
+                let _ = stopped.await;
+            });
+        let server = tokio::spawn(server);
+        info!(store_id = cfg.store_id, %addr, "raftkv node started");
+        Ok(Self {
+            store_id: cfg.store_id,
+            addr,
+            worker: Some(worker),
+            transport,
+            stop_server: Some(stop_server),
+            server: Some(server),
+        })
+    }
+
+    /// This node's store id.
+    #[must_use]
+    pub fn store_id(&self) -> u64 {
+        self.store_id
+    }
+
+    /// The address the gRPC server listens on.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting requests, closes the transport, stops the raft worker.
+    ///
+    /// # Errors
+    /// The fatal error that stopped the worker, if any.
+    pub async fn shutdown(mut self) -> Result<()> {
+        self.stop().await
+    }
+
+    async fn stop(&mut self) -> Result<()> {
+        if let Some(stop) = self.stop_server.take() {
+            let _ = stop.send(());
+        }
+        // The transport's streams are long-lived: close them so the server can finish.
+        self.transport.close().await;
+        if let Some(server) = self.server.take() {
+            match server.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(store_id = self.store_id, "gRPC server failed: {e}"),
+                Err(e) => warn!(store_id = self.store_id, "gRPC server task failed: {e}"),
+            }
+        }
+        if let Some(worker) = self.worker.take() {
+            tokio::task::spawn_blocking(move || worker.shutdown())
+                .await
+                .map_err(|e| Error::Config(format!("worker shutdown task failed: {e}")))??;
+        }
+        info!(store_id = self.store_id, "raftkv node stopped");
+        Ok(())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop_server.take() {
+            let _ = stop.send(());
+        }
+        // The worker stops in its own Drop.
+    }
+}
+
+/// Bootstraps (if new) and opens the store over `raft` and `kv`, and starts its worker.
+fn launch<ER: Engine, EK: Engine>(
+    cfg: &NodeConfig,
+    raft: ER,
+    kv: EK,
+    sender: TransportSender,
+    mailbox: StoreMailbox,
+    rx: crossbeam_channel::Receiver<raft_store::StoreMsg>,
+) -> Result<RaftWorker> {
+    bootstrap_store(&kv, CLUSTER_ID, cfg.store_id).map_err(|e| match e {
+        raft_store::Error::StoreNotMatch {
+            actual_store_id, ..
+        } => Error::StoreNotMatch {
+            dir: cfg.data_dir.display().to_string(),
+            store_id: cfg.store_id,
+            actual_store_id,
+        },
+        e => Error::Store(e),
+    })?;
+    if bootstrap_region(&raft, &kv, &cfg.first_region())? {
+        info!(store_id = cfg.store_id, "bootstrapped the first region");
+    }
+    let store_cfg = raft_store::Config {
+        raft_base_tick_ms: cfg.tick_ms,
+        ..cfg.store.clone()
+    };
+    let max_batch = store_cfg.max_batch_msgs;
+    let store = Store::open(cfg.store_id, store_cfg, raft, kv, sender)?;
+    let worker = RaftWorker::spawn(
+        store,
+        mailbox,
+        rx,
+        Duration::from_millis(cfg.tick_ms),
+        max_batch,
+    )?;
+    Ok(worker)
+}

@@ -1,0 +1,376 @@
+//! Three nodes in one process on loopback (memory engines), driven through the client and
+//! raw gRPC: the KV operations, leader failover, and bad requests.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use raftkv_examples::proto::kvrpc::admin_client::AdminClient;
+use raftkv_examples::proto::kvrpc::kv_client::KvClient;
+use raftkv_examples::proto::kvrpc::{self, Context};
+use raftkv_examples::{Client, EngineKind, Error, Node, NodeConfig};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+const TICK_MS: u64 = 20;
+const ENTRY_MAX_BYTES: u64 = 64 << 10;
+
+/// Starts stores 1..=3 on fresh loopback ports.
+async fn start_cluster() -> Vec<Node> {
+    let mut listeners = Vec::new();
+    for id in 1..=3u64 {
+        let l = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        listeners.push((id, l));
+    }
+    let peers: BTreeMap<u64, String> = listeners
+        .iter()
+        .map(|(id, l)| (*id, l.local_addr().expect("local addr").to_string()))
+        .collect();
+    let mut nodes = Vec::new();
+    for (id, listener) in listeners {
+        let mut cfg = NodeConfig::new(
+            id,
+            listener.local_addr().expect("local addr"),
+            peers.clone(),
+            std::env::temp_dir(),
+        );
+        cfg.engine = EngineKind::Memory;
+        cfg.tick_ms = TICK_MS;
+        cfg.store.raft_entry_max_bytes = ENTRY_MAX_BYTES;
+        nodes.push(Node::start_on(cfg, listener).await.expect("start node"));
+    }
+    nodes
+}
+
+fn endpoints(nodes: &[Node]) -> Vec<String> {
+    nodes.iter().map(|n| n.addr().to_string()).collect()
+}
+
+/// The store id that leads region 1, polled from the nodes' Admin status until one
+/// reports leading it (bounded).
+async fn leader(nodes: &[Node]) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        for node in nodes {
+            let Ok(mut admin) = AdminClient::connect(format!("http://{}", node.addr())).await
+            else {
+                continue;
+            };
+            if let Ok(status) = admin.status(kvrpc::StatusRequest {}).await {
+                let status = status.into_inner();
+                if status.regions.iter().any(|r| r.is_leader) {
+                    return status.store_id;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader elected in time");
+        // Polling for an election: there is no event to wait on from outside.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn shutdown(nodes: Vec<Node>) {
+    for node in nodes {
+        node.shutdown().await.expect("clean shutdown");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_get_delete_scan_through_the_client() {
+    let nodes = start_cluster().await;
+    let client = Client::connect(endpoints(&nodes)).expect("client");
+    for i in 0..10u8 {
+        client.put(format!("k{i}"), vec![i; 3]).await.expect("put");
+    }
+    assert_eq!(
+        client.get("k3").await.expect("get").as_deref(),
+        Some(&[3u8; 3][..])
+    );
+    assert_eq!(client.get("missing").await.expect("get"), None);
+    client.delete("k3").await.expect("delete");
+    assert_eq!(client.get("k3").await.expect("get"), None);
+    let pairs = client.scan("k2", "k6", 0).await.expect("scan");
+    let keys: Vec<_> = pairs.iter().map(|(k, _)| k.as_ref()).collect();
+    assert_eq!(keys, vec![&b"k2"[..], b"k4", b"k5"]);
+    let limited = client.scan("", "", 2).await.expect("scan");
+    assert_eq!(limited.len(), 2);
+    assert_eq!(&limited[0].0[..], b"k0");
+    // The leader's status reports region 1 with its indexes past the 11 writes.
+    let leader_id = leader(&nodes).await;
+    let leader_addr = nodes
+        .iter()
+        .find(|n| n.store_id() == leader_id)
+        .expect("leader node")
+        .addr();
+    let mut admin = AdminClient::connect(format!("http://{leader_addr}"))
+        .await
+        .expect("connect");
+    let status = admin
+        .status(kvrpc::StatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    assert!(status.error.is_empty(), "{}", status.error);
+    assert_eq!(status.stores.len(), 3);
+    let region = &status.regions[0];
+    assert_eq!(region.region.as_ref().map(|r| r.id), Some(1));
+    assert_eq!(region.leader_store_id, leader_id);
+    assert!(region.commit_index >= region.applied_index && region.applied_index > 5 + 11);
+    shutdown(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_calls_and_delete_range_over_raw_grpc() {
+    let nodes = start_cluster().await;
+    let client = Client::connect(endpoints(&nodes)).expect("client");
+    client.put("warmup", "x").await.expect("put");
+    let leader = leader(&nodes).await;
+    let addr = nodes
+        .iter()
+        .find(|n| n.store_id() == leader)
+        .expect("leader node")
+        .addr();
+    let mut kv = KvClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+    let pairs = (0..5u8)
+        .map(|i| kvrpc::KvPair {
+            key: format!("b{i}").into(),
+            value: vec![i].into(),
+        })
+        .collect();
+    let resp = kv
+        .raw_batch_put(kvrpc::RawBatchPutRequest {
+            context: Some(Context {
+                client_id: 7,
+                sequence: 1,
+                region_id: 0,
+            }),
+            pairs,
+        })
+        .await
+        .expect("rpc")
+        .into_inner();
+    assert!(
+        resp.region_error.is_none() && resp.error.is_empty(),
+        "{resp:?}"
+    );
+    let resp = kv
+        .raw_batch_get(kvrpc::RawBatchGetRequest {
+            context: None,
+            keys: vec!["b1".into(), "nope".into(), "b4".into()],
+        })
+        .await
+        .expect("rpc")
+        .into_inner();
+    let keys: Vec<_> = resp.pairs.iter().map(|p| p.key.as_ref()).collect();
+    assert_eq!(keys, vec![&b"b1"[..], b"b4"]);
+    let resp = kv
+        .raw_delete_range(kvrpc::RawDeleteRangeRequest {
+            context: None,
+            start_key: "b1".into(),
+            end_key: "b3".into(),
+        })
+        .await
+        .expect("rpc")
+        .into_inner();
+    assert!(
+        resp.region_error.is_none() && resp.error.is_empty(),
+        "{resp:?}"
+    );
+    let scan = client.scan("b", "c", 0).await.expect("scan");
+    let keys: Vec<_> = scan.iter().map(|(k, _)| k.as_ref()).collect();
+    assert_eq!(keys, vec![&b"b0"[..], b"b3", b"b4"]);
+    shutdown(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_keeps_serving_after_the_leader_stops() {
+    let mut nodes = start_cluster().await;
+    let client = Client::connect(endpoints(&nodes)).expect("client");
+    client.put("before", "1").await.expect("put");
+    let old = leader(&nodes).await;
+    let pos = nodes
+        .iter()
+        .position(|n| n.store_id() == old)
+        .expect("leader node");
+    nodes.remove(pos).shutdown().await.expect("stop leader");
+    client.put("after", "2").await.expect("put after failover");
+    assert_eq!(
+        client.get("before").await.expect("get").as_deref(),
+        Some(&b"1"[..])
+    );
+    assert_eq!(
+        client.get("after").await.expect("get").as_deref(),
+        Some(&b"2"[..])
+    );
+    let new = leader(&nodes).await;
+    assert_ne!(new, old);
+    shutdown(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_typed_errors() {
+    let nodes = start_cluster().await;
+    let client = Client::connect(endpoints(&nodes))
+        .expect("client")
+        .with_timeout(Duration::from_secs(10));
+    client.put("ok", "1").await.expect("put");
+    // A value over raft_entry_max_bytes is refused, not retried.
+    let big = vec![0u8; ENTRY_MAX_BYTES as usize + 1];
+    match client.put("big", big).await {
+        Err(Error::Server(msg)) => assert!(msg.contains("too large"), "{msg}"),
+        other => panic!("expected an entry-too-large error, got {other:?}"),
+    }
+    // A request for a region this node does not have gets a typed region error.
+    let mut kv = KvClient::connect(format!("http://{}", nodes[0].addr()))
+        .await
+        .expect("connect");
+    let resp = kv
+        .raw_get(kvrpc::RawGetRequest {
+            context: Some(Context {
+                region_id: 42,
+                ..Context::default()
+            }),
+            key: "ok".into(),
+        })
+        .await
+        .expect("rpc")
+        .into_inner();
+    let region_error = resp.region_error.expect("a region error");
+    assert_eq!(region_error.region_not_found.map(|r| r.region_id), Some(42));
+    // A scan whose end is before its start is a bad request.
+    let resp = kv
+        .raw_scan(kvrpc::RawScanRequest {
+            start_key: "b".into(),
+            end_key: "a".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("rpc")
+        .into_inner();
+    assert!(resp.error.contains("bad request"), "{resp:?}");
+    // Compare-and-swap is declared but not implemented yet.
+    let status = kv
+        .raw_compare_and_swap(kvrpc::RawCompareAndSwapRequest::default())
+        .await
+        .expect_err("unimplemented");
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+    shutdown(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_port_and_a_foreign_data_dir_are_refused() {
+    let taken = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peers = BTreeMap::from([(1, addr.to_string())]);
+    let cfg = NodeConfig::new(1, addr, peers, dir.path().to_path_buf());
+    match Node::start(cfg).await {
+        Err(Error::AddrInUse { .. }) => {}
+        other => panic!("expected AddrInUse, got {other:?}"),
+    }
+    // A data dir written by store 1 refuses to start as store 2.
+    let l1 = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let a1 = l1.local_addr().expect("addr");
+    let cfg = NodeConfig::new(
+        1,
+        a1,
+        BTreeMap::from([(1, a1.to_string())]),
+        dir.path().into(),
+    );
+    Node::start_on(cfg, l1)
+        .await
+        .expect("start")
+        .shutdown()
+        .await
+        .expect("stop");
+    let l2 = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let a2 = l2.local_addr().expect("addr");
+    let cfg = NodeConfig::new(
+        2,
+        a2,
+        BTreeMap::from([(2, a2.to_string())]),
+        dir.path().into(),
+    );
+    match Node::start_on(cfg, l2).await {
+        Err(e @ Error::StoreNotMatch { .. }) => {
+            assert!(e.to_string().contains("belongs to store 1"), "{e}");
+        }
+        other => panic!("expected StoreNotMatch, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_fjall_node_keeps_its_data_and_catches_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut listeners = Vec::new();
+    for id in 1..=3u64 {
+        listeners.push((id, TcpListener::bind("127.0.0.1:0").await.expect("bind")));
+    }
+    let peers: BTreeMap<u64, String> = listeners
+        .iter()
+        .map(|(id, l)| (*id, l.local_addr().expect("addr").to_string()))
+        .collect();
+    let config = |id: u64, addr| {
+        let mut cfg = NodeConfig::new(id, addr, peers.clone(), dir.path().join(format!("n{id}")));
+        cfg.tick_ms = TICK_MS;
+        cfg
+    };
+    let mut nodes = Vec::new();
+    for (id, l) in listeners {
+        let cfg = config(id, l.local_addr().expect("addr"));
+        nodes.push(Node::start_on(cfg, l).await.expect("start"));
+    }
+    let client = Client::connect(endpoints(&nodes)).expect("client");
+    client
+        .batch_put(vec![("x1".into(), "1".into()), ("x2".into(), "2".into())])
+        .await
+        .expect("batch put");
+    // Stop a follower, write while it is down, restart it from its data dir.
+    let leader_id = leader(&nodes).await;
+    let pos = nodes
+        .iter()
+        .position(|n| n.store_id() != leader_id)
+        .expect("a follower");
+    let follower = nodes.remove(pos);
+    let (follower_id, follower_addr) = (follower.store_id(), follower.addr());
+    follower.shutdown().await.expect("stop follower");
+    client.put("x3", "3").await.expect("put while down");
+    nodes.push(
+        Node::start(config(follower_id, follower_addr))
+            .await
+            .expect("restart"),
+    );
+    // Stop the other surviving node that is not the restarted one: from now on every
+    // quorum includes the restarted node, so it must have caught up.
+    let pos = nodes
+        .iter()
+        .position(|n| n.store_id() != leader_id && n.store_id() != follower_id)
+        .or_else(|| nodes.iter().position(|n| n.store_id() == leader_id))
+        .expect("another node");
+    nodes.remove(pos).shutdown().await.expect("stop");
+    client
+        .put("x4", "4")
+        .await
+        .expect("put with the restarted node in the quorum");
+    let got = client
+        .batch_get(vec!["x1".into(), "x2".into(), "x3".into(), "x4".into()])
+        .await
+        .expect("batch get");
+    assert_eq!(got.len(), 4);
+    client.delete_range("x2", "x4").await.expect("delete range");
+    let left: Vec<_> = client
+        .scan("x", "y", 0)
+        .await
+        .expect("scan")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        left,
+        vec![bytes::Bytes::from("x1"), bytes::Bytes::from("x4")]
+    );
+    shutdown(nodes).await;
+}
