@@ -12,11 +12,16 @@ use raft_store::bootstrap::{bootstrap_region, bootstrap_store};
 use raft_store::keys::{CF_DEFAULT, CF_META, CF_RAFT};
 use raft_store::pb::metapb::{Peer, Region, RegionEpoch};
 use raft_store::pb::raft_cmdpb::{
-    AdminCmdType, AdminRequest, ChangePeerRequest, CmdType, DeleteRequest, GetRequest, PutRequest,
-    RaftCmdRequest, RaftCmdResponse, Request, RequestHeader, ScanRequest, TransferLeaderRequest,
+    AdminCmdType, AdminRequest, ChangePeerRequest, RaftCmdRequest, RaftCmdResponse, Request,
+    RequestHeader, TransferLeaderRequest,
 };
 use raft_store::pb::raft_serverpb::RaftMessage;
 use raft_store::{Config, RaftMessageSender, Store, StoreMsg};
+
+#[path = "requests.rs"]
+mod requests;
+#[allow(unused_imports)] // each test crate uses its own subset
+pub use requests::{delete, get, put, scan};
 
 type Queue = Rc<RefCell<VecDeque<(u64, RaftMessage)>>>;
 
@@ -438,54 +443,6 @@ impl<F: EngineFactory> Cluster<F> {
         let resp = self.must_call(vec![get(key)]);
         let g = resp.responses[0].get.clone().unwrap();
         g.found.then(|| g.value.to_vec())
-    }
-}
-
-pub fn put(key: &[u8], value: &[u8]) -> Request {
-    Request {
-        cmd_type: CmdType::Put as i32,
-        put: Some(PutRequest {
-            cf: String::new(),
-            key: key.to_vec().into(),
-            value: value.to_vec().into(),
-        }),
-        ..Default::default()
-    }
-}
-
-pub fn get(key: &[u8]) -> Request {
-    Request {
-        cmd_type: CmdType::Get as i32,
-        get: Some(GetRequest {
-            cf: String::new(),
-            key: key.to_vec().into(),
-        }),
-        ..Default::default()
-    }
-}
-
-pub fn delete(key: &[u8]) -> Request {
-    Request {
-        cmd_type: CmdType::Delete as i32,
-        delete: Some(DeleteRequest {
-            cf: String::new(),
-            key: key.to_vec().into(),
-        }),
-        ..Default::default()
-    }
-}
-
-pub fn scan(start: &[u8], end: &[u8], limit: u32, reverse: bool) -> Request {
-    Request {
-        cmd_type: CmdType::Scan as i32,
-        scan: Some(ScanRequest {
-            start_key: start.to_vec().into(),
-            end_key: end.to_vec().into(),
-            limit,
-            reverse,
-            ..Default::default()
-        }),
-        ..Default::default()
     }
 }
 

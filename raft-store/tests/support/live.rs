@@ -4,10 +4,13 @@
 use std::time::{Duration, Instant};
 
 use raft_store::StoreMailbox;
+
+#[path = "requests.rs"]
+mod requests;
 use raft_store::pb::metapb::{Peer, Region, RegionEpoch};
-use raft_store::pb::raft_cmdpb::{
-    CmdType, GetRequest, PutRequest, RaftCmdRequest, RaftCmdResponse, Request, RequestHeader,
-};
+use raft_store::pb::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse, Request, RequestHeader};
+#[allow(unused_imports)] // each test crate uses its own subset
+pub use requests::{get, put};
 
 /// Region 1 over the whole key space with a peer on stores 1, 2 and 3.
 pub fn region() -> Region {
@@ -38,29 +41,6 @@ pub fn request(requests: Vec<Request>) -> RaftCmdRequest {
         }),
         requests,
         admin_request: None,
-    }
-}
-
-pub fn put(key: &[u8], value: &[u8]) -> Request {
-    Request {
-        cmd_type: CmdType::Put as i32,
-        put: Some(PutRequest {
-            cf: String::new(),
-            key: key.to_vec().into(),
-            value: value.to_vec().into(),
-        }),
-        ..Default::default()
-    }
-}
-
-pub fn get(key: &[u8]) -> Request {
-    Request {
-        cmd_type: CmdType::Get as i32,
-        get: Some(GetRequest {
-            cf: String::new(),
-            key: key.to_vec().into(),
-        }),
-        ..Default::default()
     }
 }
 
