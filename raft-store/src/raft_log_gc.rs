@@ -60,3 +60,39 @@ impl<E: Engine> Runnable for RaftLogGcRunner<E> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use engines::{Engine, MemoryEngine, Peekable, WriteBatch, WriteOptions};
+
+    use super::*;
+    use crate::worker::Worker;
+
+    #[test]
+    fn gc_worker_deletes_exactly_the_truncated_range() {
+        let engine = MemoryEngine::new(&[CF_RAFT]).unwrap();
+        let mut wb = engine.write_batch();
+        for index in 1..=20 {
+            wb.put(CF_RAFT, &keys::raft_log_key(7, index), b"entry")
+                .unwrap();
+        }
+        engine.write(&wb, WriteOptions::synced()).unwrap();
+        let worker =
+            Worker::start("raftlog-gc-test", 4, RaftLogGcRunner::new(engine.clone())).unwrap();
+        let task = RaftLogGcTask {
+            region_id: 7,
+            start_index: 1,
+            end_index: 11,
+        };
+        assert!(worker.scheduler().schedule(task).is_ok());
+        // Dropping the worker runs every queued task before the thread is joined.
+        drop(worker);
+        for index in 1..=20 {
+            let present = engine
+                .get(CF_RAFT, &keys::raft_log_key(7, index))
+                .unwrap()
+                .is_some();
+            assert_eq!(present, index > 10, "entry {index}");
+        }
+    }
+}

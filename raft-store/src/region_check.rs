@@ -74,27 +74,29 @@ pub fn check_key_in_region(key: &[u8], region: &Region) -> Result<()> {
 /// # Errors
 /// [`Error::KeyNotInRegion`] for the first key outside the region.
 pub fn check_keys(req: &RaftCmdRequest, region: &Region) -> Result<()> {
+    // A request missing its body checks as the empty key, which the region may or may
+    // not hold; applying it later fails cleanly either way.
+    let empty: &[u8] = &[];
     for r in &req.requests {
         match r.cmd_type() {
-            CmdType::Get => check_key_in_region(
-                &r.get.as_ref().map(|g| g.key.clone()).unwrap_or_default(),
-                region,
-            )?,
-            CmdType::Put => check_key_in_region(
-                &r.put.as_ref().map(|p| p.key.clone()).unwrap_or_default(),
-                region,
-            )?,
-            CmdType::Delete => check_key_in_region(
-                &r.delete.as_ref().map(|d| d.key.clone()).unwrap_or_default(),
-                region,
-            )?,
+            CmdType::Get => check_key_in_region(r.get.as_ref().map_or(empty, |g| &g.key), region)?,
+            CmdType::Put => check_key_in_region(r.put.as_ref().map_or(empty, |p| &p.key), region)?,
+            CmdType::Delete => {
+                check_key_in_region(r.delete.as_ref().map_or(empty, |d| &d.key), region)?;
+            }
             CmdType::DeleteRange => {
-                let d = r.delete_range.clone().unwrap_or_default();
-                check_range_in_region(&d.start_key, &d.end_key, region)?;
+                let (start, end) = r
+                    .delete_range
+                    .as_ref()
+                    .map_or((empty, empty), |d| (&d.start_key[..], &d.end_key[..]));
+                check_range_in_region(start, end, region)?;
             }
             CmdType::Scan => {
-                let s = r.scan.clone().unwrap_or_default();
-                check_range_in_region(&s.start_key, &s.end_key, region)?;
+                let (start, end) = r
+                    .scan
+                    .as_ref()
+                    .map_or((empty, empty), |s| (&s.start_key[..], &s.end_key[..]));
+                check_range_in_region(start, end, region)?;
             }
             CmdType::Snap | CmdType::Invalid => {}
         }

@@ -105,7 +105,10 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             };
             match r.cmd_type() {
                 CmdType::Get => {
-                    let g = r.get.clone().unwrap_or_default();
+                    let g = r
+                        .get
+                        .as_ref()
+                        .ok_or_else(|| Error::Other("Get without a body".into()))?;
                     check_cf(&g.cf)?;
                     let value = engine.get(CF_DEFAULT, &keys::data_key(&g.key))?;
                     resp.get = Some(GetResponse {
@@ -114,7 +117,10 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
                     });
                 }
                 CmdType::Scan => {
-                    let s = r.scan.clone().unwrap_or_default();
+                    let s = r
+                        .scan
+                        .as_ref()
+                        .ok_or_else(|| Error::Other("Scan without a body".into()))?;
                     check_cf(&s.cf)?;
                     let start = keys::data_key(&s.start_key);
                     let end = keys::data_end_key(&s.end_key);

@@ -160,6 +160,10 @@ impl Cluster<MemoryFactory> {
 impl<F: EngineFactory> Cluster<F> {
     /// Opens stores 1..=n that were created earlier (their engines hold the region).
     pub fn reopen(factory: F, n: u64, cfg: Config) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let mut cluster = Self {
             cfg,
             stores: BTreeMap::new(),
@@ -177,11 +181,7 @@ impl<F: EngineFactory> Cluster<F> {
 
     /// `n` stores sharing one region `[start, end)` with a peer on each store.
     /// Set `RUST_LOG` (e.g. `RUST_LOG=raft_store=debug`) to see the stores' logs.
-    pub fn with_factory(factory: F, n: u64, cfg: Config, start: &[u8], end: &[u8]) -> Self {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
+    pub fn with_factory(mut factory: F, n: u64, cfg: Config, start: &[u8], end: &[u8]) -> Self {
         let region = Region {
             id: 1,
             start_key: start.to_vec().into(),
@@ -198,23 +198,12 @@ impl<F: EngineFactory> Cluster<F> {
                 })
                 .collect(),
         };
-        let mut cluster = Self {
-            cfg,
-            stores: BTreeMap::new(),
-            engines: BTreeMap::new(),
-            queue: Rc::new(RefCell::new(VecDeque::new())),
-            stopped: HashSet::new(),
-            cut: HashSet::new(),
-            factory,
-        };
         for id in 1..=n {
-            let (raft, kv) = cluster.factory.open(id);
+            let (raft, kv) = factory.open(id);
             bootstrap_store(&kv, 1, id).unwrap();
             bootstrap_region(&raft, &kv, &region).unwrap();
-            drop((raft, kv));
-            cluster.start(id);
         }
-        cluster
+        Self::reopen(factory, n, cfg)
     }
 
     /// Adds a store with no region (a peer arrives on it by conf change and snapshot).
