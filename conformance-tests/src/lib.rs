@@ -4,4 +4,5 @@
 //! itself by calling one entry point from its own test.
 
 pub mod engine;
+pub mod linearizability;
 pub mod transport;
