@@ -1,10 +1,10 @@
 //! Snapshots, membership changes and leadership transfer on the in-memory cluster.
 #![allow(clippy::unwrap_used)] // test bodies shared by the per-engine #[test]s
 
-#[path = "support/cluster.rs"]
-mod cluster;
-
-use cluster::{Cluster, EngineFactory, change_peer, test_config, transfer_leader};
+use conformance_tests::cluster::{
+    self, Cluster, EngineFactory, change_peer, test_config, transfer_leader,
+};
+use conformance_tests::on_every_engine;
 use engines::Peekable;
 use raft_core::eraftpb::ConfChangeType;
 use raft_store::keys::{self, CF_DEFAULT, CF_META};
