@@ -299,7 +299,7 @@ mod tests {
         filters.remove(partition);
         assert!(!filters.drops(1, 2, &append));
         assert_eq!(filters.passed(MessageType::MsgAppend), 3);
-        assert_eq!(filters.dropped(), 6);
+        assert_eq!(filters.dropped(), 5);
 
         let mut sender = FilteredSender::new(2, filters.clone(), Collect::default());
         sender.send(3, append.clone());
