@@ -409,21 +409,30 @@ impl<F: EngineFactory> Cluster<F> {
     }
 }
 
+/// Runs each named test function (generic over the engine factory) on one engine: test
+/// `name` of module `engine` calls `super::name(factory)`.
+///
+/// ```ignore
+/// conformance_tests::on_engine!(memory = MemoryFactory::default(); basic, restarts);
+/// ```
+#[macro_export]
+macro_rules! on_engine {
+    ($engine:ident = $factory:expr; $($name:ident),* $(,)?) => {
+        mod $engine {
+            $(#[test] fn $name() { super::$name($factory) })*
+        }
+    };
+}
+
 /// Runs each named test function (generic over the engine factory) once per engine:
 /// `memory::name`, `fjall::name` and, with the `heed` feature **of the calling crate**
 /// (which must enable this crate's `heed` feature), `heed::name`.
 #[macro_export]
 macro_rules! on_every_engine {
     ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(#[test] fn $name() { super::$name($crate::cluster::MemoryFactory::default()) })*
-        }
-        mod fjall {
-            $(#[test] fn $name() { super::$name($crate::cluster::FjallFactory::new()) })*
-        }
+        $crate::on_engine!(memory = $crate::cluster::MemoryFactory::default(); $($name),*);
+        $crate::on_engine!(fjall = $crate::cluster::FjallFactory::new(); $($name),*);
         #[cfg(feature = "heed")]
-        mod heed {
-            $(#[test] fn $name() { super::$name($crate::cluster::HeedFactory::new()) })*
-        }
+        $crate::on_engine!(heed = $crate::cluster::HeedFactory::new(); $($name),*);
     };
 }

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use parking_lot::Mutex;
+
 use super::{ClientConfig, EngineFactory, LiveCluster};
 use crate::linearizability::{
     self, Budget, Key, Outcome, Recorder, Value, append_token, check_appends, check_no_lost_writes,
@@ -29,6 +31,16 @@ pub struct Workload {
     pub read_percent: u64,
     /// How the clients retry.
     pub client: ClientConfig,
+    /// Each client's progress, carried from one run of the workload to the next.
+    progress: Arc<Mutex<BTreeMap<u64, Progress>>>,
+}
+
+/// Where a client stopped: its operation count and the appends that may have taken
+/// effect (acknowledged or of unknown outcome), in order.
+#[derive(Debug, Clone, Default)]
+struct Progress {
+    ops: u64,
+    appended: Vec<String>,
 }
 
 impl Default for Workload {
@@ -40,6 +52,7 @@ impl Default for Workload {
             append_percent: 20,
             read_percent: 50,
             client: ClientConfig::default(),
+            progress: Arc::default(),
         }
     }
 }
@@ -65,6 +78,15 @@ pub struct RunningWorkload {
 }
 
 impl Workload {
+    /// The default workload with `clients` clients.
+    #[must_use]
+    pub fn new(clients: u64) -> Self {
+        Self {
+            clients,
+            ..Self::default()
+        }
+    }
+
     /// Spawns the clients on `cluster`'s runtime, recording into `recorder`. Each client
     /// runs operations back to back until [`RunningWorkload::stop`].
     pub fn start<F: EngineFactory>(
@@ -78,9 +100,11 @@ impl Workload {
                 let mut client = cluster.client(id, recorder, self.client);
                 let spec = self.clone();
                 let stop = stop.clone();
+                let progress = spec.progress.clone();
                 cluster.runtime().spawn(async move {
-                    let mut appended: Vec<String> = Vec::new();
-                    let mut ops = 0u64;
+                    let Progress { mut ops, mut appended } =
+                        progress.lock().get(&id).cloned().unwrap_or_default();
+                    let started_at = ops;
                     while !stop.load(Ordering::Relaxed) {
                         ops += 1;
                         let roll = client.random_below(100);
@@ -109,7 +133,8 @@ impl Workload {
                             client.put(&key, value.as_bytes()).await;
                         }
                     }
-                    ops
+                    progress.lock().insert(id, Progress { ops, appended });
+                    ops - started_at
                 })
             })
             .collect();
