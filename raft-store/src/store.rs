@@ -366,11 +366,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                 .map(|p| p.matched)
                 .min()
                 .unwrap_or(applied);
-            let compact_index = if replicated > truncated && applied - replicated < 2 * limit {
-                replicated.min(applied)
-            } else {
-                applied
-            };
+            let compact_index = log_gc_compact_index(applied, truncated, replicated, limit);
             let Ok(compact_term) = raft_core::Storage::term(storage, compact_index) else {
                 continue;
             };
@@ -822,6 +818,18 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
     }
 }
 
+/// Where a leader compacts its log: up to what every follower has (`replicated`, the
+/// lowest match index) so live followers need no snapshot, unless one lags more than
+/// `2 × limit` behind `applied` (a snapshot is then cheaper); never past `applied`.
+/// Followers may have more of the log than the leader applied (`replicated > applied`).
+fn log_gc_compact_index(applied: u64, truncated: u64, replicated: u64, limit: u64) -> u64 {
+    if replicated > truncated && applied.saturating_sub(replicated) < 2 * limit {
+        replicated.min(applied)
+    } else {
+        applied
+    }
+}
+
 /// Wraps a peer's Raft messages with routing information and queues them.
 fn send_messages<ER: Engine, EK: Engine, S: RaftMessageSender>(
     peer: &Peer<ER, EK>,
@@ -849,5 +857,22 @@ fn send_messages<ER: Engine, EK: Engine, S: RaftMessageSender>(
             end_key: region.end_key.clone(),
         };
         sender.send(to.store_id, rm);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_gc_compact_index;
+
+    #[test]
+    fn log_gc_keeps_what_followers_need_and_never_passes_applied() {
+        // A follower at 40 of 50 applied: keep its entries.
+        assert_eq!(log_gc_compact_index(50, 10, 40, 10), 40);
+        // Lagging by 2 × limit or more: compact to applied, it gets a snapshot.
+        assert_eq!(log_gc_compact_index(50, 10, 30, 10), 50);
+        assert_eq!(log_gc_compact_index(50, 10, 5, 10), 50);
+        // Followers ahead of what the leader applied (they persist before it applies):
+        // this used to overflow `applied - replicated` and panic the raft worker.
+        assert_eq!(log_gc_compact_index(50, 10, 53, 10), 50);
     }
 }
