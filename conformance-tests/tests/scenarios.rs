@@ -125,7 +125,8 @@ fn generic<F: EngineFactory>(name: &str, factory: F, spec: Spec) {
                 partition = Some(cluster.filters().add(random_partition(&mut rng)));
             }
             if spec.conf_change {
-                conf_changes += u64::from(random_conf_change(&cluster, &mut rng, &mut next_peer_id));
+                conf_changes +=
+                    u64::from(random_conf_change(&cluster, &mut rng, &mut next_peer_id));
             }
             // The workload's pace, not a synchronization.
             std::thread::sleep(Duration::from_millis(rng.random_range(50..150)));
@@ -173,7 +174,10 @@ fn random_partition(rng: &mut StdRng) -> Partition {
 }
 
 /// Region 1 as its leader sees it.
-fn region_of_leader<F: EngineFactory>(cluster: &LiveCluster<F>, region_id: u64) -> Option<(u64, Region)> {
+fn region_of_leader<F: EngineFactory>(
+    cluster: &LiveCluster<F>,
+    region_id: u64,
+) -> Option<(u64, Region)> {
     let leader = cluster.leader_of(region_id)?;
     let status = cluster
         .regions(leader)?
@@ -233,11 +237,23 @@ fn wait_log_bounded<F: EngineFactory>(cluster: &LiveCluster<F>, limit: u64) {
 /// checks that it caught up by snapshot.
 fn force_snapshot<F: EngineFactory>(cluster: &LiveCluster<F>, recorder: &Recorder, limit: u64) {
     let snapshots_before = cluster.filters().passed(MessageType::MsgSnapshot);
-    cluster.wait_until("a leader", Duration::from_secs(10), |c| c.leader_of(1).is_some());
+    cluster.wait_until("a leader", Duration::from_secs(10), |c| {
+        c.leader_of(1).is_some()
+    });
     let leader = cluster.leader_of(1).unwrap();
-    let follower = cluster.running().into_iter().find(|&id| id != leader).unwrap();
-    let others: Vec<u64> = cluster.running().into_iter().filter(|&id| id != follower).collect();
-    let cut = cluster.filters().add(Partition::new(&[&[follower], &others]));
+    let follower = cluster
+        .running()
+        .into_iter()
+        .find(|&id| id != leader)
+        .unwrap();
+    let others: Vec<u64> = cluster
+        .running()
+        .into_iter()
+        .filter(|&id| id != follower)
+        .collect();
+    let cut = cluster
+        .filters()
+        .add(Partition::new(&[&[follower], &others]));
     let behind = cluster.apply_state(follower, 1).unwrap().applied_index;
     let mut client = cluster.client(1000, recorder, ClientConfig::default());
     let mut i = 0;
@@ -247,7 +263,8 @@ fn force_snapshot<F: EngineFactory>(cluster: &LiveCluster<F>, recorder: &Recorde
         |c| {
             i += 1;
             let value = format!("snapshot.{i}");
-            c.runtime().block_on(client.put(&shared_key(0), value.as_bytes()));
+            c.runtime()
+                .block_on(client.put(&shared_key(0), value.as_bytes()));
             c.leader_of(1)
                 .and_then(|l| c.apply_state(l, 1))
                 .and_then(|s| s.truncated_state)
@@ -274,7 +291,10 @@ fn check_split_regions<F: EngineFactory>(cluster: &LiveCluster<F>) {
         .collect();
     regions.sort_by(|a, b| a.start_key.cmp(&b.start_key));
     assert!(regions.len() > 1, "no split happened: {regions:?}");
-    assert!(regions[0].start_key.is_empty(), "the first region starts the key space");
+    assert!(
+        regions[0].start_key.is_empty(),
+        "the first region starts the key space"
+    );
     assert!(
         regions.last().unwrap().end_key.is_empty(),
         "the last region ends the key space"
@@ -307,45 +327,89 @@ fn check_split_regions<F: EngineFactory>(cluster: &LiveCluster<F>) {
 }
 
 fn basic<F: EngineFactory>(factory: F) {
-    generic("basic", factory, Spec { clients: 1, ..Spec::default() });
+    generic(
+        "basic",
+        factory,
+        Spec {
+            clients: 1,
+            ..Spec::default()
+        },
+    );
 }
 
 fn concurrent<F: EngineFactory>(factory: F) {
-    generic("concurrent", factory, Spec { clients: 5, ..Spec::default() });
+    generic(
+        "concurrent",
+        factory,
+        Spec {
+            clients: 5,
+            ..Spec::default()
+        },
+    );
 }
 
 fn unreliable<F: EngineFactory>(factory: F) {
-    let spec = Spec { clients: 5, unreliable: true, ..Spec::default() };
+    let spec = Spec {
+        clients: 5,
+        unreliable: true,
+        ..Spec::default()
+    };
     generic("unreliable", factory, spec);
 }
 
 fn many_partitions_one_client<F: EngineFactory>(factory: F) {
-    let spec = Spec { clients: 1, partitions: true, ..Spec::default() };
+    let spec = Spec {
+        clients: 1,
+        partitions: true,
+        ..Spec::default()
+    };
     generic("many_partitions_one_client", factory, spec);
 }
 
 fn many_partitions_many_clients<F: EngineFactory>(factory: F) {
-    let spec = Spec { clients: 5, partitions: true, ..Spec::default() };
+    let spec = Spec {
+        clients: 5,
+        partitions: true,
+        ..Spec::default()
+    };
     generic("many_partitions_many_clients", factory, spec);
 }
 
 fn persist_one_client<F: EngineFactory>(factory: F) {
-    let spec = Spec { clients: 1, restarts: true, ..Spec::default() };
+    let spec = Spec {
+        clients: 1,
+        restarts: true,
+        ..Spec::default()
+    };
     generic("persist_one_client", factory, spec);
 }
 
 fn persist_concurrent<F: EngineFactory>(factory: F) {
-    let spec = Spec { clients: 5, restarts: true, ..Spec::default() };
+    let spec = Spec {
+        clients: 5,
+        restarts: true,
+        ..Spec::default()
+    };
     generic("persist_concurrent", factory, spec);
 }
 
 fn persist_concurrent_unreliable<F: EngineFactory>(factory: F) {
-    let spec = Spec { clients: 5, restarts: true, unreliable: true, ..Spec::default() };
+    let spec = Spec {
+        clients: 5,
+        restarts: true,
+        unreliable: true,
+        ..Spec::default()
+    };
     generic("persist_concurrent_unreliable", factory, spec);
 }
 
 fn persist_partition<F: EngineFactory>(factory: F) {
-    let spec = Spec { clients: 5, restarts: true, partitions: true, ..Spec::default() };
+    let spec = Spec {
+        clients: 5,
+        restarts: true,
+        partitions: true,
+        ..Spec::default()
+    };
     generic("persist_partition", factory, spec);
 }
 
@@ -363,12 +427,20 @@ fn persist_partition_unreliable<F: EngineFactory>(factory: F) {
 const TINY_GC_LIMIT: Option<u64> = Some(10);
 
 fn snapshot_one_client<F: EngineFactory>(factory: F) {
-    let spec = Spec { clients: 1, gc_limit: TINY_GC_LIMIT, ..Spec::default() };
+    let spec = Spec {
+        clients: 1,
+        gc_limit: TINY_GC_LIMIT,
+        ..Spec::default()
+    };
     generic("snapshot_one_client", factory, spec);
 }
 
 fn snapshot_many_clients<F: EngineFactory>(factory: F) {
-    let spec = Spec { clients: 5, gc_limit: TINY_GC_LIMIT, ..Spec::default() };
+    let spec = Spec {
+        clients: 5,
+        gc_limit: TINY_GC_LIMIT,
+        ..Spec::default()
+    };
     generic("snapshot_many_clients", factory, spec);
 }
 
@@ -437,10 +509,15 @@ fn one_partition<F: EngineFactory>(factory: F) {
     let workload = Workload::new(1);
     let mut client = cluster.client(1, &recorder, ClientConfig::default());
     let rt = cluster.runtime();
-    assert!(matches!(rt.block_on(client.put(&shared_key(0), b"before")), Outcome::Ok(_)));
+    assert!(matches!(
+        rt.block_on(client.put(&shared_key(0), b"before")),
+        Outcome::Ok(_)
+    ));
     let leader = cluster.leader_of(1).unwrap();
     let follower = (1..=STORES).find(|&id| id != leader).unwrap();
-    let majority: Vec<u64> = (1..=STORES).filter(|&id| id != leader && id != follower).collect();
+    let majority: Vec<u64> = (1..=STORES)
+        .filter(|&id| id != leader && id != follower)
+        .collect();
     cluster
         .filters()
         .add(Partition::new(&[&[leader, follower], &majority]));
@@ -457,27 +534,45 @@ fn one_partition<F: EngineFactory>(factory: F) {
     };
     let pending = recorder.invoke(99, &shared_key(1), KvInput::Put(b"minority".to_vec()));
     let answer = cluster.call(leader, req.clone(), Duration::from_secs(1));
-    let error = answer.as_ref().map(|r| r.header.as_ref().and_then(|h| h.error.clone()));
+    let error = answer
+        .as_ref()
+        .map(|r| r.header.as_ref().and_then(|h| h.error.clone()));
     assert!(
         !matches!(error, Some(None)),
         "the minority's leader completed a write"
     );
-    pending.complete(if answer.is_some() { Outcome::Failed } else { Outcome::Unknown });
+    pending.complete(if answer.is_some() {
+        Outcome::Failed
+    } else {
+        Outcome::Unknown
+    });
 
     // The majority elects a leader and serves.
     cluster.wait_until("a majority leader", Duration::from_secs(10), |c| {
         c.leader_of(1).is_some_and(|l| majority.contains(&l))
     });
-    assert!(matches!(rt.block_on(client.put(&shared_key(2), b"majority")), Outcome::Ok(_)));
+    assert!(matches!(
+        rt.block_on(client.put(&shared_key(2), b"majority")),
+        Outcome::Ok(_)
+    ));
     // The minority still cannot: a follower there forwards nothing and answers not leader.
     req.requests = vec![conformance_tests::cluster::put(&shared_key(3), b"minority")];
     let pending = recorder.invoke(99, &shared_key(3), KvInput::Put(b"minority".to_vec()));
     let answer = cluster.call(follower, req, Duration::from_secs(1));
     assert!(
-        !matches!(answer.as_ref().map(|r| r.header.as_ref().and_then(|h| h.error.as_ref())), Some(None)),
+        !matches!(
+            answer
+                .as_ref()
+                .map(|r| r.header.as_ref().and_then(|h| h.error.as_ref())),
+            Some(None)
+        ),
         "the minority completed a write"
     );
-    pending.complete(if answer.is_some() { Outcome::Failed } else { Outcome::Unknown });
+    pending.complete(if answer.is_some() {
+        Outcome::Failed
+    } else {
+        Outcome::Unknown
+    });
 
     cluster.heal();
     cluster.wait_converged(Duration::from_secs(30));
@@ -505,7 +600,10 @@ fn leader_transfer_cycles<F: EngineFactory>(factory: F) {
         for target in 1..=STORES {
             let deadline = Instant::now() + Duration::from_secs(10);
             while cluster.leader_of(1) != Some(target) {
-                assert!(Instant::now() < deadline, "leadership never reached store {target}");
+                assert!(
+                    Instant::now() < deadline,
+                    "leadership never reached store {target}"
+                );
                 // Peer ids equal store ids in the bootstrap region.
                 let _ = cluster.admin(1, &transfer_leader(target, target), Duration::from_secs(1));
                 cluster.wait_until("the transfer to settle", Duration::from_secs(5), |c| {

@@ -102,8 +102,10 @@ impl Workload {
                 let stop = stop.clone();
                 let progress = spec.progress.clone();
                 cluster.runtime().spawn(async move {
-                    let Progress { mut ops, mut appended } =
-                        progress.lock().get(&id).cloned().unwrap_or_default();
+                    let Progress {
+                        mut ops,
+                        mut appended,
+                    } = progress.lock().get(&id).cloned().unwrap_or_default();
                     let started_at = ops;
                     while !stop.load(Ordering::Relaxed) {
                         ops += 1;
