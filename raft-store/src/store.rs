@@ -806,8 +806,13 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         }
         let start = keys::data_key(&region.start_key);
         let end = keys::data_end_key(&region.end_key);
-        self.kv_engine
-            .delete_range(CF_DEFAULT, start.as_slice()..end.as_slice())?;
+        // The apply state goes with the data: a peer of this region created here later
+        // (added back under a new id) must start from nothing, not from this one's
+        // applied index. The tombstone region state stays.
+        let mut kv_wb = self.kv_engine.write_batch();
+        kv_wb.delete_range(CF_DEFAULT, start.as_slice()..end.as_slice())?;
+        kv_wb.delete(CF_META, &keys::apply_state_key(region_id))?;
+        self.kv_engine.write(&kv_wb, WriteOptions::synced())?;
         let mut raft_wb = self.raft_engine.write_batch();
         let log_start = keys::raft_log_prefix(region_id);
         let log_end = keys::raft_log_key(region_id, u64::MAX);

@@ -131,6 +131,39 @@ fn removed_peer_is_destroyed_and_its_data_deleted<F: EngineFactory>(factory: F) 
     assert!(c.stores[&victim].peer(1).is_none());
 }
 
+/// A store whose peer was removed can host the region again under a new peer id (found
+/// by the conf-change scenario: the old peer's apply state survived its destruction and
+/// made the new peer's state look corrupt, which stopped the store).
+fn removed_store_hosts_the_region_again<F: EngineFactory>(factory: F) {
+    let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
+    c.must_put(b"k", b"v");
+    let leader = c.leader(1);
+    let victim = (1..=3).find(|&id| id != leader).unwrap();
+    c.must_admin(change_peer(ConfChangeType::RemoveNode, victim, victim));
+    for _ in 0..10 {
+        c.tick();
+    }
+    assert!(c.stores[&victim].peer(1).is_none(), "peer destroyed");
+    c.must_admin(change_peer(ConfChangeType::AddNode, 10, victim));
+    c.must_put(b"k2", b"v2");
+    for _ in 0..20 {
+        c.tick();
+    }
+    assert_eq!(c.stores[&victim].peer(1).unwrap().meta().id, 10);
+    assert_eq!(
+        c.kv(victim)
+            .get(CF_DEFAULT, &keys::data_key(b"k2"))
+            .unwrap(),
+        Some(b"v2".to_vec())
+    );
+    c.stop(victim);
+    c.start(victim);
+    assert!(
+        c.stores[&victim].peer(1).is_some(),
+        "the new peer survives a restart"
+    );
+}
+
 fn transfer_leader_moves_leadership<F: EngineFactory>(factory: F) {
     let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
     c.must_put(b"k", b"v");
@@ -197,5 +230,6 @@ on_every_engine!(
     follower_catches_up_by_snapshot_after_log_gc,
     add_peer_on_a_new_store_receives_the_data,
     removed_peer_is_destroyed_and_its_data_deleted,
+    removed_store_hosts_the_region_again,
     transfer_leader_moves_leadership
 );
