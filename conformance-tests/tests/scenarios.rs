@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use conformance_tests::cluster::filter::{DropRate, Partition};
 use conformance_tests::cluster::workload::{self, Workload, shared_key};
 use conformance_tests::cluster::{
-    ClientConfig, EngineFactory, LiveCluster, change_peer, get, transfer_leader,
+    ClientConfig, EngineFactory, LiveCluster, change_peer, get, split_at, transfer_leader,
 };
 use conformance_tests::linearizability::{KvInput, Outcome, Recorder};
 use conformance_tests::on_engine;
@@ -107,6 +107,7 @@ fn generic<F: EngineFactory>(name: &str, factory: F, spec: Spec) {
     }
     let mut next_peer_id = 100;
     let mut conf_changes = 0;
+    let mut splits = 0;
     for _ in 0..iterations() {
         let running = workload.start(&cluster, &recorder);
         if spec.unreliable {
@@ -127,6 +128,9 @@ fn generic<F: EngineFactory>(name: &str, factory: F, spec: Spec) {
             if spec.conf_change {
                 conf_changes +=
                     u64::from(random_conf_change(&cluster, &mut rng, &mut next_peer_id));
+            }
+            if spec.split {
+                splits += u64::from(random_split(&cluster, &mut rng, workload.keys));
             }
             // The workload's pace, not a synchronization.
             std::thread::sleep(Duration::from_millis(rng.random_range(50..150)));
@@ -159,7 +163,7 @@ fn generic<F: EngineFactory>(name: &str, factory: F, spec: Spec) {
     let summary = workload::check(&cluster, &recorder, &workload);
     eprintln!(
         "scenario {name}: operations ok/failed/unknown {:?}, conf changes {conf_changes}, \
-         {} keys checked in {:?}",
+         requested splits {splits}, {} keys checked in {:?}",
         summary.outcomes, summary.report.keys, summary.report.elapsed
     );
 }
@@ -210,6 +214,25 @@ fn random_conf_change<F: EngineFactory>(
     };
     cluster
         .admin(1, &change, Duration::from_millis(500))
+        .is_ok()
+}
+
+/// Splits the region holding a random shared key at that key; whether it was applied
+/// (the store also splits on its own past the tiny size thresholds).
+fn random_split<F: EngineFactory>(cluster: &LiveCluster<F>, rng: &mut StdRng, keys: u64) -> bool {
+    let key = shared_key(rng.random_range(1..keys));
+    let Some(leader) = cluster.leader_of(1) else {
+        return false;
+    };
+    let Some(region) = cluster.regions(leader).and_then(|regions| {
+        regions.into_iter().map(|s| s.region).find(|r| {
+            raft_store::region_check::key_in_region(&key, r) && r.start_key[..] != key[..]
+        })
+    }) else {
+        return false;
+    };
+    cluster
+        .admin(region.id, &split_at(&key), Duration::from_secs(1))
         .is_ok()
 }
 
