@@ -9,6 +9,7 @@ use engines::Peekable;
 use prost::Message as _;
 use raft_store::bootstrap::bootstrap_store;
 use raft_store::keys::{self, CF_META};
+use raft_store::pb::metapb::Region;
 use raft_store::pb::raft_cmdpb::{AdminRequest, RaftCmdRequest, RaftCmdResponse, RequestHeader};
 use raft_store::pb::raft_serverpb::RaftApplyState;
 use raft_store::raft_log_gc::{RaftLogGcRunner, RaftLogGcTask};
@@ -353,27 +354,53 @@ impl<F: EngineFactory> LiveCluster<F> {
         }
     }
 
-    /// Waits until every running store has every region it knows applied up to the
-    /// highest commit index any store reports for it (the stores have caught up).
+    /// The newest version (highest epoch) of every region some running store has, with
+    /// the highest commit index reported for it; `None` if a store did not answer.
+    #[must_use]
+    pub fn newest_regions(&self) -> Option<BTreeMap<u64, (Region, u64)>> {
+        let mut newest: BTreeMap<u64, (Region, u64)> = BTreeMap::new();
+        for id in self.running() {
+            for s in self.regions(id)? {
+                let epoch = |r: &Region| r.region_epoch.map(|e| (e.version, e.conf_ver));
+                let entry = newest
+                    .entry(s.region.id)
+                    .or_insert_with(|| (s.region.clone(), 0));
+                if epoch(&s.region) > epoch(&entry.0) {
+                    entry.0 = s.region;
+                }
+                entry.1 = entry.1.max(s.commit_index);
+            }
+        }
+        Some(newest)
+    }
+
+    /// Waits until, for every region, each running store that is a member of its newest
+    /// version has applied up to the highest commit index any store reports for it (the
+    /// stores have caught up). A peer removed while cut off never learns it and is left
+    /// out (raft-store has no stale-peer detection yet).
     ///
     /// # Panics
     /// After `timeout`.
     pub fn wait_converged(&self, timeout: Duration) {
         self.wait_until("the stores to converge", timeout, |c| {
-            let mut commit: BTreeMap<u64, u64> = BTreeMap::new();
-            let mut applied: Vec<(u64, u64)> = Vec::new();
-            for id in c.running() {
-                let Some(statuses) = c.regions(id) else {
-                    return false;
-                };
-                for s in statuses {
-                    let entry = commit.entry(s.region.id).or_default();
-                    *entry = (*entry).max(s.commit_index);
-                    applied.push((s.region.id, s.applied_index));
-                }
-            }
-            let led = commit.keys().all(|&r| c.leader_of(r).is_some());
-            led && applied.iter().all(|(r, a)| commit.get(r) == Some(a))
+            let Some(newest) = c.newest_regions() else {
+                return false;
+            };
+            let running = c.running();
+            newest.iter().all(|(&region_id, (region, commit))| {
+                let caught_up = region
+                    .peers
+                    .iter()
+                    .map(|p| p.store_id)
+                    .filter(|m| running.contains(m))
+                    .all(|m| {
+                        c.regions(m).is_some_and(|rs| {
+                            rs.iter()
+                                .any(|s| s.region.id == region_id && s.applied_index == *commit)
+                        })
+                    });
+                caught_up && c.leader_of(region_id).is_some()
+            })
         });
     }
 
