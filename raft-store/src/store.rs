@@ -501,6 +501,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         if msg.msg_type() == MessageType::MsgSnapshot && !self.check_snapshot(&m, &msg) {
             return Ok(());
         }
+        self.maybe_destroy_stale_peer(&m)?;
         if !self.peers.contains_key(&region_id) && !self.maybe_create_peer(&m, &msg)? {
             return Ok(());
         }
@@ -522,6 +523,30 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         }
         if let Err(e) = peer.raft_group_mut().step(msg) {
             debug!(region_id, "step: {e}");
+        }
+        Ok(())
+    }
+
+    /// Destroys this store's peer of the message's region if the message is for a newer
+    /// peer of it on this store: the local peer was removed without learning it (it was
+    /// cut off when the removal committed) and the store was added back under a new id.
+    /// Without this the new peer could never be created and the store never caught up.
+    fn maybe_destroy_stale_peer(&mut self, m: &RaftMessage) -> Result<()> {
+        let Some(peer) = self.peers.get(&m.region_id) else {
+            return Ok(());
+        };
+        let to = m.to_peer.unwrap_or_default();
+        let theirs = m.region_epoch.unwrap_or_default().conf_ver;
+        let ours = peer.region().region_epoch.unwrap_or_default().conf_ver;
+        if to.id > peer.meta().id && theirs > ours {
+            info!(
+                store_id = self.store_id,
+                region_id = m.region_id,
+                stale = peer.meta().id,
+                new = to.id,
+                "a newer peer of the region is on this store: destroying the stale one"
+            );
+            self.destroy_peer(m.region_id)?;
         }
         Ok(())
     }
@@ -806,11 +831,16 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         }
         let start = keys::data_key(&region.start_key);
         let end = keys::data_end_key(&region.end_key);
+        // An uninitialized peer has no range (and no data): deleting "its" range would
+        // wipe every region's data.
+        let initialized = peer.raft_group().store().is_initialized();
         // The apply state goes with the data: a peer of this region created here later
         // (added back under a new id) must start from nothing, not from this one's
         // applied index. The tombstone region state stays.
         let mut kv_wb = self.kv_engine.write_batch();
-        kv_wb.delete_range(CF_DEFAULT, start.as_slice()..end.as_slice())?;
+        if initialized {
+            kv_wb.delete_range(CF_DEFAULT, start.as_slice()..end.as_slice())?;
+        }
         kv_wb.delete(CF_META, &keys::apply_state_key(region_id))?;
         self.kv_engine.write(&kv_wb, WriteOptions::synced())?;
         let mut raft_wb = self.raft_engine.write_batch();
