@@ -366,11 +366,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                 .map(|p| p.matched)
                 .min()
                 .unwrap_or(applied);
-            let compact_index = if replicated > truncated && applied - replicated < 2 * limit {
-                replicated.min(applied)
-            } else {
-                applied
-            };
+            let compact_index = log_gc_compact_index(applied, truncated, replicated, limit);
             let Ok(compact_term) = raft_core::Storage::term(storage, compact_index) else {
                 continue;
             };
@@ -505,6 +501,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         if msg.msg_type() == MessageType::MsgSnapshot && !self.check_snapshot(&m, &msg) {
             return Ok(());
         }
+        self.maybe_destroy_stale_peer(&m)?;
         if !self.peers.contains_key(&region_id) && !self.maybe_create_peer(&m, &msg)? {
             return Ok(());
         }
@@ -526,6 +523,30 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         }
         if let Err(e) = peer.raft_group_mut().step(msg) {
             debug!(region_id, "step: {e}");
+        }
+        Ok(())
+    }
+
+    /// Destroys this store's peer of the message's region if the message is for a newer
+    /// peer of it on this store: the local peer was removed without learning it (it was
+    /// cut off when the removal committed) and the store was added back under a new id.
+    /// Without this the new peer could never be created and the store never caught up.
+    fn maybe_destroy_stale_peer(&mut self, m: &RaftMessage) -> Result<()> {
+        let Some(peer) = self.peers.get(&m.region_id) else {
+            return Ok(());
+        };
+        let to = m.to_peer.unwrap_or_default();
+        let theirs = m.region_epoch.unwrap_or_default().conf_ver;
+        let ours = peer.region().region_epoch.unwrap_or_default().conf_ver;
+        if to.id > peer.meta().id && theirs > ours {
+            info!(
+                store_id = self.store_id,
+                region_id = m.region_id,
+                stale = peer.meta().id,
+                new = to.id,
+                "a newer peer of the region is on this store: destroying the stale one"
+            );
+            self.destroy_peer(m.region_id)?;
         }
         Ok(())
     }
@@ -814,8 +835,18 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         }
         let start = keys::data_key(&region.start_key);
         let end = keys::data_end_key(&region.end_key);
-        self.kv_engine
-            .delete_range(CF_DEFAULT, start.as_slice()..end.as_slice())?;
+        // An uninitialized peer has no range (and no data): deleting "its" range would
+        // wipe every region's data.
+        let initialized = peer.raft_group().store().is_initialized();
+        // The apply state goes with the data: a peer of this region created here later
+        // (added back under a new id) must start from nothing, not from this one's
+        // applied index. The tombstone region state stays.
+        let mut kv_wb = self.kv_engine.write_batch();
+        if initialized {
+            kv_wb.delete_range(CF_DEFAULT, start.as_slice()..end.as_slice())?;
+        }
+        kv_wb.delete(CF_META, &keys::apply_state_key(region_id))?;
+        self.kv_engine.write(&kv_wb, WriteOptions::synced())?;
         let mut raft_wb = self.raft_engine.write_batch();
         let log_start = keys::raft_log_prefix(region_id);
         let log_end = keys::raft_log_key(region_id, u64::MAX);
@@ -823,6 +854,18 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         raft_wb.delete(CF_RAFT, &keys::raft_state_key(region_id))?;
         self.raft_engine.write(&raft_wb, WriteOptions::synced())?;
         Ok(())
+    }
+}
+
+/// Where a leader compacts its log: up to what every follower has (`replicated`, the
+/// lowest match index) so live followers need no snapshot, unless one lags more than
+/// `2 × limit` behind `applied` (a snapshot is then cheaper); never past `applied`.
+/// Followers may have more of the log than the leader applied (`replicated > applied`).
+fn log_gc_compact_index(applied: u64, truncated: u64, replicated: u64, limit: u64) -> u64 {
+    if replicated > truncated && applied.saturating_sub(replicated) < 2 * limit {
+        replicated.min(applied)
+    } else {
+        applied
     }
 }
 
@@ -853,5 +896,22 @@ fn send_messages<ER: Engine, EK: Engine, S: RaftMessageSender>(
             end_key: region.end_key.clone(),
         };
         sender.send(to.store_id, rm);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_gc_compact_index;
+
+    #[test]
+    fn log_gc_keeps_what_followers_need_and_never_passes_applied() {
+        // A follower at 40 of 50 applied: keep its entries.
+        assert_eq!(log_gc_compact_index(50, 10, 40, 10), 40);
+        // Lagging by 2 × limit or more: compact to applied, it gets a snapshot.
+        assert_eq!(log_gc_compact_index(50, 10, 30, 10), 50);
+        assert_eq!(log_gc_compact_index(50, 10, 5, 10), 50);
+        // Followers ahead of what the leader applied (they persist before it applies):
+        // this used to overflow `applied - replicated` and panic the raft worker.
+        assert_eq!(log_gc_compact_index(50, 10, 53, 10), 50);
     }
 }

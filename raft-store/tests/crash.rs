@@ -4,13 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // a test and its child process
 
-#[path = "support/cluster.rs"]
-mod cluster;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use cluster::{Cluster, FjallFactory, test_config};
+use conformance_tests::cluster::{self, Cluster, FjallFactory, test_config};
 use engines::{Direction, FjallEngine, Iterable, Peekable};
 use prost::Message as _;
 use raft_core::eraftpb::{Entry, EntryType};

@@ -1,30 +1,16 @@
 //! Three stores on raft worker threads exchanging frames through the in-process channel
 //! transport: the production send and receive paths end to end, including a partition.
+#![allow(clippy::unwrap_used)]
 
-#[path = "support/live.rs"]
-mod live;
-
-use std::sync::Arc;
 use std::time::Duration;
 
-use engines::MemoryEngine;
-use live::{get, on_leader, put, region, request};
-use raft_store::bootstrap::{bootstrap_region, bootstrap_store};
-use raft_store::keys::{CF_DEFAULT, CF_META, CF_RAFT};
-use raft_store::raft_log_gc::RaftLogGcRunner;
-use raft_store::raft_worker::MAILBOX_CAPACITY;
-use raft_store::worker::Worker;
-use raft_store::{Config, RaftWorker, Store, StoreFrameSink, StoreMailbox, TransportSender};
-use transport::channel::ChannelNetwork;
+use conformance_tests::cluster::filter::Partition;
+use conformance_tests::cluster::{ClientConfig, LiveCluster, MemoryFactory};
+use conformance_tests::linearizability::{self, Budget, KvOutput, Outcome, Recorder};
+use raft_store::Config;
 
 #[test]
 fn stores_replicate_over_the_channel_transport_and_survive_a_partition() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let network = rt.block_on(async { ChannelNetwork::new(7) });
     // A small GC limit so log compaction runs alongside the traffic (the GC worker itself
     // is checked deterministically in raft_log_gc's unit test).
     let cfg = Config {
@@ -33,54 +19,33 @@ fn stores_replicate_over_the_channel_transport_and_survive_a_partition() {
         raft_log_gc_tick_ticks: 1,
         ..Config::default()
     };
-    let mut workers = Vec::new();
-    let mut gc_workers = Vec::new();
-    let mut mailboxes = Vec::new();
-    for id in 1..=3 {
-        let raft = MemoryEngine::new(&[CF_RAFT]).unwrap();
-        let kv = MemoryEngine::new(&[CF_DEFAULT, CF_META]).unwrap();
-        bootstrap_store(&kv, 1, id).unwrap();
-        bootstrap_region(&raft, &kv, &region()).unwrap();
-        let (mailbox, rx) = StoreMailbox::new(MAILBOX_CAPACITY);
-        let transport = {
-            let _guard = rt.enter();
-            network.register(id, Arc::new(StoreFrameSink::new(mailbox.clone())))
-        };
-        let sender = TransportSender::new(
-            Arc::new(transport),
-            rt.handle().clone(),
-            mailbox.clone(),
-            4 << 20,
-            1 << 20,
-        );
-        let mut store = Store::open(id, cfg.clone(), raft.clone(), kv, sender).unwrap();
-        let gc = Worker::start("raftlog-gc", 1024, RaftLogGcRunner::new(raft)).unwrap();
-        store.set_log_gc_scheduler(gc.scheduler());
-        gc_workers.push(gc);
-        let tick = Duration::from_millis(cfg.raft_base_tick_ms);
-        workers
-            .push(RaftWorker::spawn(store, mailbox.clone(), rx, tick, cfg.max_batch_msgs).unwrap());
-        mailboxes.push((id, mailbox));
-    }
-    rt.block_on(async {
-        let (leader, _) = on_leader(&mailboxes, request(vec![put(b"a", b"1")])).await;
-        // Cut the leader off: the others elect a new leader and keep serving.
-        let others: Vec<u64> = (1..=3).filter(|&id| id != leader).collect();
-        network.partition(&[&[leader], &others]);
-        let majority: Vec<_> = mailboxes
-            .iter()
-            .filter(|(id, _)| *id != leader)
-            .cloned()
-            .collect();
-        let (new_leader, _) = on_leader(&majority, request(vec![put(b"b", b"2")])).await;
-        assert_ne!(new_leader, leader);
-        network.heal();
-        let (_, resp) = on_leader(&mailboxes, request(vec![get(b"a"), get(b"b")])).await;
-        assert_eq!(&resp.responses[0].get.as_ref().unwrap().value[..], b"1");
-        assert_eq!(&resp.responses[1].get.as_ref().unwrap().value[..], b"2");
-        assert!(network.delivered() > 0);
+    let cluster = LiveCluster::new(MemoryFactory::default(), 3, cfg, 7);
+    let recorder = Recorder::new();
+    let mut client = cluster.client(1, &recorder, ClientConfig::default());
+    let ok = Outcome::Ok(KvOutput::Put);
+    let rt = cluster.runtime();
+    assert_eq!(rt.block_on(client.put(b"a", b"1")), ok);
+    let leader = cluster.leader_of(1).unwrap();
+
+    // Cut the leader off: the others elect a new leader and keep serving.
+    let others: Vec<u64> = (1..=3).filter(|&id| id != leader).collect();
+    cluster.filters().add(Partition::new(&[&[leader], &others]));
+    cluster.wait_until("a new leader", Duration::from_secs(10), |c| {
+        c.leader_of(1).is_some_and(|l| l != leader)
     });
-    for worker in workers {
-        worker.shutdown().unwrap();
-    }
+    assert_eq!(rt.block_on(client.put(b"b", b"2")), ok);
+
+    cluster.heal();
+    let got =
+        |key: &[u8], client: &mut conformance_tests::cluster::Client| rt.block_on(client.get(key));
+    assert_eq!(
+        got(b"a", &mut client),
+        Outcome::Ok(KvOutput::Get(Some(b"1".to_vec())))
+    );
+    assert_eq!(
+        got(b"b", &mut client),
+        Outcome::Ok(KvOutput::Get(Some(b"2".to_vec())))
+    );
+    assert!(cluster.network().delivered() > 0);
+    linearizability::check(&recorder.history(), Budget::default()).assert_linearizable();
 }

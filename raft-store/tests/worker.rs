@@ -1,15 +1,13 @@
 //! Three stores, each on its own raft worker thread with a real clock, exchanging
 //! messages mailbox to mailbox.
 
-#[path = "support/live.rs"]
-mod live;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use conformance_tests::cluster::live::{on_leader, region, request};
+use conformance_tests::cluster::{get, put};
 use engines::MemoryEngine;
-use live::{get, on_leader, put, region, request};
 use raft_store::bootstrap::{bootstrap_region, bootstrap_store};
 use raft_store::keys::{CF_DEFAULT, CF_META, CF_RAFT};
 use raft_store::pb::raft_serverpb::RaftMessage;
