@@ -14,7 +14,9 @@ use raft_store::keys::{CF_DEFAULT, CF_META, CF_RAFT};
 use raft_store::raft_log_gc::RaftLogGcRunner;
 use raft_store::raft_worker::MAILBOX_CAPACITY;
 use raft_store::worker::Worker;
-use raft_store::{Config, RaftWorker, Store, StoreFrameSink, StoreMailbox, TransportSender};
+use raft_store::{
+    Config, RaftWorker, SnapManager, Store, StoreFrameSink, StoreMailbox, TransportSender,
+};
 use transport::channel::ChannelNetwork;
 
 #[test]
@@ -36,15 +38,18 @@ fn stores_replicate_over_the_channel_transport_and_survive_a_partition() {
     let mut workers = Vec::new();
     let mut gc_workers = Vec::new();
     let mut mailboxes = Vec::new();
+    let snap_dir = tempfile::tempdir().unwrap();
     for id in 1..=3 {
         let raft = MemoryEngine::new(&[CF_RAFT]).unwrap();
         let kv = MemoryEngine::new(&[CF_DEFAULT, CF_META]).unwrap();
         bootstrap_store(&kv, 1, id).unwrap();
         bootstrap_region(&raft, &kv, &region()).unwrap();
         let (mailbox, rx) = StoreMailbox::new(MAILBOX_CAPACITY);
+        let snap_mgr = SnapManager::open(snap_dir.path().join(id.to_string()), &cfg).unwrap();
+        let sink = StoreFrameSink::new(mailbox.clone(), snap_mgr.clone());
         let transport = {
             let _guard = rt.enter();
-            network.register(id, Arc::new(StoreFrameSink::new(mailbox.clone())))
+            network.register(id, Arc::new(sink))
         };
         let sender = TransportSender::new(
             Arc::new(transport),
@@ -52,8 +57,9 @@ fn stores_replicate_over_the_channel_transport_and_survive_a_partition() {
             mailbox.clone(),
             4 << 20,
             1 << 20,
+            snap_mgr.clone(),
         );
-        let mut store = Store::open(id, cfg.clone(), raft.clone(), kv, sender).unwrap();
+        let mut store = Store::open(id, cfg.clone(), raft.clone(), kv, sender, snap_mgr).unwrap();
         let gc = Worker::start("raftlog-gc", 1024, RaftLogGcRunner::new(raft)).unwrap();
         store.set_log_gc_scheduler(gc.scheduler());
         gc_workers.push(gc);

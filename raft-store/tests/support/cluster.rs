@@ -16,7 +16,7 @@ use raft_store::pb::raft_cmdpb::{
     RequestHeader, TransferLeaderRequest,
 };
 use raft_store::pb::raft_serverpb::RaftMessage;
-use raft_store::{Config, RaftMessageSender, Store, StoreMsg};
+use raft_store::{Config, RaftMessageSender, SnapManager, Store, StoreMsg};
 
 #[path = "requests.rs"]
 mod requests;
@@ -42,16 +42,26 @@ impl RaftMessageSender for QueueSender {
 pub trait EngineFactory {
     type Engine: Engine;
     fn open(&mut self, store_id: u64) -> (Self::Engine, Self::Engine);
+    /// The store's snapshot directory: the same every time for one id.
+    fn snap_dir(&mut self, store_id: u64) -> std::path::PathBuf;
 }
 
-/// Memory engines, kept across stop and start like a disk would be.
+/// Memory engines, kept across stop and start like a disk would be (staged snapshots
+/// live in a temporary directory).
 #[derive(Default)]
 pub struct MemoryFactory {
     engines: BTreeMap<u64, (MemoryEngine, MemoryEngine)>,
+    snap_root: Option<tempfile::TempDir>,
 }
 
 impl EngineFactory for MemoryFactory {
     type Engine = MemoryEngine;
+    fn snap_dir(&mut self, store_id: u64) -> std::path::PathBuf {
+        let root = self
+            .snap_root
+            .get_or_insert_with(|| tempfile::tempdir().unwrap());
+        root.path().join(format!("store-{store_id}"))
+    }
     fn open(&mut self, store_id: u64) -> (MemoryEngine, MemoryEngine) {
         self.engines
             .entry(store_id)
@@ -90,6 +100,10 @@ impl FjallFactory {
 
 impl EngineFactory for FjallFactory {
     type Engine = engines::FjallEngine;
+    fn snap_dir(&mut self, store_id: u64) -> std::path::PathBuf {
+        let root = self.fixed.as_deref().unwrap_or(self.dir.path());
+        root.join(format!("store-{store_id}")).join("snap")
+    }
     fn open(&mut self, store_id: u64) -> (Self::Engine, Self::Engine) {
         let root = self
             .fixed
@@ -120,6 +134,12 @@ impl HeedFactory {
 #[cfg(feature = "heed")]
 impl EngineFactory for HeedFactory {
     type Engine = engines::HeedEngine;
+    fn snap_dir(&mut self, store_id: u64) -> std::path::PathBuf {
+        self.dir
+            .path()
+            .join(format!("store-{store_id}"))
+            .join("snap")
+    }
     fn open(&mut self, store_id: u64) -> (Self::Engine, Self::Engine) {
         let base = self.dir.path().join(format!("store-{store_id}"));
         let raft = engines::HeedEngine::open(&base.join("raft"), &[CF_RAFT]).unwrap();
@@ -135,6 +155,9 @@ pub struct Cluster<F: EngineFactory = MemoryFactory> {
     pub stores: BTreeMap<u64, TestStore<F::Engine>>,
     factory: F,
     engines: BTreeMap<u64, (F::Engine, F::Engine)>,
+    /// Every store's staged snapshots (kept while a store is stopped: its messages may
+    /// still be in flight).
+    pub snap_mgrs: BTreeMap<u64, SnapManager>,
     queue: Queue,
     /// Stores that are stopped: messages to them are lost.
     pub stopped: HashSet<u64>,
@@ -168,6 +191,7 @@ impl<F: EngineFactory> Cluster<F> {
             cfg,
             stores: BTreeMap::new(),
             engines: BTreeMap::new(),
+            snap_mgrs: BTreeMap::new(),
             queue: Rc::new(RefCell::new(VecDeque::new())),
             stopped: HashSet::new(),
             cut: HashSet::new(),
@@ -220,7 +244,9 @@ impl<F: EngineFactory> Cluster<F> {
         let sender = QueueSender {
             queue: self.queue.clone(),
         };
-        let store = Store::open(id, self.cfg.clone(), raft, kv, sender).unwrap();
+        let snap_mgr = SnapManager::open(self.factory.snap_dir(id), &self.cfg).unwrap();
+        self.snap_mgrs.insert(id, snap_mgr.clone());
+        let store = Store::open(id, self.cfg.clone(), raft, kv, sender, snap_mgr).unwrap();
         self.stores.insert(id, store);
         self.stopped.remove(&id);
     }
@@ -252,6 +278,10 @@ impl<F: EngineFactory> Cluster<F> {
                 if self.stopped.contains(&to) || self.cut.contains(&(from, to)) {
                     continue;
                 }
+                // A snapshot's staged data moves with its message, verified on arrival.
+                if !self.transfer_snapshot(from, to, &msg) {
+                    continue;
+                }
                 per_store
                     .entry(to)
                     .or_default()
@@ -264,6 +294,20 @@ impl<F: EngineFactory> Cluster<F> {
             }
         }
         panic!("network did not quiesce");
+    }
+
+    /// Stages the data of a snapshot message on the receiver (true for other messages);
+    /// false when the transfer failed, which loses the message.
+    fn transfer_snapshot(&self, from: u64, to: u64, msg: &RaftMessage) -> bool {
+        let Some(snapshot) = msg.message.as_ref().and_then(|m| m.snapshot.as_deref()) else {
+            return true;
+        };
+        let (Some(src), Some(dst)) = (self.snap_mgrs.get(&from), self.snap_mgrs.get(&to)) else {
+            return false;
+        };
+        raft_store::snapshot::decode_descriptor(snapshot)
+            .and_then(|meta| raft_store::snapshot::snap_manager::transfer(src, dst, &meta))
+            .is_ok()
     }
 
     pub fn tick(&mut self) {
