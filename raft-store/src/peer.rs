@@ -61,6 +61,11 @@ pub struct Peer<ER: Engine, EK: Engine> {
     /// no Ready (so it applies no entries and persists nothing), serves no reads and does
     /// not tick; messages are still stepped (as in TiKV), and answered once it is done.
     applying_snapshot: Option<SnapKey>,
+    /// What the Ready that carried the snapshot had to send once persisted (its ack
+    /// above all), held until the snapshot is applied: the leader must not count this
+    /// peer as holding the snapshot's index while its data could still be lost, or it
+    /// could never send a new one (it ignores rejections below what a peer acked).
+    held_messages: Vec<raft_core::eraftpb::Message>,
     /// Peers heard from, so a peer that does not know its region's membership yet (it
     /// awaits its first snapshot) can still answer the leader.
     peer_cache: HashMap<u64, metapb::Peer>,
@@ -119,6 +124,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             next_read_id: 1,
             pending_remove: false,
             applying_snapshot: None,
+            held_messages: Vec::new(),
             peer_cache: HashMap::new(),
         })
     }
@@ -179,6 +185,20 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
     /// Marks the start (`Some`) or the end (`None`) of a snapshot apply.
     pub fn set_applying_snapshot(&mut self, key: Option<SnapKey>) {
         self.applying_snapshot = key;
+    }
+
+    /// Keeps messages until the snapshot being applied is applied.
+    pub fn hold_messages(&mut self, msgs: Vec<raft_core::eraftpb::Message>) {
+        debug_assert!(
+            self.is_applying_snapshot(),
+            "only an applying peer holds messages"
+        );
+        self.held_messages.extend(msgs);
+    }
+
+    /// The messages held while applying, to send (or drop) now that it ended.
+    pub fn take_held_messages(&mut self) -> Vec<raft_core::eraftpb::Message> {
+        std::mem::take(&mut self.held_messages)
     }
 
     /// The peer of this region with id `peer_id`, if it is a member.

@@ -780,7 +780,12 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         let mut results = Vec::new();
         for (region_id, mut rd) in readies {
             let peer = peers.get_mut(&region_id).expect("peer handled above");
-            send_messages(peer, rd.take_persisted_messages(), sender);
+            let persisted_messages = rd.take_persisted_messages();
+            if peer.is_applying_snapshot() {
+                peer.hold_messages(persisted_messages);
+            } else {
+                send_messages(peer, persisted_messages, sender);
+            }
             let lost_leadership = rd
                 .soft_state()
                 .is_some_and(|ss| ss.raft_state != raft_core::StateRole::Leader);
@@ -789,6 +794,8 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             peer.raft_group_mut().on_persist_ready(rd.number())?;
             if lost_leadership {
                 peer.on_leadership_lost();
+                // Only a leader sends snapshots: its staged one can go.
+                peer.raft_group_mut().store_mut().clear_snapshot_cache();
             }
             peer.on_read_states(read_states);
             if !committed.is_empty() {
@@ -921,7 +928,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
 }
 
 /// Wraps a peer's Raft messages with routing information and queues them.
-fn send_messages<ER: Engine, EK: Engine, S: RaftMessageSender>(
+pub(crate) fn send_messages<ER: Engine, EK: Engine, S: RaftMessageSender>(
     peer: &Peer<ER, EK>,
     msgs: Vec<eraftpb::Message>,
     sender: &mut S,

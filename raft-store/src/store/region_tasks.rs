@@ -197,12 +197,16 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         };
         peer.set_applying_snapshot(None);
         self.snap_mgr.delete(SnapKind::Received, key);
+        let held = peer.take_held_messages();
         let Err(e) = result else {
-            // The peer takes its next Ready in this iteration: it acks and catches up.
+            // Now the snapshot may be acked; the peer takes its next Ready in this
+            // iteration and catches up from the log.
+            super::send_messages(peer, held, &mut self.sender);
             return Ok(());
         };
         // The staged data was lost or corrupt and the region's data is cleared: forget
-        // the snapshot (and the log after it) so the leader sends a new one.
+        // the snapshot (and the log after it, never acked: `held` is dropped) so the
+        // leader, which still sees this peer behind its log, sends a new one.
         warn!(
             region_id,
             %key,

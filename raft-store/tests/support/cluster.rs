@@ -278,9 +278,20 @@ impl<F: EngineFactory> Cluster<F> {
                 if self.stopped.contains(&to) || self.cut.contains(&(from, to)) {
                     continue;
                 }
-                // A snapshot's staged data moves with its message, verified on arrival.
-                if !self.transfer_snapshot(from, to, &msg) {
-                    continue;
+                // A snapshot's staged data moves with its message, verified on arrival;
+                // the sender learns the outcome, as from a transport.
+                if let Some(delivered) = self.transfer_snapshot(from, to, &msg) {
+                    per_store
+                        .entry(from)
+                        .or_default()
+                        .push(StoreMsg::SnapshotStatus {
+                            region_id: msg.region_id,
+                            to_peer: msg.to_peer.map_or(0, |p| p.id),
+                            delivered,
+                        });
+                    if !delivered {
+                        continue;
+                    }
                 }
                 per_store
                     .entry(to)
@@ -296,18 +307,16 @@ impl<F: EngineFactory> Cluster<F> {
         panic!("network did not quiesce");
     }
 
-    /// Stages the data of a snapshot message on the receiver (true for other messages);
-    /// false when the transfer failed, which loses the message.
-    fn transfer_snapshot(&self, from: u64, to: u64, msg: &RaftMessage) -> bool {
-        let Some(snapshot) = msg.message.as_ref().and_then(|m| m.snapshot.as_deref()) else {
-            return true;
-        };
+    /// Stages the data of a snapshot message on the receiver: `None` for other messages,
+    /// else whether it was delivered (a failure loses the message).
+    fn transfer_snapshot(&self, from: u64, to: u64, msg: &RaftMessage) -> Option<bool> {
+        let snapshot = msg.message.as_ref()?.snapshot.as_deref()?;
         let (Some(src), Some(dst)) = (self.snap_mgrs.get(&from), self.snap_mgrs.get(&to)) else {
-            return false;
+            return Some(false);
         };
-        raft_store::snapshot::decode_descriptor(snapshot)
-            .and_then(|meta| raft_store::snapshot::snap_manager::transfer(src, dst, &meta))
-            .is_ok()
+        let staged = raft_store::snapshot::decode_descriptor(snapshot)
+            .and_then(|meta| raft_store::snapshot::snap_manager::transfer(src, dst, &meta));
+        Some(staged.is_ok())
     }
 
     pub fn tick(&mut self) {
