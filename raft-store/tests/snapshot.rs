@@ -5,12 +5,14 @@
 
 #[path = "support/cluster.rs"]
 mod cluster;
+#[path = "support/inspect.rs"]
+mod inspect;
 
 use cluster::{Cluster, EngineFactory, change_peer, put, test_config};
-use engines::{Direction, Engine, Peekable};
-use prost::Message as _;
+use engines::{Engine, Peekable};
+use inspect::data;
 use raft_core::eraftpb::{ConfChangeType, Message, MessageType};
-use raft_store::keys::{self, CF_DEFAULT, CF_META, CF_RAFT};
+use raft_store::keys::{self, CF_DEFAULT, CF_RAFT};
 use raft_store::pb::raft_serverpb::{PeerState, RaftMessage, RegionLocalState, SnapshotMeta};
 use raft_store::snapshot::generate::generate_snapshot;
 use raft_store::snapshot::{SnapKey, SnapKind, snap_manager, to_raft_snapshot};
@@ -35,26 +37,8 @@ fn key(i: usize) -> Vec<u8> {
     format!("key-{i:05}").into_bytes()
 }
 
-/// Every data key-value pair of a kv engine.
-fn data<E: Engine>(kv: &E) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut out = Vec::new();
-    kv.scan(
-        CF_DEFAULT,
-        keys::DATA_MIN_KEY..keys::DATA_MAX_KEY,
-        Direction::Forward,
-        |k, v| {
-            out.push((k.to_vec(), v.to_vec()));
-            true
-        },
-    )
-    .unwrap();
-    out
-}
-
 fn region_state<E: Engine>(kv: &E) -> Option<RegionLocalState> {
-    kv.get(CF_META, &keys::region_state_key(1))
-        .unwrap()
-        .map(|v| RegionLocalState::decode(&v[..]).unwrap())
+    inspect::region_state(kv, 1)
 }
 
 /// Stops a follower, writes `KEYS` keys of 100 bytes and compacts the log past it.
