@@ -56,7 +56,7 @@ pub enum StoreMsg {
     /// Asks for the status of every region on this store, in region id order.
     QueryRegions(RegionsCallback),
     /// The region worker finished a task.
-    RegionTaskDone(RegionTaskResult),
+    RegionTaskDone(Box<RegionTaskResult>),
 }
 
 impl std::fmt::Debug for StoreMsg {

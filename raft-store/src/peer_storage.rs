@@ -603,20 +603,29 @@ impl<ER: Engine, EK: Engine> PeerStorage<ER, EK> {
     }
 
     /// Takes the result of generation `gen_id`, unless a newer one superseded it (or the
-    /// peer stopped wanting one). Returns whether it was taken.
-    pub fn on_snapshot_generated(&mut self, gen_id: u64, result: Result<SnapshotMeta>) -> bool {
+    /// peer stopped wanting one). A snapshot of an epoch the region has left is dropped.
+    /// Returns whether the result answered the current generation.
+    pub fn on_snapshot_generated(
+        &mut self,
+        gen_id: u64,
+        result: Result<Box<SnapshotMeta>>,
+    ) -> bool {
         let state = self.snap_gen.get_mut();
         if !matches!(state, SnapGen::Generating { gen_id: g } if *g == gen_id) {
             return false;
         }
+        let epoch = self.region.region_epoch;
         *state = match result {
-            Ok(meta) => SnapGen::Ready {
-                snapshot: to_raft_snapshot(&meta),
-                key: SnapKey::of(&meta),
-                epoch: meta.region.and_then(|r| r.region_epoch),
-            },
-            // raft asks again on its next attempt.
-            Err(_) => SnapGen::Idle,
+            Ok(meta) if meta.region.as_ref().and_then(|r| r.region_epoch) == epoch => {
+                SnapGen::Ready {
+                    snapshot: to_raft_snapshot(&meta),
+                    key: SnapKey::of(&meta),
+                    epoch,
+                }
+            }
+            // The region changed meanwhile (the snapshot may not even name a new member),
+            // or generation failed: raft asks again on its next attempt.
+            Ok(_) | Err(_) => SnapGen::Idle,
         };
         true
     }

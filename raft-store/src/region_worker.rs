@@ -44,7 +44,7 @@ pub enum RegionTask<S> {
         /// The snapshot's region.
         region: Region,
         /// The descriptor of the staged data.
-        snapshot: Option<SnapshotMeta>,
+        snapshot: Option<Box<SnapshotMeta>>,
         /// Ranges to clear besides the region's own.
         stale_ranges: Vec<SnapRange>,
     },
@@ -85,7 +85,7 @@ pub enum RegionTaskResult {
         /// The generation it answers.
         gen_id: u64,
         /// The descriptor of the staged data.
-        result: Result<SnapshotMeta>,
+        result: Result<Box<SnapshotMeta>>,
     },
     /// A snapshot was applied: its data and `PeerState::Normal` are durable. On failure
     /// the region's data was cleared and the peer must start over.
@@ -157,7 +157,8 @@ impl<ER: Engine, EK: Engine> RegionRunner<ER, EK> {
                 view,
             } => {
                 let _span = info_span!("snapshot_generate", region_id = region.id).entered();
-                let result = generate_snapshot(&self.snap_mgr, &view, &region, index, term);
+                let result =
+                    generate_snapshot(&self.snap_mgr, &view, &region, index, term).map(Box::new);
                 if let Err(e) = &result {
                     crate::store_metrics::snapshot_failed("generate");
                     warn!(region_id = region.id, "snapshot generation failed: {e}");
@@ -174,7 +175,7 @@ impl<ER: Engine, EK: Engine> RegionRunner<ER, EK> {
                 stale_ranges,
             } => {
                 let _span = info_span!("snapshot_apply", region_id = region.id).entered();
-                let result = self.apply(&region, snapshot.as_ref(), &stale_ranges);
+                let result = self.apply(&region, snapshot.as_deref(), &stale_ranges);
                 RegionTaskResult::Applied {
                     region_id: region.id,
                     result,
@@ -292,6 +293,6 @@ impl<ER: Engine, EK: Engine> Runnable for RegionRunner<ER, EK> {
 
     fn run(&mut self, task: Self::Task) {
         let result = self.execute(task);
-        (self.notify)(StoreMsg::RegionTaskDone(result));
+        (self.notify)(StoreMsg::RegionTaskDone(Box::new(result)));
     }
 }

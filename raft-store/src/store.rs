@@ -183,12 +183,12 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             };
             store.insert_peer(region.clone(), meta)?;
             if peer_state == PeerState::Applying {
-                applies.push((region, state.applying_snapshot));
+                applies.push((region, state.applying_snapshot.map(Box::new)));
             }
         }
         // After every cleanup: a snapshot may cover a destroyed peer's old range.
         for (region, snapshot) in applies {
-            let key = snapshot.as_ref().map_or_else(
+            let key = snapshot.as_deref().map_or_else(
                 || {
                     let storage = store.peers[&region.id].raft_group().store();
                     SnapKey {
@@ -351,7 +351,11 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             if results.is_empty() {
                 break;
             }
-            self.handle_batch(results.into_iter().map(StoreMsg::RegionTaskDone))?;
+            self.handle_batch(
+                results
+                    .into_iter()
+                    .map(|r| StoreMsg::RegionTaskDone(Box::new(r))),
+            )?;
         }
         Ok(())
     }
@@ -378,7 +382,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                         peer.raft_group_mut().report_snapshot(to_peer, status);
                     }
                 }
-                StoreMsg::RegionTaskDone(result) => self.on_region_task_done(result)?,
+                StoreMsg::RegionTaskDone(result) => self.on_region_task_done(*result)?,
             }
         }
         for peer in self.peers.values_mut() {

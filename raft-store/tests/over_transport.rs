@@ -1,6 +1,7 @@
 //! Three stores on raft worker threads exchanging frames through the in-process channel
 //! transport: the production send and receive paths end to end, including a partition
 //! and a snapshot streamed in chunks to a follower that fell behind the log.
+#![allow(clippy::unwrap_used)] // the setup helper is test code too
 
 #[path = "support/live.rs"]
 mod live;

@@ -455,7 +455,9 @@ mod tests {
     use super::*;
     use crate::keys::CF_DEFAULT;
 
-    fn records(n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+    fn records(n: usize) -> Pairs {
         (0..n)
             .map(|i| (format!("z{i:05}").into_bytes(), vec![i as u8; i % 40]))
             .collect()
@@ -479,11 +481,7 @@ mod tests {
     }
 
     /// Feeds `bytes` in pieces of `piece` bytes; returns the records or the first error.
-    fn read(
-        bytes: &[u8],
-        meta: &SnapshotMeta,
-        piece: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SnapshotError> {
+    fn read(bytes: &[u8], meta: &SnapshotMeta, piece: usize) -> Result<Pairs, SnapshotError> {
         let mut d = StreamDecoder::new(meta);
         let mut out = Vec::new();
         let mut order = RecordOrder::new(vec![SnapRange {

@@ -63,7 +63,7 @@ pub(super) fn begin_apply_snapshot<ER: Engine, EK: Engine>(
     info!(region_id, %key, size_bytes = meta.size_bytes, "applying a snapshot");
     Ok(RegionTask::Apply {
         region,
-        snapshot: Some(meta),
+        snapshot: Some(Box::new(meta)),
         stale_ranges,
     })
 }
@@ -357,7 +357,7 @@ mod tests {
             ..r(b"a", b"z")
         };
         assert_eq!(
-            subtract_ranges(&[meta.clone()], &[r(b"a", b"z")]),
+            subtract_ranges(std::slice::from_ref(&meta), &[r(b"a", b"z")]),
             vec![meta]
         );
     }
