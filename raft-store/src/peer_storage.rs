@@ -666,15 +666,7 @@ impl<ER: Engine, EK: Engine> PeerStorage<ER, EK> {
                 region.id, self.region.id
             )));
         }
-        let raft = meta.raft_meta.clone().unwrap_or_default();
-        let apply_state = RaftApplyState {
-            applied_index: raft.index,
-            applied_term: raft.term,
-            truncated_state: Some(RaftTruncatedState {
-                index: raft.index,
-                term: raft.term,
-            }),
-        };
+        let apply_state = crate::snapshot::apply_state_at(meta);
         let mut kv_wb = self.kv_engine.write_batch();
         write_apply_state(&mut kv_wb, region.id, &apply_state)?;
         write_applying_state(&mut kv_wb, meta)?;
@@ -683,8 +675,8 @@ impl<ER: Engine, EK: Engine> PeerStorage<ER, EK> {
         let log_start = keys::raft_log_prefix(region.id);
         let log_end = keys::raft_log_key(region.id, u64::MAX);
         raft_wb.delete_range(CF_RAFT, log_start.as_slice()..log_end.as_slice())?;
+        self.set_snapshot_raft_state(apply_state.applied_index, apply_state.applied_term);
         self.apply_state = apply_state;
-        self.set_snapshot_raft_state(raft.index, raft.term);
         self.write_raft_state(raft_wb)?;
         self.clear_snapshot_cache();
         Ok(std::mem::replace(&mut self.region, region))

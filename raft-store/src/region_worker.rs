@@ -15,11 +15,11 @@ use crate::error::{Error, Result};
 use crate::keys::{self, CF_RAFT, SnapRange, region_snapshot_ranges};
 use crate::msg::StoreMsg;
 use crate::pb::metapb::Region;
-use crate::pb::raft_serverpb::{PeerState, RaftApplyState, RaftTruncatedState, SnapshotMeta};
+use crate::pb::raft_serverpb::{PeerState, SnapshotMeta};
 use crate::peer_storage::{write_apply_state, write_region_state};
-use crate::snapshot::SnapManager;
 use crate::snapshot::apply::{apply_staged, clear_ranges};
 use crate::snapshot::generate::generate_snapshot;
+use crate::snapshot::{SnapManager, apply_state_at};
 use crate::worker::Runnable;
 
 /// Work for the region worker. `S` is the kv engine's snapshot type.
@@ -256,17 +256,8 @@ impl<ER: Engine, EK: Engine> RegionRunner<ER, EK> {
             meta,
             self.apply_batch_bytes,
         )?;
-        let raft = meta.raft_meta.clone().unwrap_or_default();
         let region = meta.region.clone().unwrap_or_default();
-        let apply_state = RaftApplyState {
-            applied_index: raft.index,
-            applied_term: raft.term,
-            truncated_state: Some(RaftTruncatedState {
-                index: raft.index,
-                term: raft.term,
-            }),
-        };
-        write_apply_state(&mut wb, region.id, &apply_state)?;
+        write_apply_state(&mut wb, region.id, &apply_state_at(meta))?;
         write_region_state(&mut wb, &region, PeerState::Normal)?;
         self.kv_engine.write(&wb, WriteOptions::synced())?;
         Ok(summary.key_count)

@@ -32,7 +32,7 @@ use raft_core::eraftpb::{Snapshot, SnapshotMetadata};
 use thiserror::Error;
 
 use crate::config::MAX_SNAP_CHUNK_BYTES;
-use crate::pb::raft_serverpb::SnapshotMeta;
+use crate::pb::raft_serverpb::{RaftApplyState, RaftMessage, RaftTruncatedState, SnapshotMeta};
 use crate::peer_storage::conf_state_from_region;
 
 pub use snap_manager::{SnapKind, SnapManager, SnapRef};
@@ -180,6 +180,34 @@ pub fn decode_descriptor(snapshot: &Snapshot) -> Result<SnapshotMeta, SnapshotEr
         return bad(format!("frame payload limit {}", meta.chunk_bytes));
     }
     Ok(meta)
+}
+
+/// The descriptor of the snapshot a `MsgSnapshot` carries (see [`decode_descriptor`]).
+///
+/// # Errors
+/// [`SnapshotError::BadDescriptor`] when the message carries no snapshot or a bad one.
+pub fn message_descriptor(msg: &RaftMessage) -> Result<SnapshotMeta, SnapshotError> {
+    let snapshot = msg
+        .message
+        .as_ref()
+        .and_then(|m| m.snapshot.as_deref())
+        .ok_or_else(|| SnapshotError::BadDescriptor("the message carries no snapshot".into()))?;
+    decode_descriptor(snapshot)
+}
+
+/// The apply state of a region right after the snapshot `meta` describes is applied:
+/// applied and truncated at its index.
+#[must_use]
+pub fn apply_state_at(meta: &SnapshotMeta) -> RaftApplyState {
+    let raft = meta.raft_meta.clone().unwrap_or_default();
+    RaftApplyState {
+        applied_index: raft.index,
+        applied_term: raft.term,
+        truncated_state: Some(RaftTruncatedState {
+            index: raft.index,
+            term: raft.term,
+        }),
+    }
 }
 
 /// The log index a raft `Snapshot` is taken at (0 without metadata).

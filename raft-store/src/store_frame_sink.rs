@@ -9,7 +9,7 @@ use transport::{FrameSink, IncomingSnapshot, StoreId};
 use crate::msg::StoreMsg;
 use crate::pb::raft_serverpb::{RaftMessage, RaftMessageBatch};
 use crate::raft_worker::StoreMailbox;
-use crate::snapshot::{SnapKey, SnapManager, SnapshotError, decode_descriptor};
+use crate::snapshot::{SnapKey, SnapManager, SnapshotError, message_descriptor};
 
 /// Decodes inbound frames and snapshots and hands the messages to a store's mailbox.
 /// Never blocks the transport: a full mailbox drops frames (Raft retransmits), and a
@@ -50,16 +50,8 @@ impl StoreFrameSink {
         let started = Instant::now();
         let decoded = RaftMessage::decode(snapshot.meta().clone())
             .map_err(|e| SnapshotError::BadDescriptor(e.to_string()))
-            .and_then(|msg| {
-                let raft_snapshot = msg
-                    .message
-                    .as_ref()
-                    .and_then(|m| m.snapshot.as_deref())
-                    .ok_or_else(|| SnapshotError::BadDescriptor("no snapshot".into()))?;
-                let meta = decode_descriptor(raft_snapshot)?;
-                Ok((msg, meta))
-            });
-        let (msg, meta) = match decoded {
+            .and_then(|msg| Ok((message_descriptor(&msg)?, msg)));
+        let (meta, msg) = match decoded {
             Ok(d) => d,
             Err(e) => {
                 crate::store_metrics::snapshot_failed("receive");

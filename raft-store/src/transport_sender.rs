@@ -17,7 +17,7 @@ use crate::msg::StoreMsg;
 use crate::pb::raft_serverpb::{RaftMessage, RaftMessageBatch};
 use crate::raft_worker::StoreMailbox;
 use crate::sender::RaftMessageSender;
-use crate::snapshot::{SnapKey, SnapKind, SnapManager, SnapshotError, decode_descriptor};
+use crate::snapshot::{SnapKey, SnapKind, SnapManager, SnapshotError, message_descriptor};
 
 /// Chunks read ahead of the transport while streaming a staged snapshot.
 const SNAPSHOT_READ_AHEAD_CHUNKS: usize = 2;
@@ -119,12 +119,7 @@ impl TransportSender {
             }
         };
         let prepared = (|| {
-            let snapshot = msg
-                .message
-                .as_ref()
-                .and_then(|m| m.snapshot.as_deref())
-                .ok_or_else(|| SnapshotError::BadDescriptor("no snapshot".into()))?;
-            let meta = decode_descriptor(snapshot)?;
+            let meta = message_descriptor(&msg)?;
             let key = SnapKey::of(&meta);
             let slot = self
                 .snap_mgr

@@ -80,6 +80,16 @@ fn tick_until<F: EngineFactory>(
     panic!("never happened: {what}");
 }
 
+fn replicates_a_new_write<F: EngineFactory>(c: &mut Cluster<F>, follower: u64) {
+    c.must_put(b"after", b"snapshot");
+    tick_until(c, "the follower replicates a new write", |c| {
+        c.kv(follower)
+            .get(CF_DEFAULT, &keys::data_key(b"after"))
+            .unwrap()
+            .is_some()
+    });
+}
+
 fn follower_catches_up_by_a_snapshot_of_many_chunks<F: EngineFactory>(factory: F) {
     let mut c = Cluster::with_factory(factory, 3, snap_config(), b"", b"");
     let (leader, lagging) = lagging_follower(&mut c);
@@ -103,13 +113,7 @@ fn follower_catches_up_by_a_snapshot_of_many_chunks<F: EngineFactory>(factory: F
     let state = region_state(c.kv(lagging)).unwrap();
     assert_eq!(state.state(), PeerState::Normal);
     // And it keeps replicating from the log.
-    c.must_put(b"after", b"snapshot");
-    tick_until(&mut c, "the follower replicates a new write", |c| {
-        c.kv(lagging)
-            .get(CF_DEFAULT, &keys::data_key(b"after"))
-            .unwrap()
-            .is_some()
-    });
+    replicates_a_new_write(&mut c, lagging);
 }
 
 /// Restarts a follower whose snapshot apply was interrupted (its Apply task is held in a
@@ -167,13 +171,7 @@ fn restart_mid_apply_finishes_the_apply<F: EngineFactory>(factory: F) {
         PeerState::Normal
     );
     assert_eq!(data(c.kv(lagging)), data(c.kv(leader)));
-    c.must_put(b"after", b"restart");
-    tick_until(&mut c, "the follower replicates a new write", |c| {
-        c.kv(lagging)
-            .get(CF_DEFAULT, &keys::data_key(b"after"))
-            .unwrap()
-            .is_some()
-    });
+    replicates_a_new_write(&mut c, lagging);
 }
 
 /// Lost or corrupt staged data: the peer clears the region, forgets the snapshot, and

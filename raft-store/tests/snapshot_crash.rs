@@ -10,11 +10,12 @@
 
 #[path = "support/cluster.rs"]
 mod cluster;
+#[path = "support/crash_child.rs"]
+mod crash_child;
 #[path = "support/inspect.rs"]
 mod inspect;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cluster::{Cluster, FjallFactory, put, test_config};
@@ -93,18 +94,6 @@ fn run_child(dir: &str) -> ! {
     unreachable!("the loop never ends")
 }
 
-fn seed() -> u64 {
-    std::env::var("RAFT_STORE_SNAP_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        })
-}
-
 /// One round's data whole: every key, all with the same value.
 fn is_whole_round(pairs: &[(Vec<u8>, Vec<u8>)]) -> bool {
     pairs.len() == KEYS && pairs.iter().all(|(_, v)| *v == pairs[0].1)
@@ -115,7 +104,7 @@ fn killed_during_snapshot_catch_up_never_leaves_a_half_applied_region() {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
         run_child(&dir);
     }
-    let seed = seed();
+    let seed = crash_child::seed("RAFT_STORE_SNAP_CRASH_SEED");
     println!("snapshot crash test seed={seed} (replay with RAFT_STORE_SNAP_CRASH_SEED={seed})");
     // About two seconds a round in debug; raise it for a soak.
     let rounds: u64 = std::env::var("RAFT_STORE_SNAP_CRASH_ROUNDS")
@@ -131,13 +120,7 @@ fn killed_during_snapshot_catch_up_never_leaves_a_half_applied_region() {
         let kill_round = 2 + (mix >> 40) % 2;
         // Applying 400 keys takes 10-20 ms here: most kills land inside it, some after.
         let delay = Duration::from_micros((mix >> 20) % 25_000);
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = crash_child::spawn(TEST_NAME, CHILD_ENV, dir.path());
         let mut lagging = 0;
         for line in BufReader::new(child.stdout.take().unwrap()).lines() {
             let line = line.unwrap();

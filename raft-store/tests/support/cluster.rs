@@ -310,11 +310,11 @@ impl<F: EngineFactory> Cluster<F> {
     /// Stages the data of a snapshot message on the receiver: `None` for other messages,
     /// else whether it was delivered (a failure loses the message).
     fn transfer_snapshot(&self, from: u64, to: u64, msg: &RaftMessage) -> Option<bool> {
-        let snapshot = msg.message.as_ref()?.snapshot.as_deref()?;
+        msg.message.as_ref()?.snapshot.as_ref()?;
         let (Some(src), Some(dst)) = (self.snap_mgrs.get(&from), self.snap_mgrs.get(&to)) else {
             return Some(false);
         };
-        let staged = raft_store::snapshot::decode_descriptor(snapshot)
+        let staged = raft_store::snapshot::message_descriptor(msg)
             .and_then(|meta| raft_store::snapshot::snap_manager::transfer(src, dst, &meta));
         Some(staged.is_ok())
     }
