@@ -768,6 +768,10 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         if readies.is_empty() {
             return Ok(false);
         }
+        // A leader's appends leave before its own fsync, so its disk write and the
+        // followers' overlap (Raft thesis §10.2.1). Messages that promise durability
+        // (votes, append responses) are the persisted messages, sent only after the write.
+        sender.flush();
         // Group commit: one write and at most one fsync for every peer's Ready. The clock
         // read here only feeds a metric; it never steers the state machines.
         let write_started = std::time::Instant::now();
