@@ -24,7 +24,7 @@ use raft_store::pb::raft_cmdpb::{
     AdminRequest, RaftCmdRequest, RaftCmdResponse, Request, RequestHeader,
 };
 use raft_store::pb::raft_serverpb::RaftMessage;
-use raft_store::{Config, RaftMessageSender, Store, StoreMsg};
+use raft_store::{Config, RaftMessageSender, SnapManager, Store, StoreMsg};
 
 mod client;
 mod engine_factory;
@@ -113,7 +113,12 @@ pub struct Cluster<F: EngineFactory = MemoryFactory> {
     pub stores: BTreeMap<u64, TestStore<F::Engine>>,
     factory: F,
     engines: BTreeMap<u64, (F::Engine, F::Engine)>,
+    /// Every store's staged snapshots (kept while a store is stopped: its messages may
+    /// still be in flight).
+    pub snap_mgrs: BTreeMap<u64, SnapManager>,
     queue: Queue,
+    /// Messages for a store from its own transport (reports of dropped snapshots).
+    reports: Arc<Mutex<Vec<(u64, StoreMsg)>>>,
     /// Stores that are stopped: messages to them are lost.
     pub stopped: HashSet<u64>,
     filters: Filters,
@@ -145,6 +150,8 @@ impl<F: EngineFactory> Cluster<F> {
             cfg,
             stores: BTreeMap::new(),
             engines: BTreeMap::new(),
+            snap_mgrs: BTreeMap::new(),
+            reports: Arc::default(),
             queue: Rc::new(RefCell::new(VecDeque::new())),
             stopped: HashSet::new(),
             filters: Filters::new(),
@@ -178,8 +185,12 @@ impl<F: EngineFactory> Cluster<F> {
         let queue = QueueSender {
             queue: self.queue.clone(),
         };
-        let sender = FilteredSender::new(id, self.filters.clone(), queue);
-        let store = Store::open(id, self.cfg.clone(), raft, kv, sender).unwrap();
+        let reports = self.reports.clone();
+        let sender = FilteredSender::new(id, self.filters.clone(), queue)
+            .with_snapshot_reporter(Box::new(move |msg| reports.lock().unwrap().push((id, msg))));
+        let snap_mgr = SnapManager::open(self.factory.snap_dir(id), &self.cfg).unwrap();
+        self.snap_mgrs.insert(id, snap_mgr.clone());
+        let store = Store::open(id, self.cfg.clone(), raft, kv, sender, snap_mgr).unwrap();
         self.stores.insert(id, store);
         self.stopped.remove(&id);
     }
@@ -213,13 +224,33 @@ impl<F: EngineFactory> Cluster<F> {
     pub fn run(&mut self) {
         for _ in 0..1000 {
             let batch: Vec<(u64, RaftMessage)> = self.queue.borrow_mut().drain(..).collect();
-            if batch.is_empty() {
+            let reports = std::mem::take(&mut *self.reports.lock().unwrap());
+            if batch.is_empty() && reports.is_empty() {
                 return;
             }
             let mut per_store: BTreeMap<u64, Vec<StoreMsg>> = BTreeMap::new();
+            for (store, msg) in reports {
+                per_store.entry(store).or_default().push(msg);
+            }
             for (to, msg) in batch {
                 if self.stopped.contains(&to) {
                     continue;
+                }
+                // A snapshot's staged data moves with its message, verified on arrival;
+                // the sender learns the outcome, as from a transport.
+                let from = msg.from_peer.map_or(0, |p| p.store_id);
+                if let Some(delivered) = self.transfer_snapshot(from, to, &msg) {
+                    per_store
+                        .entry(from)
+                        .or_default()
+                        .push(StoreMsg::SnapshotStatus {
+                            region_id: msg.region_id,
+                            to_peer: msg.to_peer.map_or(0, |p| p.id),
+                            delivered,
+                        });
+                    if !delivered {
+                        continue;
+                    }
                 }
                 per_store
                     .entry(to)
@@ -233,6 +264,18 @@ impl<F: EngineFactory> Cluster<F> {
             }
         }
         panic!("network did not quiesce");
+    }
+
+    /// Stages the data of a snapshot message on the receiver: `None` for other messages,
+    /// else whether it was delivered (a failure loses the message).
+    fn transfer_snapshot(&self, from: u64, to: u64, msg: &RaftMessage) -> Option<bool> {
+        msg.message.as_ref()?.snapshot.as_ref()?;
+        let (Some(src), Some(dst)) = (self.snap_mgrs.get(&from), self.snap_mgrs.get(&to)) else {
+            return Some(false);
+        };
+        let staged = raft_store::snapshot::message_descriptor(msg)
+            .and_then(|meta| raft_store::snapshot::snap_manager::transfer(src, dst, &meta));
+        Some(staged.is_ok())
     }
 
     /// One tick on every store, then delivers messages until the network is quiet.

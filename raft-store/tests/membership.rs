@@ -1,4 +1,5 @@
-//! Snapshots, membership changes and leadership transfer on the in-memory cluster.
+//! Membership changes and leadership transfer on the in-memory cluster (snapshots have
+//! their own tests in `snapshot.rs`).
 #![allow(clippy::unwrap_used)] // test bodies shared by the per-engine #[test]s
 
 use conformance_tests::cluster::filter::Partition;
@@ -9,51 +10,6 @@ use conformance_tests::on_every_engine;
 use engines::Peekable;
 use raft_core::eraftpb::ConfChangeType;
 use raft_store::keys::{self, CF_DEFAULT, CF_META};
-
-fn small_gc() -> raft_store::Config {
-    raft_store::Config {
-        raft_log_gc_count_limit: 5,
-        raft_log_gc_tick_ticks: 1,
-        ..test_config()
-    }
-}
-
-fn follower_catches_up_by_snapshot_after_log_gc<F: EngineFactory>(factory: F) {
-    let mut c = Cluster::with_factory(factory, 3, small_gc(), b"", b"");
-    let leader = c.leader(1);
-    let lagging = (1..=3).find(|&id| id != leader).unwrap();
-    c.stop(lagging);
-    for i in 0..40u8 {
-        c.must_put(&[i], &[i]);
-    }
-    for _ in 0..3 {
-        c.tick();
-    }
-    let truncated = c.stores[&leader]
-        .peer(1)
-        .unwrap()
-        .raft_group()
-        .store()
-        .truncated_index();
-    assert!(
-        truncated > 20,
-        "the leader compacted past what the follower has: {truncated}"
-    );
-    c.start(lagging);
-    for _ in 0..40 {
-        c.tick();
-    }
-    for i in 0..40u8 {
-        assert_eq!(
-            c.kv(lagging)
-                .get(CF_DEFAULT, &keys::data_key(&[i]))
-                .unwrap(),
-            Some(vec![i])
-        );
-    }
-    let storage = c.stores[&lagging].peer(1).unwrap().raft_group().store();
-    assert!(storage.truncated_index() >= truncated.min(storage.applied_index()));
-}
 
 fn add_peer_on_a_new_store_receives_the_data<F: EngineFactory>(factory: F) {
     let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
@@ -259,7 +215,6 @@ fn joint_change_promotes_a_learner_and_removes_a_voter<F: EngineFactory>(factory
 
 on_every_engine!(
     joint_change_promotes_a_learner_and_removes_a_voter,
-    follower_catches_up_by_snapshot_after_log_gc,
     add_peer_on_a_new_store_receives_the_data,
     removed_peer_is_destroyed_and_its_data_deleted,
     removed_store_hosts_the_region_again,

@@ -17,6 +17,10 @@ pub trait EngineFactory: Send + 'static {
 
     /// Opens (creating on first use) the engines of store `store_id`.
     fn open(&mut self, store_id: u64) -> (Self::Engine, Self::Engine);
+
+    /// The directory where store `store_id` stages snapshots: the same every time for one
+    /// id.
+    fn snap_dir(&mut self, store_id: u64) -> PathBuf;
 }
 
 /// Memory engines, kept across stop and start as a disk would be (a clean stop: what was
@@ -24,10 +28,19 @@ pub trait EngineFactory: Send + 'static {
 #[derive(Debug, Default)]
 pub struct MemoryFactory {
     engines: BTreeMap<u64, (MemoryEngine, MemoryEngine)>,
+    /// Staged snapshots live on disk even for memory engines.
+    snap_root: Option<tempfile::TempDir>,
 }
 
 impl EngineFactory for MemoryFactory {
     type Engine = MemoryEngine;
+
+    fn snap_dir(&mut self, store_id: u64) -> PathBuf {
+        let root = self
+            .snap_root
+            .get_or_insert_with(|| tempfile::tempdir().expect("a temporary directory"));
+        store_dir(root.path(), store_id)
+    }
 
     fn open(&mut self, store_id: u64) -> (MemoryEngine, MemoryEngine) {
         self.engines
@@ -95,6 +108,11 @@ impl FjallFactory {
 impl EngineFactory for FjallFactory {
     type Engine = engines::FjallEngine;
 
+    fn snap_dir(&mut self, store_id: u64) -> PathBuf {
+        let root = self.fixed.as_deref().unwrap_or(self.dir.path());
+        store_dir(root, store_id).join("snap")
+    }
+
     fn open(&mut self, store_id: u64) -> (Self::Engine, Self::Engine) {
         let root = self.fixed.as_deref().unwrap_or(self.dir.path());
         let base = store_dir(root, store_id);
@@ -137,6 +155,10 @@ impl HeedFactory {
 #[cfg(feature = "heed")]
 impl EngineFactory for HeedFactory {
     type Engine = engines::HeedEngine;
+
+    fn snap_dir(&mut self, store_id: u64) -> PathBuf {
+        store_dir(self.dir.path(), store_id).join("snap")
+    }
 
     fn open(&mut self, store_id: u64) -> (Self::Engine, Self::Engine) {
         let base = store_dir(self.dir.path(), store_id);

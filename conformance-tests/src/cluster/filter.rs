@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 use raft_core::eraftpb::MessageType;
-use raft_store::RaftMessageSender;
 use raft_store::pb::raft_serverpb::RaftMessage;
+use raft_store::{RaftMessageSender, StoreMsg};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -120,13 +120,29 @@ fn message_type(msg: &RaftMessage) -> MessageType {
         .map_or(MessageType::MsgUnspecified, |m| m.msg_type())
 }
 
+/// Tells a store what became of a snapshot it sent (a [`StoreMsg::SnapshotStatus`]).
+pub type SnapshotReporter = Box<dyn Fn(StoreMsg) + Send>;
+
 /// A [`RaftMessageSender`] that loses what the cluster's [`Filters`] drop and passes the
 /// rest on to `inner`.
-#[derive(Debug)]
+///
+/// A dropped snapshot is reported as failed through the [`SnapshotReporter`], as a real
+/// transport reports a stream that broke: a leader waits for that report before it
+/// sends the follower anything else.
 pub struct FilteredSender<S> {
     store_id: u64,
     filters: Filters,
     inner: S,
+    snapshot_reporter: Option<SnapshotReporter>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for FilteredSender<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FilteredSender")
+            .field("store_id", &self.store_id)
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S> FilteredSender<S> {
@@ -137,7 +153,15 @@ impl<S> FilteredSender<S> {
             store_id,
             filters,
             inner,
+            snapshot_reporter: None,
         }
+    }
+
+    /// Reports dropped snapshots through `reporter`.
+    #[must_use]
+    pub fn with_snapshot_reporter(mut self, reporter: SnapshotReporter) -> Self {
+        self.snapshot_reporter = Some(reporter);
+        self
     }
 
     /// The wrapped sender.
@@ -151,6 +175,16 @@ impl<S: RaftMessageSender> RaftMessageSender for FilteredSender<S> {
     fn send(&mut self, to_store: u64, msg: RaftMessage) {
         if !self.filters.drops(self.store_id, to_store, &msg) {
             self.inner.send(to_store, msg);
+            return;
+        }
+        if message_type(&msg) == MessageType::MsgSnapshot {
+            if let Some(report) = &self.snapshot_reporter {
+                report(StoreMsg::SnapshotStatus {
+                    region_id: msg.region_id,
+                    to_peer: msg.to_peer.map_or(0, |p| p.id),
+                    delivered: false,
+                });
+            }
         }
     }
 

@@ -16,7 +16,7 @@ use raft_store::raft_log_gc::{RaftLogGcRunner, RaftLogGcTask};
 use raft_store::raft_worker::MAILBOX_CAPACITY;
 use raft_store::worker::Worker;
 use raft_store::{
-    Config, RaftWorker, RegionStatus, Store, StoreFrameSink, StoreMailbox, StoreMsg,
+    Config, RaftWorker, RegionStatus, SnapManager, Store, StoreFrameSink, StoreMailbox, StoreMsg,
     TransportSender,
 };
 use transport::Transport as _;
@@ -39,6 +39,7 @@ struct Node<E> {
     transport: Arc<ChannelTransport>,
     raft: E,
     kv: E,
+    snap_mgr: SnapManager,
 }
 
 /// Stores on raft worker threads (real clock, `raft_base_tick_ms` per tick) exchanging
@@ -156,9 +157,11 @@ impl<F: EngineFactory> LiveCluster<F> {
         assert!(!self.nodes.contains_key(&id), "store {id} is running");
         let (raft, kv) = self.factory.open(id);
         let (mailbox, rx) = StoreMailbox::new(MAILBOX_CAPACITY);
+        let snap_mgr = SnapManager::open(self.factory.snap_dir(id), &self.cfg)
+            .unwrap_or_else(|e| panic!("snapshot directory of store {id}: {e}"));
         let transport = {
             let _guard = self.runtime.enter();
-            let sink = Arc::new(StoreFrameSink::new(mailbox.clone()));
+            let sink = Arc::new(StoreFrameSink::new(mailbox.clone(), snap_mgr.clone()));
             Arc::new(self.network.register(id, sink))
         };
         let sender = TransportSender::new(
@@ -167,10 +170,25 @@ impl<F: EngineFactory> LiveCluster<F> {
             mailbox.clone(),
             MAX_FRAME_BYTES,
             usize::try_from(self.cfg.snap_chunk_bytes).unwrap_or(usize::MAX),
+            snap_mgr.clone(),
         );
-        let sender = FilteredSender::new(id, self.filters.clone(), sender);
-        let mut store = Store::open(id, self.cfg.clone(), raft.clone(), kv.clone(), sender)
-            .unwrap_or_else(|e| panic!("store {id} does not open: {e}"));
+        let reports = mailbox.clone();
+        let sender = FilteredSender::new(id, self.filters.clone(), sender).with_snapshot_reporter(
+            Box::new(move |msg| {
+                // A full mailbox loses the report as a real transport's would; the
+                // leader then waits for its snapshot to go stale.
+                let _ = reports.try_send(msg);
+            }),
+        );
+        let mut store = Store::open(
+            id,
+            self.cfg.clone(),
+            raft.clone(),
+            kv.clone(),
+            sender,
+            snap_mgr.clone(),
+        )
+        .unwrap_or_else(|e| panic!("store {id} does not open: {e}"));
         let gc = Worker::start("raftlog-gc", 1024, RaftLogGcRunner::new(raft.clone()))
             .expect("a GC worker thread");
         store.set_log_gc_scheduler(gc.scheduler());
@@ -186,6 +204,7 @@ impl<F: EngineFactory> LiveCluster<F> {
                 transport,
                 raft,
                 kv,
+                snap_mgr,
             },
         );
     }
@@ -228,6 +247,12 @@ impl<F: EngineFactory> LiveCluster<F> {
     #[must_use]
     pub fn kv(&self, id: u64) -> Option<&F::Engine> {
         self.nodes.get(&id).map(|n| &n.kv)
+    }
+
+    /// The staged snapshots of running store `id`.
+    #[must_use]
+    pub fn snap_mgr(&self, id: u64) -> Option<&SnapManager> {
+        self.nodes.get(&id).map(|n| &n.snap_mgr)
     }
 
     /// The raft engine of running store `id`.
