@@ -8,7 +8,9 @@
 //! This crate is being built in slices. Present so far: the wire types ([`pb`]), the key
 //! encodings ([`keys`]) and the error taxonomy ([`Error`]).
 
+mod apply_overlay;
 pub mod bootstrap;
+pub mod client_session;
 pub mod config;
 pub mod error;
 pub mod id_alloc;
