@@ -21,7 +21,7 @@ use raft_store::{Config, RaftMessageSender, Store, StoreMsg};
 #[path = "requests.rs"]
 mod requests;
 #[allow(unused_imports)] // each test crate uses its own subset
-pub use requests::{delete, get, put, scan};
+pub use requests::{cas, delete, delete_range, get, put, scan};
 
 type Queue = Rc<RefCell<VecDeque<(u64, RaftMessage)>>>;
 
