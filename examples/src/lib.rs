@@ -9,6 +9,7 @@ pub mod client;
 pub mod error;
 pub mod kv_service;
 pub mod node;
+pub mod region_cache;
 
 /// Wire types and gRPC stubs, generated from `proto/`.
 pub mod proto {
