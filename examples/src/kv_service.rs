@@ -204,6 +204,17 @@ impl KvService {
                 if attempts < 2 && pinned(ctx).is_none() {
                     continue;
                 }
+            } else if err.not_leader.is_some() && attempts < 2 && pinned(ctx).is_none() {
+                // A follower checks no epoch, so a stale route shows as not_leader: route
+                // again by the store's current view before sending the client elsewhere.
+                self.refresh_regions().await?;
+                let now = self.cached_region(ctx, route);
+                let moved = now.is_some_and(|r| {
+                    r.id != region.id || r.region_epoch != region.region_epoch
+                });
+                if moved {
+                    continue;
+                }
             }
             return Err(self.to_failure(err));
         }
@@ -667,6 +678,8 @@ impl AdminService {
         let mut attempts = 0;
         loop {
             attempts += 1;
+            // Admin calls are rare and check membership: route by the store's current view.
+            svc.refresh_regions().await?;
             let region = svc.region_for(Some(&ctx), RouteBy::Key(&[])).await?;
             let admin = build(&region)?;
             let resp = svc.execute_on(None, &region, Vec::new(), Some(admin)).await;
