@@ -209,9 +209,8 @@ impl KvService {
                 // again by the store's current view before sending the client elsewhere.
                 self.refresh_regions().await?;
                 let now = self.cached_region(ctx, route);
-                let moved = now.is_some_and(|r| {
-                    r.id != region.id || r.region_epoch != region.region_epoch
-                });
+                let moved =
+                    now.is_some_and(|r| r.id != region.id || r.region_epoch != region.region_epoch);
                 if moved {
                     continue;
                 }
