@@ -1,6 +1,7 @@
 //! The KV API end to end on in-process clusters: compare-and-swap, exactly-once writes
 //! (retries across a leader change, a restart and a split), requests across regions, and
 //! the admin calls.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -332,7 +333,7 @@ async fn requests_span_split_regions_and_split_regions_keep_sessions() {
     assert!(
         keys_of(&left)
             .iter()
-            .all(|k| !(&k[..] >= &b"k10"[..] && &k[..] < &b"k30"[..]))
+            .all(|k| !(k[..] >= b"k10"[..] && k[..] < b"k30"[..]))
     );
     assert_eq!(
         client.get("k39a").await.unwrap().as_deref(),
