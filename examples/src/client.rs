@@ -255,6 +255,7 @@ impl Client {
     /// ```
     /// let client = raftkv_examples::Client::connect(["127.0.0.1:20161"])?;
     /// assert!(raftkv_examples::Client::connect(Vec::<String>::new()).is_err());
+    /// assert!(raftkv_examples::Client::connect(["not an address"]).is_err());
     /// # Ok::<(), raftkv_examples::Error>(())
     /// ```
     pub fn connect<S: AsRef<str>>(endpoints: impl IntoIterator<Item = S>) -> Result<Self> {
@@ -274,7 +275,9 @@ impl Client {
             return Err(Error::InvalidEndpoint("no endpoints given".into()));
         }
         for seed in &client.seeds {
-            client.channel(seed)?;
+            // Only parsed here: channels are made on first use, inside a runtime.
+            Endpoint::from_shared(format!("http://{seed}"))
+                .map_err(|_| Error::InvalidEndpoint(seed.clone()))?;
         }
         Ok(client)
     }

@@ -112,9 +112,13 @@ async fn concurrent_compare_and_swap_increments_lose_no_update() {
     const CLIENTS: u64 = 4;
     const INCREMENTS: u64 = 10;
     let nodes = start_cluster().await;
+    // Two client objects, each shared by two tasks: writes of one client are pipelined.
+    let shared: Vec<Arc<Client>> = (0..2)
+        .map(|_| Arc::new(Client::connect(endpoints(&nodes)).unwrap()))
+        .collect();
     let mut tasks = Vec::new();
-    for _ in 0..CLIENTS {
-        let client = Arc::new(Client::connect(endpoints(&nodes)).unwrap());
+    for i in 0..CLIENTS {
+        let client = shared[i as usize % shared.len()].clone();
         tasks.push(tokio::spawn(async move {
             let mut seen = client.get("counter").await.unwrap();
             for _ in 0..INCREMENTS {
