@@ -43,7 +43,8 @@ pub use engine_factory::{EngineFactory, MemoryFactory};
 pub use filter::{FilteredSender, Filters};
 pub use live_cluster::LiveCluster;
 pub use requests::{
-    change_peer, change_peers_v2, delete, get, put, scan, split_at, transfer_leader,
+    cas, change_peer, change_peers_v2, delete, delete_range, get, put, scan, split_at,
+    transfer_leader,
 };
 
 type Queue = Rc<RefCell<VecDeque<(u64, RaftMessage)>>>;

@@ -42,13 +42,27 @@ pub enum Error {
     /// A region error that retrying cannot fix (e.g. key not in region).
     #[error("region error: {}", .0.message)]
     Region(Box<RegionError>),
+    /// The cluster no longer remembers the answer of this write (its sequence was
+    /// acknowledged, or the client's session expired): whether it applied is unknown.
+    #[error(
+        "client {client_id}: the answer of write {sequence} is forgotten (the cluster keeps sequences from {first_kept_sequence} on)"
+    )]
+    SequenceForgotten {
+        /// The client.
+        client_id: u64,
+        /// The write's sequence.
+        sequence: u64,
+        /// The lowest sequence the cluster still remembers.
+        first_kept_sequence: u64,
+    },
     /// The server refused the request (bad request, storage failure).
     #[error("server error: {0}")]
     Server(String),
     /// The server does not implement the call.
     #[error("not implemented: {0}")]
     Unimplemented(String),
-    /// No endpoint answered successfully before the deadline.
+    /// No endpoint answered successfully before the deadline. A write may or may not have
+    /// applied.
     #[error("request timed out after {attempts} attempts; last error: {last}")]
     Timeout {
         /// How many attempts were made.

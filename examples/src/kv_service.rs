@@ -1,39 +1,58 @@
-//! The gRPC `Kv` and `Admin` services of a node: each request is routed by key to a region
-//! and sent to the store's raft worker as a `RaftCmdRequest`; raft-store's typed errors
-//! come back as the response's `region_error`.
+//! The gRPC `Kv` and `Admin` services of a node: each request is routed to a region and
+//! sent to the store's raft worker as a `RaftCmdRequest`; raft-store's typed errors come
+//! back as the response's `region_error`.
 //!
-//! Routing uses a cache of the regions on this store, refreshed from the raft worker's
-//! routing snapshot (`StoreMsg::QueryRegions`) when a key has no cached region or the
-//! store answers `EpochNotMatch` / `RegionNotFound`. A scan covers the region holding its
-//! start key (its end is clipped to that region); a range write crossing a region
-//! boundary is answered with `key_not_in_region`.
+//! Routing uses a [`RegionCache`] of the regions on this store, refreshed from the raft
+//! worker's routing snapshot (`StoreMsg::QueryRegions`) when a key has no cached region or
+//! the store answers `EpochNotMatch` / `RegionNotFound`. A request naming a region
+//! (`context.region_id`, with the version the client routed by) goes to that region only
+//! and is not re-routed: a stale view comes back as `epoch_not_match` for the client to
+//! re-plan. Without one, the service routes by key and splits batch and range writes per
+//! region; every part of an exactly-once write carries the same sequence, which the
+//! region cache's rule makes safe (see [`crate::region_cache`]). A scan covers one region:
+//! the one holding `start_key` (reverse: the one holding the last key below `end_key`).
+//!
+//! Writes are stamped with this node's wall clock (`timestamp_ms`), the time the store's
+//! exactly-once sessions expire by.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
+use futures_util::future::join_all;
+use raft_core::eraftpb::ConfChangeType;
 use raft_store::pb::errorpb;
-use raft_store::pb::metapb::Region;
+use raft_store::pb::metapb::{Peer, Region, RegionEpoch};
 use raft_store::pb::raft_cmdpb::{
-    CmdType, DeleteRangeRequest, DeleteRequest, GetRequest, PutRequest, RaftCmdRequest,
-    RaftCmdResponse, Request, RequestHeader, ScanRequest,
+    AdminCmdType, AdminRequest, ChangePeerRequest, CmdType, CompareAndSwapRequest,
+    DeleteRangeRequest, DeleteRequest, GetRequest, PutRequest, RaftCmdRequest, RaftCmdResponse,
+    Request, RequestHeader, Response, ScanRequest, TransferLeaderRequest,
 };
-use raft_store::region_check::key_in_region;
 use raft_store::{RegionStatus, StoreMailbox, StoreMsg};
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
 
 use crate::proto::kvrpc::{
     self, Context, EpochNotMatch, KeyNotInRegion, KvPair, NotLeader, RegionError, RegionInfo,
-    RegionNotFound, ServerIsBusy, StaleCommand,
+    RegionNotFound, SequenceForgotten, ServerIsBusy, StaleCommand,
 };
+use crate::region_cache::{RegionCache, RegionLike};
 
 /// Why a command failed.
 #[derive(Debug)]
 enum Failure {
-    /// A typed, region-level error for the client to act on.
+    /// A typed error for the client to act on.
     Region(Box<RegionError>),
     /// Anything else, as a message.
     Other(String),
+}
+
+/// Which region a request goes to when it names none.
+#[derive(Debug, Clone, Copy)]
+enum RouteBy<'a> {
+    /// The region holding this key.
+    Key(&'a [u8]),
+    /// The region holding the last key below this one (empty: the last region).
+    Before(&'a [u8]),
 }
 
 /// Shared by the `Kv` and `Admin` services of one node.
@@ -43,13 +62,24 @@ pub struct KvService {
     mailbox: StoreMailbox,
     /// Every store's address, this one included.
     peers: Arc<BTreeMap<u64, String>>,
-    /// The regions this node routes to, by id.
-    regions: Arc<RwLock<BTreeMap<u64, Region>>>,
+    /// The regions this node routes to.
+    regions: Arc<RwLock<RegionCache<Region>>>,
 }
 
 /// The `Admin` service over the same state as [`KvService`].
 #[derive(Debug, Clone)]
 pub struct AdminService(KvService);
+
+/// This node's wall clock in milliseconds since the Unix epoch, stamped on writes.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn pinned(ctx: Option<&Context>) -> Option<&Context> {
+    ctx.filter(|c| c.region_id != 0)
+}
 
 impl KvService {
     /// A service for store `store_id` sending commands to `mailbox`, knowing `region`.
@@ -60,11 +90,13 @@ impl KvService {
         peers: BTreeMap<u64, String>,
         region: Region,
     ) -> Self {
+        let mut regions = RegionCache::new();
+        regions.insert(region);
         Self {
             store_id,
             mailbox,
             peers: Arc::new(peers),
-            regions: Arc::new(RwLock::new(BTreeMap::from([(region.id, region)]))),
+            regions: Arc::new(RwLock::new(regions)),
         }
     }
 
@@ -74,28 +106,39 @@ impl KvService {
         AdminService(self.clone())
     }
 
-    /// The cached region for the context's region id or, without one, for `key`.
-    fn cached_region(&self, ctx: Option<&Context>, key: &[u8]) -> Option<Region> {
+    /// The cached region for the context's region id or, without one, by `route`.
+    fn cached_region(&self, ctx: Option<&Context>, route: RouteBy<'_>) -> Option<Region> {
         let regions = self.regions.read().unwrap_or_else(PoisonError::into_inner);
-        match ctx.map(|c| c.region_id).filter(|id| *id != 0) {
-            Some(id) => regions.get(&id).cloned(),
-            None => regions.values().find(|r| key_in_region(key, r)).cloned(),
+        match pinned(ctx) {
+            // A cached view older than the client's is refreshed first.
+            Some(c) => regions
+                .get(c.region_id)
+                .filter(|r| r.version() >= c.region_version)
+                .cloned(),
+            None => match route {
+                RouteBy::Key(key) => regions.by_key(key).cloned(),
+                RouteBy::Before(end) => regions.before(end).cloned(),
+            },
         }
     }
 
-    /// The region to send a request for `key` to, refreshing the cache on a miss.
-    async fn region_for(&self, ctx: Option<&Context>, key: &[u8]) -> Result<Region, Failure> {
-        if let Some(region) = self.cached_region(ctx, key) {
+    /// The region to send a request to, refreshing the cache on a miss.
+    async fn region_for(
+        &self,
+        ctx: Option<&Context>,
+        route: RouteBy<'_>,
+    ) -> Result<Region, Failure> {
+        if let Some(region) = self.cached_region(ctx, route) {
             return Ok(region);
         }
         self.refresh_regions().await?;
-        if let Some(region) = self.cached_region(ctx, key) {
+        if let Some(region) = self.cached_region(ctx, route) {
             return Ok(region);
         }
-        let error = match ctx.map(|c| c.region_id).filter(|id| *id != 0) {
-            Some(id) => region_not_found(id),
+        let error = match pinned(ctx) {
+            Some(c) => region_not_found(c.region_id),
             None => RegionError {
-                message: format!("no region on this store holds key {key:?}"),
+                message: format!("no region on this store holds the key ({route:?})"),
                 region_not_found: Some(RegionNotFound { region_id: 0 }),
                 ..Default::default()
             },
@@ -123,7 +166,7 @@ impl KvService {
         let mut regions = self.regions.write().unwrap_or_else(PoisonError::into_inner);
         regions.clear();
         for s in statuses.into_iter().filter(|s| !s.region.peers.is_empty()) {
-            regions.insert(s.region.id, s.region);
+            regions.insert(s.region);
         }
         Ok(())
     }
@@ -131,55 +174,77 @@ impl KvService {
     fn learn_regions(&self, current: &[Region]) {
         let mut regions = self.regions.write().unwrap_or_else(PoisonError::into_inner);
         for r in current {
-            regions.insert(r.id, r.clone());
+            regions.insert(r.clone());
         }
     }
 
-    /// Sends `requests` to the region holding `key` (or the context's region). An
-    /// `EpochNotMatch` refreshes the routing cache and is retried once.
+    /// Sends the requests `build` makes for the routed region; returns the response and
+    /// the region it went to. A stale route is refreshed and retried once, unless the
+    /// client named the region (then the client re-plans).
     async fn execute(
         &self,
         ctx: Option<&Context>,
-        key: &[u8],
-        requests: Vec<Request>,
-    ) -> Result<RaftCmdResponse, Failure> {
+        route: RouteBy<'_>,
+        build: impl Fn(&Region) -> Vec<Request>,
+    ) -> Result<(RaftCmdResponse, Region), Failure> {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let region = self.region_for(ctx, key).await?;
-            let resp = self.execute_on(ctx, &region, requests.clone()).await;
+            let region = self.region_for(ctx, route).await?;
+            let resp = self.execute_on(ctx, &region, build(&region), None).await;
             let Some(err) = resp.header.as_ref().and_then(|h| h.error.as_ref()) else {
-                return Ok(resp);
+                return Ok((resp, region));
             };
             let stale_route = err.epoch_not_match.is_some() || err.region_not_found.is_some();
-            if stale_route && attempts < 2 {
+            if stale_route {
                 if let Some(epoch) = &err.epoch_not_match {
                     self.learn_regions(&epoch.current_regions);
                 }
                 self.refresh_regions().await?;
-                continue;
+                if attempts < 2 && pinned(ctx).is_none() {
+                    continue;
+                }
+            } else if err.not_leader.is_some() && attempts < 2 && pinned(ctx).is_none() {
+                // A follower checks no epoch, so a stale route shows as not_leader: route
+                // again by the store's current view before sending the client elsewhere.
+                self.refresh_regions().await?;
+                let now = self.cached_region(ctx, route);
+                let moved =
+                    now.is_some_and(|r| r.id != region.id || r.region_epoch != region.region_epoch);
+                if moved {
+                    continue;
+                }
             }
             return Err(self.to_failure(err));
         }
     }
 
+    /// Sends one command (data `requests`, or `admin`) to `region` on this store.
     async fn execute_on(
         &self,
         ctx: Option<&Context>,
         region: &Region,
         requests: Vec<Request>,
+        admin: Option<AdminRequest>,
     ) -> RaftCmdResponse {
         let ctx = ctx.cloned().unwrap_or_default();
+        let mut epoch: RegionEpoch = region.region_epoch.unwrap_or_default();
+        if ctx.region_id == region.id && ctx.region_version != 0 {
+            // The client's view decides: a stale one gets EpochNotMatch.
+            epoch.version = ctx.region_version;
+        }
         let request = RaftCmdRequest {
             header: Some(RequestHeader {
                 region_id: region.id,
-                region_epoch: region.region_epoch,
+                region_epoch: Some(epoch),
                 client_id: ctx.client_id,
                 sequence: ctx.sequence,
+                first_awaited_sequence: ctx.first_awaited_sequence,
+                timestamp_ms: now_ms(),
                 ..Default::default()
             }),
             requests,
-            admin_request: None,
+            admin_request: admin,
         };
         self.mailbox.execute(request).await
     }
@@ -218,6 +283,12 @@ impl KvService {
             });
         } else if e.stale_command.is_some() {
             out.stale_command = Some(StaleCommand {});
+        } else if let Some(f) = &e.sequence_forgotten {
+            out.sequence_forgotten = Some(SequenceForgotten {
+                client_id: f.client_id,
+                sequence: f.sequence,
+                first_kept_sequence: f.first_kept_sequence,
+            });
         } else {
             // Not a routing error (entry too large, store mismatch, storage failure).
             return Failure::Other(e.message.clone());
@@ -234,7 +305,9 @@ fn region_not_found(region_id: u64) -> RegionError {
     }
 }
 
-fn region_info(r: &Region) -> RegionInfo {
+/// The client's view of a region.
+#[must_use]
+pub fn region_info(r: &Region) -> RegionInfo {
     let epoch = r.region_epoch.unwrap_or_default();
     RegionInfo {
         id: r.id,
@@ -282,29 +355,90 @@ fn bad_request(msg: &str) -> Failure {
     Failure::Other(format!("bad request: {msg}"))
 }
 
+/// `end` clipped to the region's end (empty = unbounded on both sides).
+fn clip_end(end: &Bytes, region: &Region) -> Bytes {
+    if !region.end_key.is_empty() && (end.is_empty() || *end > region.end_key) {
+        region.end_key.clone()
+    } else {
+        end.clone()
+    }
+}
+
+/// `start` raised to the region's start.
+fn clip_start(start: &Bytes, region: &Region) -> Bytes {
+    if *start < region.start_key {
+        region.start_key.clone()
+    } else {
+        start.clone()
+    }
+}
+
+/// The first response of a successful command.
+fn first(resp: RaftCmdResponse) -> Response {
+    resp.responses.into_iter().next().unwrap_or_default()
+}
+
 impl KvService {
-    /// Runs one request per key, one command per region, and returns the responses in
-    /// key order.
+    /// Runs one request per key, one command per region (concurrently), and returns the
+    /// responses in request order. The first failure fails the call (other regions' parts
+    /// may have applied; an exactly-once retry applies only the rest).
     async fn per_region(
         &self,
         ctx: Option<&Context>,
         items: Vec<(Bytes, Request)>,
-    ) -> Result<Vec<raft_store::pb::raft_cmdpb::Response>, Failure> {
+    ) -> Result<Vec<Response>, Failure> {
         let mut groups: BTreeMap<u64, Vec<(usize, Bytes, Request)>> = BTreeMap::new();
         for (i, (key, req)) in items.into_iter().enumerate() {
-            let region = self.region_for(ctx, &key).await?;
+            let region = self.region_for(ctx, RouteBy::Key(&key)).await?;
             groups.entry(region.id).or_default().push((i, key, req));
         }
-        let mut out = Vec::new();
-        for group in groups.into_values() {
+        let runs = groups.into_values().map(|group| async move {
             let first_key = group.first().map(|(_, k, _)| k.clone()).unwrap_or_default();
             let (indexes, requests): (Vec<usize>, Vec<Request>) =
                 group.into_iter().map(|(i, _, r)| (i, r)).unzip();
-            let resp = self.execute(ctx, &first_key, requests).await?;
-            out.extend(indexes.into_iter().zip(resp.responses));
+            let (resp, _) = self
+                .execute(ctx, RouteBy::Key(&first_key), |_| requests.clone())
+                .await?;
+            Ok::<_, Failure>(indexes.into_iter().zip(resp.responses).collect::<Vec<_>>())
+        });
+        let mut out = Vec::new();
+        for r in join_all(runs).await {
+            out.extend(r?);
         }
         out.sort_by_key(|(i, _)| *i);
         Ok(out.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// Deletes `[start, end)` region by region (or in the named region only).
+    async fn delete_range(
+        &self,
+        ctx: Option<&Context>,
+        start: Bytes,
+        end: Bytes,
+    ) -> Result<(), Failure> {
+        let mut cursor = start;
+        loop {
+            let (_, region) = self
+                .execute(ctx, RouteBy::Key(&cursor), |region: &Region| {
+                    vec![Request {
+                        cmd_type: CmdType::DeleteRange as i32,
+                        delete_range: Some(DeleteRangeRequest {
+                            cf: String::new(),
+                            start_key: clip_start(&cursor, region),
+                            end_key: clip_end(&end, region),
+                        }),
+                        ..Default::default()
+                    }]
+                })
+                .await?;
+            let done = region.end_key.is_empty()
+                || (!end.is_empty() && end <= region.end_key)
+                || pinned(ctx).is_some();
+            if done {
+                return Ok(());
+            }
+            cursor = region.end_key;
+        }
     }
 }
 
@@ -317,13 +451,10 @@ impl kvrpc::kv_server::Kv for KvService {
         let req = request.into_inner();
         let ctx = req.context.as_ref();
         let r = self
-            .execute(ctx, &req.key, vec![get(req.key.clone())])
+            .execute(ctx, RouteBy::Key(&req.key), |_| vec![get(req.key.clone())])
             .await;
         let (resp, region_error, error) = errors(r);
-        let got = resp
-            .and_then(|r| r.responses.into_iter().next())
-            .and_then(|r| r.get)
-            .unwrap_or_default();
+        let got = resp.and_then(|(r, _)| first(r).get).unwrap_or_default();
         Ok(GrpcResponse::new(kvrpc::RawGetResponse {
             region_error,
             not_found: error.is_empty() && !got.found,
@@ -338,11 +469,9 @@ impl kvrpc::kv_server::Kv for KvService {
     ) -> Result<GrpcResponse<kvrpc::RawPutResponse>, Status> {
         let req = request.into_inner();
         let r = self
-            .execute(
-                req.context.as_ref(),
-                &req.key,
-                vec![put(req.key.clone(), req.value)],
-            )
+            .execute(req.context.as_ref(), RouteBy::Key(&req.key), |_| {
+                vec![put(req.key.clone(), req.value.clone())]
+            })
             .await;
         let (_, region_error, error) = errors(r);
         Ok(GrpcResponse::new(kvrpc::RawPutResponse {
@@ -365,7 +494,9 @@ impl kvrpc::kv_server::Kv for KvService {
             ..Default::default()
         };
         let r = self
-            .execute(req.context.as_ref(), &req.key, vec![cmd])
+            .execute(req.context.as_ref(), RouteBy::Key(&req.key), |_| {
+                vec![cmd.clone()]
+            })
             .await;
         let (_, region_error, error) = errors(r);
         Ok(GrpcResponse::new(kvrpc::RawDeleteResponse {
@@ -384,31 +515,32 @@ impl kvrpc::kv_server::Kv for KvService {
             if !req.end_key.is_empty() && req.end_key <= req.start_key {
                 return Err(bad_request("scan end_key must be after start_key"));
             }
-            let region = self.region_for(ctx, &req.start_key).await?;
-            // Clip the range to the region: a scan covers one region in this slice.
-            let mut end_key = req.end_key.clone();
-            if !region.end_key.is_empty() && (end_key.is_empty() || end_key > region.end_key) {
-                end_key = region.end_key.clone();
-            }
-            let cmd = Request {
-                cmd_type: CmdType::Scan as i32,
-                scan: Some(ScanRequest {
-                    cf: String::new(),
-                    start_key: req.start_key.clone(),
-                    end_key,
-                    limit: req.limit,
-                    reverse: req.reverse,
-                    key_only: req.key_only,
-                }),
-                ..Default::default()
+            let route = if req.reverse {
+                RouteBy::Before(&req.end_key)
+            } else {
+                RouteBy::Key(&req.start_key)
             };
-            self.execute(ctx, &req.start_key, vec![cmd]).await
+            // A scan covers one region: its range is clipped to the region's.
+            let build = |region: &Region| {
+                vec![Request {
+                    cmd_type: CmdType::Scan as i32,
+                    scan: Some(ScanRequest {
+                        cf: String::new(),
+                        start_key: clip_start(&req.start_key, region),
+                        end_key: clip_end(&req.end_key, region),
+                        limit: req.limit,
+                        reverse: req.reverse,
+                        key_only: req.key_only,
+                    }),
+                    ..Default::default()
+                }]
+            };
+            self.execute(ctx, route, build).await
         }
         .await;
         let (resp, region_error, error) = errors(r);
         let kvs = resp
-            .and_then(|r| r.responses.into_iter().next())
-            .and_then(|r| r.scan)
+            .and_then(|(r, _)| first(r).scan)
             .map(|s| {
                 s.pairs
                     .into_iter()
@@ -483,16 +615,7 @@ impl kvrpc::kv_server::Kv for KvService {
             if !req.end_key.is_empty() && req.end_key <= req.start_key {
                 return Err(bad_request("delete range end_key must be after start_key"));
             }
-            let cmd = Request {
-                cmd_type: CmdType::DeleteRange as i32,
-                delete_range: Some(DeleteRangeRequest {
-                    cf: String::new(),
-                    start_key: req.start_key.clone(),
-                    end_key: req.end_key.clone(),
-                }),
-                ..Default::default()
-            };
-            self.execute(req.context.as_ref(), &req.start_key, vec![cmd])
+            self.delete_range(req.context.as_ref(), req.start_key, req.end_key)
                 .await
         }
         .await;
@@ -505,12 +628,105 @@ impl kvrpc::kv_server::Kv for KvService {
 
     async fn raw_compare_and_swap(
         &self,
-        _request: GrpcRequest<kvrpc::RawCompareAndSwapRequest>,
+        request: GrpcRequest<kvrpc::RawCompareAndSwapRequest>,
     ) -> Result<GrpcResponse<kvrpc::RawCompareAndSwapResponse>, Status> {
-        Err(Status::unimplemented(
-            "RawCompareAndSwap is not implemented yet: it needs a conditional write in \
-             raft-store's apply (planned for the exactly-once slice)",
-        ))
+        let req = request.into_inner();
+        let cmd = Request {
+            cmd_type: CmdType::CompareAndSwap as i32,
+            cas: Some(CompareAndSwapRequest {
+                cf: String::new(),
+                key: req.key.clone(),
+                expected_value: req.previous_value,
+                expect_absent: req.previous_not_exist,
+                new_value: req.value,
+                delete: req.delete,
+            }),
+            ..Default::default()
+        };
+        let r = self
+            .execute(req.context.as_ref(), RouteBy::Key(&req.key), |_| {
+                vec![cmd.clone()]
+            })
+            .await;
+        let (resp, region_error, error) = errors(r);
+        let cas = resp.and_then(|(r, _)| first(r).cas).unwrap_or_default();
+        Ok(GrpcResponse::new(kvrpc::RawCompareAndSwapResponse {
+            region_error,
+            error,
+            succeed: cas.succeeded,
+            previous_not_exist: !cas.previous_found,
+            previous_value: cas.previous_value,
+        }))
+    }
+}
+
+impl AdminService {
+    /// Runs the admin command `build` makes for region `region_id` on this store (the
+    /// region's leader, or the answer is `not_leader`); a stale epoch is refreshed and
+    /// retried once.
+    async fn admin(
+        &self,
+        region_id: u64,
+        build: impl Fn(&Region) -> Result<AdminRequest, Failure>,
+    ) -> Result<RaftCmdResponse, Failure> {
+        let svc = &self.0;
+        let ctx = Context {
+            region_id,
+            ..Default::default()
+        };
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            // Admin calls are rare and check membership: route by the store's current view.
+            svc.refresh_regions().await?;
+            let region = svc.region_for(Some(&ctx), RouteBy::Key(&[])).await?;
+            let admin = build(&region)?;
+            let resp = svc.execute_on(None, &region, Vec::new(), Some(admin)).await;
+            let Some(err) = resp.header.as_ref().and_then(|h| h.error.as_ref()) else {
+                return Ok(resp);
+            };
+            if err.epoch_not_match.is_some() || err.region_not_found.is_some() {
+                svc.refresh_regions().await?;
+                if attempts < 2 {
+                    continue;
+                }
+            }
+            return Err(svc.to_failure(err));
+        }
+    }
+
+    /// The region's peer on `store_id`.
+    fn peer_on(region: &Region, store_id: u64) -> Result<Peer, Failure> {
+        region
+            .peers
+            .iter()
+            .find(|p| p.store_id == store_id)
+            .copied()
+            .ok_or_else(|| {
+                bad_request(&format!(
+                    "region {} has no peer on store {store_id}",
+                    region.id
+                ))
+            })
+    }
+
+    /// The region after a membership change, from the admin response.
+    fn changed_region(resp: RaftCmdResponse) -> Option<RegionInfo> {
+        resp.admin_response
+            .and_then(|a| a.change_peer)
+            .and_then(|c| c.region)
+            .map(|r| region_info(&r))
+    }
+}
+
+fn change_peer(change_type: ConfChangeType, peer: Peer) -> AdminRequest {
+    AdminRequest {
+        cmd_type: AdminCmdType::ChangePeer as i32,
+        change_peer: Some(ChangePeerRequest {
+            change_type: change_type as i32,
+            peer: Some(peer),
+        }),
+        ..Default::default()
     }
 }
 
@@ -549,6 +765,100 @@ impl kvrpc::admin_server::Admin for AdminService {
                 })
                 .collect(),
             regions: statuses,
+        }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: GrpcRequest<kvrpc::TransferLeaderRequest>,
+    ) -> Result<GrpcResponse<kvrpc::TransferLeaderResponse>, Status> {
+        let req = request.into_inner();
+        let r = self
+            .admin(req.region_id, |region| {
+                let peer = Self::peer_on(region, req.to_store_id)?;
+                Ok(AdminRequest {
+                    cmd_type: AdminCmdType::TransferLeader as i32,
+                    transfer_leader: Some(TransferLeaderRequest { peer: Some(peer) }),
+                    ..Default::default()
+                })
+            })
+            .await;
+        let (_, region_error, error) = errors(r);
+        Ok(GrpcResponse::new(kvrpc::TransferLeaderResponse {
+            region_error,
+            error,
+        }))
+    }
+
+    async fn add_peer(
+        &self,
+        request: GrpcRequest<kvrpc::AddPeerRequest>,
+    ) -> Result<GrpcResponse<kvrpc::AddPeerResponse>, Status> {
+        let req = request.into_inner();
+        let known = self.0.peers.contains_key(&req.store_id);
+        let r = self
+            .admin(req.region_id, |region| {
+                if !known {
+                    return Err(bad_request(&format!(
+                        "store {} is not in this cluster's configuration",
+                        req.store_id
+                    )));
+                }
+                if region.peers.iter().any(|p| p.store_id == req.store_id) {
+                    return Err(bad_request(&format!(
+                        "region {} already has a peer on store {}",
+                        region.id, req.store_id
+                    )));
+                }
+                let change_type = if req.as_learner {
+                    ConfChangeType::AddLearnerNode
+                } else {
+                    ConfChangeType::AddNode
+                };
+                // Peer id 0: the store allocates a cluster-unique one.
+                let peer = Peer {
+                    id: 0,
+                    store_id: req.store_id,
+                    role: 0,
+                };
+                Ok(change_peer(change_type, peer))
+            })
+            .await;
+        let (resp, region_error, error) = errors(r);
+        Ok(GrpcResponse::new(kvrpc::AddPeerResponse {
+            region_error,
+            error,
+            region: resp.and_then(Self::changed_region),
+        }))
+    }
+
+    async fn remove_peer(
+        &self,
+        request: GrpcRequest<kvrpc::RemovePeerRequest>,
+    ) -> Result<GrpcResponse<kvrpc::RemovePeerResponse>, Status> {
+        let req = request.into_inner();
+        let svc = &self.0;
+        let leads_here = svc.query_regions().await.is_ok_and(|statuses| {
+            statuses
+                .iter()
+                .any(|s| s.region.id == req.region_id && s.is_leader)
+        });
+        let r = self
+            .admin(req.region_id, |region| {
+                if leads_here && req.store_id == svc.store_id {
+                    return Err(bad_request(
+                        "the leader cannot remove its own peer: transfer leadership first",
+                    ));
+                }
+                let peer = Self::peer_on(region, req.store_id)?;
+                Ok(change_peer(ConfChangeType::RemoveNode, peer))
+            })
+            .await;
+        let (resp, region_error, error) = errors(r);
+        Ok(GrpcResponse::new(kvrpc::RemovePeerResponse {
+            region_error,
+            error,
+            region: resp.and_then(Self::changed_region),
         }))
     }
 }

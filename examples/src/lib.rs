@@ -2,14 +2,14 @@
 //! with the KV, Admin and raft transport services on one gRPC server, the [`Client`]
 //! library, `raftkv-server` and the embedded 3-node demo.
 //!
-//! See `examples/README.md` for the commands and the limits of this slice (no
-//! compare-and-swap and no write deduplication yet).
+//! See `examples/README.md` for the commands, compare-and-swap and exactly-once writes.
 
 pub mod client;
 pub mod error;
 pub mod fsync_probe;
 pub mod kv_service;
 pub mod node;
+pub mod region_cache;
 
 /// Wire types and gRPC stubs, generated from `proto/`.
 pub mod proto {

@@ -69,6 +69,10 @@ pub struct NodeConfig {
     pub tick_ms: u64,
     /// The store's settings.
     pub store: raft_store::Config,
+    /// The stores whose peers form the first region when the cluster is bootstrapped
+    /// (empty = every store in `peers`). A store left out starts with no region and gets
+    /// data once a peer is added on it (`Admin.AddPeer`). Must be the same on every node.
+    pub initial_members: Vec<u64>,
 }
 
 impl NodeConfig {
@@ -88,6 +92,7 @@ impl NodeConfig {
             engine: EngineKind::default(),
             tick_ms: 100,
             store: raft_store::Config::default(),
+            initial_members: Vec::new(),
         }
     }
 
@@ -104,10 +109,25 @@ impl NodeConfig {
         if self.tick_ms == 0 {
             return Err(Error::Config("tick_ms must be greater than 0".into()));
         }
+        if let Some(id) = self
+            .initial_members
+            .iter()
+            .find(|id| !self.peers.contains_key(id))
+        {
+            return Err(Error::Config(format!(
+                "initial member {id} is not among the peers"
+            )));
+        }
         Ok(())
     }
 
-    /// The first region: the whole key space, a voter on every configured store.
+    /// Whether this node's store holds a peer of the first region from the start.
+    #[must_use]
+    pub fn is_initial_member(&self) -> bool {
+        self.initial_members.is_empty() || self.initial_members.contains(&self.store_id)
+    }
+
+    /// The first region: the whole key space, a voter on every initial member.
     #[must_use]
     pub fn first_region(&self) -> Region {
         Region {
@@ -119,6 +139,7 @@ impl NodeConfig {
             peers: self
                 .peers
                 .keys()
+                .filter(|id| self.initial_members.is_empty() || self.initial_members.contains(id))
                 .map(|&id| Peer {
                     id,
                     store_id: id,
@@ -360,7 +381,7 @@ fn launch<ER: Engine, EK: Engine>(
         },
         e => Error::Store(e),
     })?;
-    if bootstrap_region(&raft, &kv, &cfg.first_region())? {
+    if cfg.is_initial_member() && bootstrap_region(&raft, &kv, &cfg.first_region())? {
         info!(store_id = cfg.store_id, "bootstrapped the first region");
     }
     let store_cfg = raft_store::Config {

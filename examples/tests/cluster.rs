@@ -7,74 +7,11 @@ use std::time::Duration;
 use raftkv_examples::proto::kvrpc::admin_client::AdminClient;
 use raftkv_examples::proto::kvrpc::kv_client::KvClient;
 use raftkv_examples::proto::kvrpc::{self, Context};
-use raftkv_examples::{Client, EngineKind, Error, Node, NodeConfig};
+use raftkv_examples::{Client, Error, Node, NodeConfig};
 use tokio::net::TcpListener;
-use tokio::time::Instant;
 
-const TICK_MS: u64 = 20;
-const ENTRY_MAX_BYTES: u64 = 64 << 10;
-
-/// Starts stores 1..=3 on fresh loopback ports.
-async fn start_cluster() -> Vec<Node> {
-    let mut listeners = Vec::new();
-    for id in 1..=3u64 {
-        let l = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
-        listeners.push((id, l));
-    }
-    let peers: BTreeMap<u64, String> = listeners
-        .iter()
-        .map(|(id, l)| (*id, l.local_addr().expect("local addr").to_string()))
-        .collect();
-    let mut nodes = Vec::new();
-    for (id, listener) in listeners {
-        let mut cfg = NodeConfig::new(
-            id,
-            listener.local_addr().expect("local addr"),
-            peers.clone(),
-            std::env::temp_dir(),
-        );
-        cfg.engine = EngineKind::Memory;
-        cfg.tick_ms = TICK_MS;
-        cfg.store.raft_entry_max_bytes = ENTRY_MAX_BYTES;
-        nodes.push(Node::start_on(cfg, listener).await.expect("start node"));
-    }
-    nodes
-}
-
-fn endpoints(nodes: &[Node]) -> Vec<String> {
-    nodes.iter().map(|n| n.addr().to_string()).collect()
-}
-
-/// The store id that leads region 1, polled from the nodes' Admin status until one
-/// reports leading it (bounded).
-async fn leader(nodes: &[Node]) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        for node in nodes {
-            let Ok(mut admin) = AdminClient::connect(format!("http://{}", node.addr())).await
-            else {
-                continue;
-            };
-            if let Ok(status) = admin.status(kvrpc::StatusRequest {}).await {
-                let status = status.into_inner();
-                if status.regions.iter().any(|r| r.is_leader) {
-                    return status.store_id;
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "no leader elected in time");
-        // Polling for an election: there is no event to wait on from outside.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn shutdown(nodes: Vec<Node>) {
-    for node in nodes {
-        node.shutdown().await.expect("clean shutdown");
-    }
-}
+mod support;
+use support::{ENTRY_MAX_BYTES, TICK_MS, endpoints, leader, shutdown, start_cluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_get_delete_scan_through_the_client() {
@@ -145,7 +82,7 @@ async fn batch_calls_and_delete_range_over_raw_grpc() {
             context: Some(Context {
                 client_id: 7,
                 sequence: 1,
-                region_id: 0,
+                ..Context::default()
             }),
             pairs,
         })
@@ -251,12 +188,20 @@ async fn bad_requests_get_clear_typed_errors() {
         .expect("rpc")
         .into_inner();
     assert!(resp.error.contains("bad request"), "{resp:?}");
-    // Compare-and-swap is declared but not implemented yet.
-    let status = kv
-        .raw_compare_and_swap(kvrpc::RawCompareAndSwapRequest::default())
-        .await
-        .expect_err("unimplemented");
-    assert_eq!(status.code(), tonic::Code::Unimplemented);
+    // A key longer than the engines accept is refused before it reaches them.
+    match client.put(vec![b'k'; 600], "v").await {
+        Err(Error::Server(msg)) => assert!(msg.contains("600 bytes is longer"), "{msg}"),
+        other => panic!("expected a key-too-long error, got {other:?}"),
+    }
+    match client.compare_and_swap(vec![b'k'; 600], None, None).await {
+        Err(Error::Server(msg)) => assert!(msg.contains("bad request"), "{msg}"),
+        other => panic!("expected a key-too-long error, got {other:?}"),
+    }
+    // The store survived both: it still serves.
+    assert_eq!(
+        client.get("ok").await.expect("get").as_deref(),
+        Some(&b"1"[..])
+    );
     shutdown(nodes).await;
 }
 

@@ -74,6 +74,13 @@ pub struct Config {
     /// no round trip, but linearizable only while clock drift between nodes stays below
     /// the election timeout. Default false (ReadIndex with a quorum round).
     pub lease_read: bool,
+    /// An exactly-once client session idle this long (by the region clock, the largest
+    /// command timestamp applied) is dropped. Part of the replicated state machine: must be
+    /// equal on every store. Default 30 minutes.
+    pub client_session_ttl_ms: u64,
+    /// Exactly-once client sessions kept per region; past it the least recently used is
+    /// dropped. Must be equal on every store. Default 10,000.
+    pub client_session_max_per_region: usize,
 }
 
 impl Default for Config {
@@ -100,6 +107,8 @@ impl Default for Config {
             max_batch_msgs: 4096,
             sync_log: true,
             lease_read: false,
+            client_session_ttl_ms: 30 * 60 * 1000,
+            client_session_max_per_region: 10_000,
         }
     }
 }
@@ -145,6 +154,9 @@ impl Config {
         }
         if self.max_batch_msgs == 0 {
             return bad("max_batch_msgs must be greater than 0");
+        }
+        if self.client_session_ttl_ms == 0 || self.client_session_max_per_region == 0 {
+            return bad("client_session_ttl_ms and client_session_max_per_region must be > 0");
         }
         Ok(())
     }

@@ -62,6 +62,20 @@ pub enum Error {
         /// The entry's size.
         entry_size: u64,
     },
+    /// The client's session no longer holds this sequence's result (the client said it
+    /// awaited nothing below `first_kept_sequence`, or its session expired and restarted):
+    /// whether the command applied is unknown, so it is not retried.
+    #[error(
+        "client {client_id}: sequence {sequence} is forgotten (the session keeps sequences from {first_kept_sequence} on)"
+    )]
+    SequenceForgotten {
+        /// The client.
+        client_id: u64,
+        /// The sequence of the request.
+        sequence: u64,
+        /// The lowest sequence the session still knows.
+        first_kept_sequence: u64,
+    },
     /// The storage engine failed (fatal for the store).
     #[error(transparent)]
     Engine(#[from] engines::Error),
@@ -164,6 +178,17 @@ impl Error {
                 e.raft_entry_too_large = Some(errorpb::RaftEntryTooLarge {
                     region_id: *region_id,
                     entry_size: *entry_size,
+                });
+            }
+            Error::SequenceForgotten {
+                client_id,
+                sequence,
+                first_kept_sequence,
+            } => {
+                e.sequence_forgotten = Some(errorpb::SequenceForgotten {
+                    client_id: *client_id,
+                    sequence: *sequence,
+                    first_kept_sequence: *first_kept_sequence,
                 });
             }
             _ => {}

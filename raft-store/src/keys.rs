@@ -10,7 +10,8 @@
 //! | kv | `meta` | `0x01 0x04` | next local id (u64 BE) |
 //! | kv | `meta` | `0x01 0x02` region_id(u64 BE) `0x03` | `RaftApplyState` |
 //! | kv | `meta` | `0x01 0x03` region_id(u64 BE) `0x01` | `RegionLocalState` |
-//! | kv | `meta` | `0x01 0x02` region_id(u64 BE) `0x04` client_id(u64 BE) | last result per client (exactly-once) |
+//! | kv | `meta` | `0x01 0x02` region_id(u64 BE) `0x04` | `SessionClock` (exactly-once) |
+//! | kv | `meta` | `0x01 0x02` region_id(u64 BE) `0x04` client_id(u64 BE) | `ClientSession` (exactly-once) |
 //! | raft | `raft` | `0x01 0x02` region_id(u64 BE) `0x01` index(u64 BE) | `eraftpb::Entry` |
 //! | raft | `raft` | `0x01 0x02` region_id(u64 BE) `0x02` | `RaftLocalState` |
 //!
@@ -37,11 +38,14 @@ const REGION_META_PREFIX: u8 = 0x03;
 const RAFT_LOG_SUFFIX: u8 = 0x01;
 const RAFT_STATE_SUFFIX: u8 = 0x02;
 const APPLY_STATE_SUFFIX: u8 = 0x03;
-const CLIENT_RESULT_SUFFIX: u8 = 0x04;
+const CLIENT_SESSION_SUFFIX: u8 = 0x04;
 const REGION_STATE_SUFFIX: u8 = 0x01;
 
 /// The prefix of data keys.
 pub const DATA_PREFIX: u8 = b'z';
+/// The longest user key: its data key (one prefix byte longer) must fit the engines'
+/// [`MAX_KEY_BYTES`](engines::MAX_KEY_BYTES).
+pub const MAX_USER_KEY_BYTES: usize = engines::MAX_KEY_BYTES - 1;
 /// The smallest data key (the start of the data key space).
 pub const DATA_MIN_KEY: &[u8] = &[DATA_PREFIX];
 /// One past the largest data key (the end of the data key space).
@@ -121,11 +125,21 @@ impl SnapRange {
 /// data, and are written with it).
 #[must_use]
 pub fn region_snapshot_ranges(region: &crate::pb::metapb::Region) -> Vec<SnapRange> {
-    vec![SnapRange {
-        cf: CF_DEFAULT,
-        start: data_key(&region.start_key),
-        end: data_end_key(&region.end_key),
-    }]
+    let (session_start, session_end) = client_session_range(region.id);
+    vec![
+        SnapRange {
+            cf: CF_DEFAULT,
+            start: data_key(&region.start_key),
+            end: data_end_key(&region.end_key),
+        },
+        // Exactly-once sessions are replicated state: a replica that catches up by
+        // snapshot and then leads must still recognise retries.
+        SnapRange {
+            cf: CF_META,
+            start: session_start,
+            end: session_end,
+        },
+    ]
 }
 
 /// The key of a raft log entry.
@@ -161,18 +175,36 @@ pub fn apply_state_key(region_id: u64) -> Vec<u8> {
     region_key(REGION_RAFT_PREFIX, region_id, APPLY_STATE_SUFFIX, 0)
 }
 
-/// The key of a client's last result in a region (exactly-once writes).
+/// The key of a client's exactly-once session in a region.
 #[must_use]
-pub fn client_result_key(region_id: u64, client_id: u64) -> Vec<u8> {
-    let mut k = region_key(REGION_RAFT_PREFIX, region_id, CLIENT_RESULT_SUFFIX, 8);
+pub fn client_session_key(region_id: u64, client_id: u64) -> Vec<u8> {
+    let mut k = region_key(REGION_RAFT_PREFIX, region_id, CLIENT_SESSION_SUFFIX, 8);
     k.extend_from_slice(&client_id.to_be_bytes());
     k
 }
 
-/// The first key of a region's client results.
+/// The key of a region's session clock; it sorts before every session key of the region.
 #[must_use]
-pub fn client_result_prefix(region_id: u64) -> Vec<u8> {
-    region_key(REGION_RAFT_PREFIX, region_id, CLIENT_RESULT_SUFFIX, 0)
+pub fn client_session_clock_key(region_id: u64) -> Vec<u8> {
+    region_key(REGION_RAFT_PREFIX, region_id, CLIENT_SESSION_SUFFIX, 0)
+}
+
+/// The `[start, end)` range (kv engine, `CF_META`) of a region's exactly-once state: its
+/// session clock and every client session. Part of the region's replicated state: a
+/// snapshot carries it and a destroyed peer deletes it.
+#[must_use]
+pub fn client_session_range(region_id: u64) -> (Vec<u8>, Vec<u8>) {
+    (
+        client_session_clock_key(region_id),
+        region_key(REGION_RAFT_PREFIX, region_id, CLIENT_SESSION_SUFFIX + 1, 0),
+    )
+}
+
+/// The client id in a session key of `region_id`, or `None` for any other key.
+#[must_use]
+pub fn client_session_client_id(key: &[u8], region_id: u64) -> Option<u64> {
+    let rest = key.strip_prefix(client_session_clock_key(region_id).as_slice())?;
+    Some(u64::from_be_bytes(rest.try_into().ok()?))
 }
 
 /// The key of a region's `RegionLocalState`.
@@ -237,5 +269,26 @@ mod tests {
             assert_eq!(region_state_region_id(&k), Some(id));
         }
         assert_eq!(region_state_region_id(&apply_state_key(1)), None);
+    }
+
+    #[test]
+    fn a_regions_session_keys_are_inside_its_session_range_only() {
+        let (lo, hi) = client_session_range(7);
+        for client in [0, 1, u64::MAX] {
+            let k = client_session_key(7, client);
+            assert!(lo <= k && k < hi);
+            assert_eq!(client_session_client_id(&k, 7), Some(client));
+            assert_eq!(client_session_client_id(&k, 8), None);
+            assert!(!(client_session_range(8).0 <= k && k < client_session_range(8).1));
+        }
+        assert!(lo <= client_session_clock_key(7) && client_session_clock_key(7) < hi);
+        assert_eq!(
+            client_session_client_id(&client_session_clock_key(7), 7),
+            None
+        );
+        // Neither the apply state nor the region state falls inside it.
+        for k in [apply_state_key(7), region_state_key(7)] {
+            assert!(!(lo <= k && k < hi));
+        }
     }
 }

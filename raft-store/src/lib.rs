@@ -5,7 +5,9 @@
 //! commit, proposals with callbacks, apply with write batches, the log GC worker, the
 //! region snapshot worker, conf change and region split.
 
+mod apply_overlay;
 pub mod bootstrap;
+pub mod client_session;
 pub mod config;
 pub mod error;
 pub mod id_alloc;

@@ -13,6 +13,7 @@ use tracing::info;
 
 pub use apply::ApplyResult;
 
+use crate::client_session::{SessionPolicy, SessionTable};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::msg::Callback;
@@ -69,6 +70,9 @@ pub struct Peer<ER: Engine, EK: Engine> {
     /// Peers heard from, so a peer that does not know its region's membership yet (it
     /// awaits its first snapshot) can still answer the leader.
     peer_cache: HashMap<u64, metapb::Peer>,
+    /// The region's exactly-once client sessions, as of the applied index.
+    sessions: SessionTable,
+    session_policy: SessionPolicy,
 }
 
 impl<ER: Engine, EK: Engine> std::fmt::Debug for Peer<ER, EK> {
@@ -105,6 +109,13 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         meta: metapb::Peer,
     ) -> Result<Self> {
         let storage = PeerStorage::new(raft_engine, kv_engine, region)?;
+        let session_policy = SessionPolicy::from(cfg);
+        let sessions = SessionTable::load(
+            storage.kv_engine(),
+            storage.region().id,
+            session_policy,
+            storage.applied_index(),
+        )?;
         let mut raft_cfg = cfg.raft_config(meta.id, storage.applied_index());
         // Different peers of one region must not time out in lockstep.
         raft_cfg.random_seed = meta.id ^ (storage.region().id << 32);
@@ -126,6 +137,8 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             applying_snapshot: None,
             held_messages: Vec::new(),
             peer_cache: HashMap::new(),
+            sessions,
+            session_policy,
         })
     }
 
@@ -238,6 +251,12 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             region_id: self.region_id(),
             leader: self.leader(),
         }
+    }
+
+    /// The region's exactly-once client sessions.
+    #[must_use]
+    pub fn client_sessions(&self) -> &SessionTable {
+        &self.sessions
     }
 
     /// Advances the peer's logical clock.

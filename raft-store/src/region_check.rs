@@ -98,7 +98,36 @@ pub fn check_keys(req: &RaftCmdRequest, region: &Region) -> Result<()> {
                     .map_or((empty, empty), |s| (&s.start_key[..], &s.end_key[..]));
                 check_range_in_region(start, end, region)?;
             }
+            CmdType::CompareAndSwap => {
+                check_key_in_region(r.cas.as_ref().map_or(empty, |c| &c.key), region)?;
+            }
             CmdType::Snap | CmdType::Invalid => {}
+        }
+    }
+    Ok(())
+}
+
+/// Fails when a key a command reads or writes is longer than
+/// [`MAX_USER_KEY_BYTES`](crate::keys::MAX_USER_KEY_BYTES) (range bounds may be longer):
+/// the engines refuse such keys, which must not reach them from apply.
+///
+/// # Errors
+/// [`Error::Other`] naming the size.
+pub fn check_key_sizes(req: &RaftCmdRequest) -> Result<()> {
+    let max = crate::keys::MAX_USER_KEY_BYTES;
+    for r in &req.requests {
+        let key = match r.cmd_type() {
+            CmdType::Get => r.get.as_ref().map(|g| &g.key),
+            CmdType::Put => r.put.as_ref().map(|p| &p.key),
+            CmdType::Delete => r.delete.as_ref().map(|d| &d.key),
+            CmdType::CompareAndSwap => r.cas.as_ref().map(|c| &c.key),
+            CmdType::DeleteRange | CmdType::Scan | CmdType::Snap | CmdType::Invalid => None,
+        };
+        if let Some(key) = key.filter(|k| k.len() > max) {
+            return Err(Error::Other(format!(
+                "bad request: a key of {} bytes is longer than the {max}-byte limit",
+                key.len()
+            )));
         }
     }
     Ok(())

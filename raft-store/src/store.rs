@@ -560,7 +560,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             }
         }
         let mut req = req;
-        if let Err(e) = self.assign_split_ids(&mut req) {
+        if let Err(e) = self.assign_new_ids(&mut req) {
             callback(error_response(&e));
             return;
         }
@@ -575,8 +575,9 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         peer.propose(&self.cfg, req, callback);
     }
 
-    /// Fills in the ids a split request left 0, from this store's allocator.
-    fn assign_split_ids(&mut self, req: &mut RaftCmdRequest) -> Result<()> {
+    /// Fills in the ids a split request or a peer addition left 0, from this store's
+    /// allocator (ids are unique in the cluster, so a client need not choose them).
+    fn assign_new_ids(&mut self, req: &mut RaftCmdRequest) -> Result<()> {
         let peer_count = req
             .header
             .as_ref()
@@ -592,6 +593,23 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                 .iter_mut()
                 .flat_map(|b| b.requests.iter_mut())
                 .collect(),
+            AdminCmdType::ChangePeer | AdminCmdType::ChangePeerV2 => {
+                let changes = admin
+                    .change_peer
+                    .iter_mut()
+                    .chain(admin.change_peer_v2.iter_mut().flat_map(|v| &mut v.changes));
+                for change in changes {
+                    let adds = matches!(
+                        eraftpb::ConfChangeType::try_from(change.change_type),
+                        Ok(eraftpb::ConfChangeType::AddNode
+                            | eraftpb::ConfChangeType::AddLearnerNode)
+                    );
+                    if let Some(peer) = change.peer.as_mut().filter(|p| adds && p.id == 0) {
+                        peer.id = self.id_alloc.alloc(&self.kv_engine)?;
+                    }
+                }
+                return Ok(());
+            }
             _ => return Ok(()),
         };
         for s in splits {

@@ -105,11 +105,11 @@ enum Retry {
 /// from the stores on routing errors), follows `NotLeader` hints, and retries every error
 /// that means "not applied" (`NotLeader`, `StaleCommand`, `EpochNotMatch`,
 /// `KeyNotInRegion`, `ServerIsBusy`, a refused mailbox) until
-/// [`op_timeout`](ClientConfig::op_timeout). Unlike it, it does not retry a write whose
-/// outcome became unknown (a timed-out attempt, a store stopped with the request pending,
-/// `RegionNotFound` from a destroyed peer, an unclassified error): without server-side
-/// deduplication a retry could apply it twice. Such an operation is recorded as
-/// [`Outcome::Unknown`].
+/// [`op_timeout`](ClientConfig::op_timeout). A write whose outcome became unknown (a
+/// timed-out attempt, a store stopped with the request pending, `RegionNotFound` from a
+/// destroyed peer, an unclassified error) is retried too, under the same exactly-once
+/// session and sequence, so the stores apply it at most once; if time runs out after
+/// such an attempt it is recorded as [`Outcome::Unknown`].
 pub struct Client {
     id: u64,
     stores: StoreDirectory,
@@ -120,8 +120,19 @@ pub struct Client {
     /// The store believed to lead each region.
     leaders: HashMap<u64, u64>,
     rng: StdRng,
+    /// The exactly-once session this client's writes belong to: unique per `Client`
+    /// value, since its sequence numbers start again at 1 (a workload makes a new client
+    /// with the same history id every round; reusing a session would make the stores
+    /// answer new writes with old results).
+    session_id: u64,
     /// Sequence number of the next write (sent in the request header).
     sequence: u64,
+}
+
+/// Hands out session ids unique within the process.
+fn next_session_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl std::fmt::Debug for Client {
@@ -145,6 +156,7 @@ impl Client {
             regions: BTreeMap::new(),
             leaders: HashMap::new(),
             rng: StdRng::seed_from_u64(id),
+            session_id: next_session_id(),
             sequence: 1,
         }
     }
@@ -193,6 +205,9 @@ impl Client {
             0
         };
         let deadline = Instant::now() + self.cfg.op_timeout;
+        // Whether an attempt may have taken effect: then running out of time leaves the
+        // outcome unknown rather than failed.
+        let mut maybe_applied = false;
         while Instant::now() < deadline {
             let Some((region, store)) = self.target(key) else {
                 self.refresh().await;
@@ -203,8 +218,10 @@ impl Client {
                 header: Some(RequestHeader {
                     region_id: region.id,
                     region_epoch: region.region_epoch,
-                    client_id: if sequence > 0 { self.id } else { 0 },
+                    client_id: if sequence > 0 { self.session_id } else { 0 },
                     sequence,
+                    // One write in flight at a time: nothing older is awaited.
+                    first_awaited_sequence: sequence,
                     ..Default::default()
                 }),
                 requests: vec![request.clone()],
@@ -235,7 +252,14 @@ impl Client {
                     regions.into_iter().for_each(|r| self.learn(r));
                 }
                 Retry::Backoff => tokio::time::sleep(self.cfg.backoff).await,
-                Retry::Ambiguous if input.is_write() => return Outcome::Unknown,
+                // The stores deduplicate by (session, sequence): retrying the same write
+                // applies it at most once and returns the first result.
+                Retry::Ambiguous if input.is_write() => {
+                    maybe_applied = true;
+                    self.leaders.remove(&region.id);
+                    self.refresh().await;
+                    tokio::time::sleep(self.cfg.backoff).await;
+                }
                 Retry::Ambiguous => {
                     self.leaders.remove(&region.id);
                     self.refresh().await;
@@ -243,7 +267,11 @@ impl Client {
                 Retry::Fatal => return Outcome::Failed,
             }
         }
-        Outcome::Failed
+        if maybe_applied {
+            Outcome::Unknown
+        } else {
+            Outcome::Failed
+        }
     }
 
     /// The region holding `key` (the newest version wins) and the store to ask.

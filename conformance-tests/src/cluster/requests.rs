@@ -1,11 +1,13 @@
-//! Builders of raft-store requests: data commands (put, get, delete, scan) and admin
+//! Builders of raft-store requests: data commands (put, get, delete, scan, delete-range,
+//! compare-and-swap) and admin
 //! commands (conf change, leader transfer, split).
 
 use raft_core::eraftpb::ConfChangeType;
 use raft_store::pb::metapb::Peer;
 use raft_store::pb::raft_cmdpb::{
-    AdminCmdType, AdminRequest, ChangePeerRequest, ChangePeerV2Request, CmdType, DeleteRequest,
-    GetRequest, PutRequest, Request, ScanRequest, SplitRequest, TransferLeaderRequest,
+    AdminCmdType, AdminRequest, ChangePeerRequest, ChangePeerV2Request, CmdType,
+    CompareAndSwapRequest, DeleteRangeRequest, DeleteRequest, GetRequest, PutRequest, Request,
+    ScanRequest, SplitRequest, TransferLeaderRequest,
 };
 
 /// Sets `key` to `value` in the default column family.
@@ -59,6 +61,37 @@ pub fn scan(start: &[u8], end: &[u8], limit: u32, reverse: bool) -> Request {
             limit,
             reverse,
             ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Deletes every key in `[start, end)` of the default column family.
+#[must_use]
+pub fn delete_range(start: &[u8], end: &[u8]) -> Request {
+    Request {
+        cmd_type: CmdType::DeleteRange as i32,
+        delete_range: Some(DeleteRangeRequest {
+            cf: String::new(),
+            start_key: start.to_vec().into(),
+            end_key: end.to_vec().into(),
+        }),
+        ..Default::default()
+    }
+}
+
+/// A compare-and-swap of `key`: `expected` None = expect absent, `new` None = delete.
+#[must_use]
+pub fn cas(key: &[u8], expected: Option<&[u8]>, new: Option<&[u8]>) -> Request {
+    Request {
+        cmd_type: CmdType::CompareAndSwap as i32,
+        cas: Some(CompareAndSwapRequest {
+            cf: String::new(),
+            key: key.to_vec().into(),
+            expected_value: expected.unwrap_or_default().to_vec().into(),
+            expect_absent: expected.is_none(),
+            new_value: new.unwrap_or_default().to_vec().into(),
+            delete: new.is_none(),
         }),
         ..Default::default()
     }

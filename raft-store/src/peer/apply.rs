@@ -1,23 +1,28 @@
 //! Applying committed entries to the kv engine, atomically with the applied index.
 
-use engines::{Engine, WriteBatch};
+use engines::Engine;
 use prost::Message as _;
 use raft_core::ConfChangeI;
 use raft_core::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType};
 use tracing::{error, info, warn};
 
 use super::{BATCH_CONTEXT, Peer, error_response};
+use crate::apply_overlay::ApplyOverlay;
+use crate::client_session::{Check, SessionTable};
 use crate::error::{Error, Result};
 use crate::keys::{self, CF_DEFAULT};
 use crate::msg::Callback;
 use crate::pb::metapb;
 use crate::pb::raft_cmdpb::{
     AdminCmdType, AdminRequest, AdminResponse, ChangePeerResponse, CmdType, CompactLogResponse,
-    RaftCmdBatch, RaftCmdRequest, RaftCmdResponse, Response,
+    CompareAndSwapResponse, RaftCmdBatch, RaftCmdRequest, RaftCmdResponse, Request, Response,
 };
 use crate::pb::raft_serverpb::{PeerState, RaftTruncatedState};
 use crate::peer_storage::{region_peers_from_conf_state, write_region_state};
-use crate::region_check::{check_epoch, check_keys};
+use crate::region_check::{check_epoch, check_key_sizes, check_keys};
+
+/// The kv write batch of one apply round, with reads that see its pending writes.
+type Batch<'a, EK> = ApplyOverlay<'a, EK>;
 
 /// Something applying did that the store must act on after the batch is written.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,18 +74,30 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         answers: &mut Vec<(Callback, RaftCmdResponse)>,
         results: &mut Vec<ApplyResult>,
     ) -> Result<()> {
+        let engine = self.raft_group.store().kv_engine().clone();
+        let applied = self.raft_group.store().applied_index();
+        if self.sessions.synced_index() != applied {
+            // A snapshot replaced the region's state since the sessions were loaded.
+            self.sessions =
+                SessionTable::load(&engine, self.region_id(), self.session_policy, applied)?;
+        }
+        let mut batch = ApplyOverlay::new(engine, wb);
         for entry in entries {
             let (index, term) = (entry.index, entry.term);
+            let batch = &mut batch;
             let resp = match EntryType::try_from(entry.entry_type) {
                 Ok(EntryType::EntryNormal) if entry.data.is_empty() => None,
                 Ok(EntryType::EntryNormal) if entry.context[..] == *BATCH_CONTEXT => {
-                    Some(self.apply_batch(&entry.data, wb, results)?)
+                    Some(self.apply_batch(&entry.data, index, batch, results)?)
                 }
-                Ok(EntryType::EntryNormal) => {
-                    Some(vec![self.apply_command(&entry.data, wb, results)?])
-                }
+                Ok(EntryType::EntryNormal) => Some(vec![self.apply_command(
+                    &entry.data,
+                    index,
+                    batch,
+                    results,
+                )?]),
                 Ok(EntryType::EntryConfChange | EntryType::EntryConfChangeV2) => {
-                    Some(vec![self.apply_conf_change(&entry, wb, results)?])
+                    Some(vec![self.apply_conf_change(&entry, batch, results)?])
                 }
                 Err(_) => {
                     error!(
@@ -97,7 +114,8 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             storage.set_apply_state(state);
             self.answer_proposals(index, term, resp, answers);
         }
-        Ok(())
+        let applied = self.raft_group.store().applied_index();
+        self.sessions.flush(&mut batch, applied)
     }
 
     /// Stages the apply state into `wb`.
@@ -138,10 +156,11 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
     fn apply_batch(
         &mut self,
         data: &[u8],
-        wb: &mut EK::WriteBatch,
+        index: u64,
+        batch: &mut Batch<'_, EK>,
         results: &mut Vec<ApplyResult>,
     ) -> Result<Vec<RaftCmdResponse>> {
-        let batch = match RaftCmdBatch::decode(data) {
+        let commands = match RaftCmdBatch::decode(data) {
             Ok(b) => b,
             Err(e) => {
                 error!(
@@ -151,17 +170,18 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
                 return Ok(vec![error_response(&Error::Corruption(e.to_string()))]);
             }
         };
-        batch
+        commands
             .commands
             .into_iter()
-            .map(|req| self.apply_request(req, wb, results))
+            .map(|req| self.apply_request(req, index, batch, results))
             .collect()
     }
 
     fn apply_command(
         &mut self,
         data: &[u8],
-        wb: &mut EK::WriteBatch,
+        index: u64,
+        batch: &mut Batch<'_, EK>,
         results: &mut Vec<ApplyResult>,
     ) -> Result<RaftCmdResponse> {
         let req = match RaftCmdRequest::decode(data) {
@@ -176,13 +196,14 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
                 return Ok(error_response(&Error::Corruption(e.to_string())));
             }
         };
-        self.apply_request(req, wb, results)
+        self.apply_request(req, index, batch, results)
     }
 
     fn apply_request(
         &mut self,
         req: RaftCmdRequest,
-        wb: &mut EK::WriteBatch,
+        index: u64,
+        batch: &mut Batch<'_, EK>,
         results: &mut Vec<ApplyResult>,
     ) -> Result<RaftCmdResponse> {
         // Borrowed, not cloned: this runs for every applied command.
@@ -191,59 +212,62 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             return Ok(error_response(&e));
         }
         if let Some(admin) = &req.admin_request {
-            return self.apply_admin(admin, wb, results);
+            return self.apply_admin(admin, batch, results);
         }
         // Validate everything first: a command applies entirely or not at all.
-        for r in &req.requests {
-            let cf = match r.cmd_type() {
-                CmdType::Put => r.put.as_ref().map(|p| p.cf.as_str()),
-                CmdType::Delete => r.delete.as_ref().map(|d| d.cf.as_str()),
-                CmdType::DeleteRange => r.delete_range.as_ref().map(|d| d.cf.as_str()),
-                other => {
-                    return Ok(error_response(&Error::Other(format!(
-                        "{other:?} in a write command"
-                    ))));
+        if let Err(e) = check_key_sizes(&req).and_then(|()| validate_writes(&req.requests)) {
+            return Ok(error_response(&e));
+        }
+        let header = req.header.unwrap_or_default();
+        self.sessions.advance_clock(header.timestamp_ms);
+        let deduplicated = header.client_id != 0 && header.sequence != 0;
+        if deduplicated {
+            match self.sessions.check(header.client_id, header.sequence) {
+                Check::New => {}
+                Check::Duplicate(resp) => {
+                    self.sessions.touch(
+                        header.client_id,
+                        header.sequence,
+                        header.first_awaited_sequence,
+                        index,
+                    );
+                    return Ok(*resp);
                 }
-            };
-            if let Err(e) = data_cf(cf.unwrap_or_default()) {
-                return Ok(error_response(&e));
+                Check::Forgotten {
+                    first_kept_sequence,
+                } => {
+                    return Ok(error_response(&Error::SequenceForgotten {
+                        client_id: header.client_id,
+                        sequence: header.sequence,
+                        first_kept_sequence,
+                    }));
+                }
             }
         }
         let mut responses = Vec::with_capacity(req.requests.len());
         for r in req.requests {
-            let cmd_type = r.cmd_type();
-            match cmd_type {
-                CmdType::Put => {
-                    let p = r.put.unwrap_or_default();
-                    wb.put(data_cf(&p.cf)?, &keys::data_key(&p.key), &p.value)?;
-                }
-                CmdType::Delete => {
-                    let d = r.delete.unwrap_or_default();
-                    wb.delete(data_cf(&d.cf)?, &keys::data_key(&d.key))?;
-                }
-                CmdType::DeleteRange => {
-                    let d = r.delete_range.unwrap_or_default();
-                    let start = keys::data_key(&d.start_key);
-                    let end = keys::data_end_key(&d.end_key);
-                    wb.delete_range(data_cf(&d.cf)?, start.as_slice()..end.as_slice())?;
-                }
-                _ => unreachable!("validated above: only writes"),
-            }
-            responses.push(Response {
-                cmd_type: cmd_type as i32,
-                ..Default::default()
-            });
+            responses.push(apply_write(r, batch)?);
         }
-        Ok(RaftCmdResponse {
+        let resp = RaftCmdResponse {
             responses,
             ..Default::default()
-        })
+        };
+        if deduplicated {
+            self.sessions.record(
+                header.client_id,
+                header.sequence,
+                header.first_awaited_sequence,
+                index,
+                resp.clone(),
+            );
+        }
+        Ok(resp)
     }
 
     fn apply_admin(
         &mut self,
         admin: &AdminRequest,
-        wb: &mut EK::WriteBatch,
+        batch: &mut Batch<'_, EK>,
         results: &mut Vec<ApplyResult>,
     ) -> Result<RaftCmdResponse> {
         match admin.cmd_type() {
@@ -275,7 +299,9 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
                     ..Default::default()
                 })
             }
-            AdminCmdType::Split | AdminCmdType::BatchSplit => self.apply_split(admin, wb, results),
+            AdminCmdType::Split | AdminCmdType::BatchSplit => {
+                self.apply_split(admin, batch, results)
+            }
             other => Ok(error_response(&Error::Other(format!(
                 "{other:?} is not applied as a command"
             )))),
@@ -285,7 +311,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
     fn apply_split(
         &mut self,
         admin: &AdminRequest,
-        wb: &mut EK::WriteBatch,
+        batch: &mut Batch<'_, EK>,
         results: &mut Vec<ApplyResult>,
     ) -> Result<RaftCmdResponse> {
         let splits = super::propose::split_requests(admin);
@@ -320,6 +346,8 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             });
         }
         derived.end_key = splits[0].split_key.clone();
+        // Region and apply states are never read back during apply: straight to the batch.
+        let wb = batch.write_batch();
         write_region_state(wb, &derived, PeerState::Normal)?;
         let init = crate::pb::raft_serverpb::RaftApplyState {
             applied_index: crate::peer_storage::RAFT_INIT_LOG_INDEX,
@@ -332,6 +360,10 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         for r in &regions {
             write_region_state(wb, r, PeerState::Normal)?;
             crate::peer_storage::write_apply_state(wb, r.id, &init)?;
+        }
+        // The new regions answer the retries of commands the parent applied.
+        for r in &regions {
+            self.sessions.copy_to(r.id, batch)?;
         }
         let new_ids: Vec<u64> = regions.iter().map(|r| r.id).collect();
         info!(region_id = derived.id, ?new_ids, "region split");
@@ -356,7 +388,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
     fn apply_conf_change(
         &mut self,
         entry: &Entry,
-        wb: &mut EK::WriteBatch,
+        batch: &mut Batch<'_, EK>,
         results: &mut Vec<ApplyResult>,
     ) -> Result<RaftCmdResponse> {
         let decoded = if entry.entry_type() == EntryType::EntryConfChange {
@@ -405,7 +437,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         let removed_self = !region.peers.iter().any(|p| p.id == self.meta.id);
         info!(region_id = region.id, peers = ?region.peers, removed_self, "membership changed");
         write_region_state(
-            wb,
+            batch.write_batch(),
             &region,
             if removed_self {
                 PeerState::Tombstone
@@ -439,4 +471,78 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             ..Default::default()
         })
     }
+}
+
+/// Checks that every request of a write command is a write with a body and a known column
+/// family, before anything of the command is staged.
+fn validate_writes(requests: &[Request]) -> Result<()> {
+    for r in requests {
+        let cf = match r.cmd_type() {
+            CmdType::Put => r.put.as_ref().map(|p| p.cf.as_str()),
+            CmdType::Delete => r.delete.as_ref().map(|d| d.cf.as_str()),
+            CmdType::DeleteRange => r.delete_range.as_ref().map(|d| d.cf.as_str()),
+            CmdType::CompareAndSwap => r.cas.as_ref().map(|c| c.cf.as_str()),
+            other => return Err(Error::Other(format!("{other:?} in a write command"))),
+        };
+        let Some(cf) = cf else {
+            return Err(Error::Other(format!(
+                "bad request: {:?} without a body",
+                r.cmd_type()
+            )));
+        };
+        data_cf(cf)?;
+    }
+    Ok(())
+}
+
+/// Stages one validated write; a compare-and-swap reads through the batch, so it sees
+/// every write staged before it.
+fn apply_write<EK: Engine>(r: Request, batch: &mut Batch<'_, EK>) -> Result<Response> {
+    let cmd_type = r.cmd_type();
+    let mut resp = Response {
+        cmd_type: cmd_type as i32,
+        ..Default::default()
+    };
+    match cmd_type {
+        CmdType::Put => {
+            let p = r.put.unwrap_or_default();
+            batch.put(data_cf(&p.cf)?, keys::data_key(&p.key), p.value)?;
+        }
+        CmdType::Delete => {
+            let d = r.delete.unwrap_or_default();
+            batch.delete(data_cf(&d.cf)?, keys::data_key(&d.key))?;
+        }
+        CmdType::DeleteRange => {
+            let d = r.delete_range.unwrap_or_default();
+            let start = keys::data_key(&d.start_key);
+            let end = keys::data_end_key(&d.end_key);
+            batch.delete_range(data_cf(&d.cf)?, start, end)?;
+        }
+        CmdType::CompareAndSwap => {
+            let c = r.cas.unwrap_or_default();
+            let cf = data_cf(&c.cf)?;
+            let key = keys::data_key(&c.key);
+            let current = batch.get(cf, &key)?;
+            let matched = if c.expect_absent {
+                current.is_none()
+            } else {
+                current.as_deref() == Some(&c.expected_value[..])
+            };
+            if matched && c.delete {
+                batch.delete(cf, key)?;
+            } else if matched {
+                batch.put(cf, key, c.new_value)?;
+            }
+            resp.cas = Some(CompareAndSwapResponse {
+                succeeded: matched,
+                previous_found: current.is_some(),
+                previous_value: current.unwrap_or_default(),
+            });
+        }
+        other => {
+            // validate_writes admits writes only.
+            return Err(Error::Other(format!("{other:?} is not a write")));
+        }
+    }
+    Ok(resp)
 }

@@ -12,7 +12,7 @@ use crate::msg::Callback;
 use crate::pb::raft_cmdpb::{
     AdminCmdType, AdminResponse, RaftCmdBatch, RaftCmdRequest, RaftCmdResponse,
 };
-use crate::region_check::{check_epoch, check_keys, is_read_only};
+use crate::region_check::{check_epoch, check_key_sizes, check_keys, is_read_only};
 
 impl<ER: Engine, EK: Engine> Peer<ER, EK> {
     /// Proposes a client command; the callback answers it once applied, or at once with
@@ -94,6 +94,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         }
         check_epoch(req, self.region())?;
         check_keys(req, self.region())?;
+        check_key_sizes(req)?;
         if req.admin_request.is_some() && !req.requests.is_empty() {
             return Err(Error::Other(
                 "a command is either admin or data, not both".into(),
