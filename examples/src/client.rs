@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
 use crate::node::MAX_KV_MESSAGE_BYTES;
@@ -49,6 +49,16 @@ kv_response!(
     kvrpc::RawDeleteRangeResponse
 );
 
+/// The order of a scan's results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScanOrder {
+    /// Ascending keys.
+    #[default]
+    Forward,
+    /// Descending keys.
+    Reverse,
+}
+
 /// A KV client over a set of node endpoints (`host:port`).
 #[derive(Debug)]
 pub struct Client {
@@ -72,11 +82,7 @@ impl Client {
         let mut clients = Vec::new();
         for e in endpoints {
             let addr = e.as_ref().to_string();
-            let channel = Endpoint::from_shared(format!("http://{addr}"))
-                .map_err(|_| Error::InvalidEndpoint(addr.clone()))?
-                .connect_timeout(Duration::from_secs(1))
-                .tcp_nodelay(true)
-                .connect_lazy();
+            let channel = crate::endpoint::lazy_channel(&addr)?;
             let client = KvClient::new(channel)
                 .max_decoding_message_size(MAX_KV_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_KV_MESSAGE_BYTES);
@@ -276,13 +282,30 @@ impl Client {
         end: impl Into<Bytes>,
         limit: u32,
     ) -> Result<Vec<(Bytes, Bytes)>> {
+        self.scan_with_options(start, end, limit, ScanOrder::Forward, false)
+            .await
+    }
+
+    /// Like [`scan`](Self::scan), in descending key order with [`ScanOrder::Reverse`]
+    /// (the last `limit` keys of `[start, end)`), and with empty values when `key_only`.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn scan_with_options(
+        &self,
+        start: impl Into<Bytes>,
+        end: impl Into<Bytes>,
+        limit: u32,
+        order: ScanOrder,
+        key_only: bool,
+    ) -> Result<Vec<(Bytes, Bytes)>> {
         let req = kvrpc::RawScanRequest {
             context: None,
             start_key: start.into(),
             end_key: end.into(),
             limit,
-            reverse: false,
-            key_only: false,
+            reverse: order == ScanOrder::Reverse,
+            key_only,
         };
         let resp = self
             .call(|mut c| {

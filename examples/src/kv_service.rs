@@ -22,6 +22,8 @@ use raft_store::region_check::key_in_region;
 use raft_store::{RegionStatus, StoreMailbox, StoreMsg};
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
 
+mod transfer_leader;
+
 use crate::proto::kvrpc::{
     self, Context, EpochNotMatch, KeyNotInRegion, KvPair, NotLeader, RegionError, RegionInfo,
     RegionNotFound, ServerIsBusy, StaleCommand,
@@ -550,5 +552,14 @@ impl kvrpc::admin_server::Admin for AdminService {
                 .collect(),
             regions: statuses,
         }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: GrpcRequest<kvrpc::TransferLeaderRequest>,
+    ) -> Result<GrpcResponse<kvrpc::TransferLeaderResponse>, Status> {
+        Ok(GrpcResponse::new(
+            self.0.transfer_leader(request.into_inner()).await,
+        ))
     }
 }

@@ -5,10 +5,15 @@
 //! See `examples/README.md` for the commands and the limits of this slice (no
 //! compare-and-swap and no write deduplication yet).
 
+pub mod admin_client;
 pub mod client;
+pub mod data_dir;
+pub mod endpoint;
 pub mod error;
 pub mod kv_service;
+pub mod metrics_exporter;
 pub mod node;
+pub mod rpc_metrics;
 
 /// Wire types and gRPC stubs, generated from `proto/`.
 pub mod proto {
@@ -19,6 +24,7 @@ pub mod proto {
     }
 }
 
+pub use admin_client::AdminClient;
 pub use client::Client;
 pub use error::{Error, Result};
 pub use node::{EngineKind, Node, NodeConfig};
