@@ -3,6 +3,7 @@
 //! every acknowledged write must survive, and the CLI's commands, the metrics endpoint
 //! and a graceful restart of the whole cluster are checked on real processes.
 #![cfg(unix)]
+#![allow(clippy::unwrap_used)]
 
 #[path = "support/process_cluster.rs"]
 mod process_cluster;
