@@ -1,6 +1,7 @@
 //! The raftkv KV service: the gRPC API ([`proto::kvrpc`]), a [`Node`] that hosts a store
 //! with the KV, Admin and raft transport services on one gRPC server, the [`Client`]
-//! library, `raftkv-server` and the embedded 3-node demo.
+//! and [`AdminClient`] libraries, `raftkv-server`, the `raftkv` CLI and the embedded 3-node
+//! demo.
 //!
 //! See `examples/README.md` for the commands and the limits of this slice (no
 //! compare-and-swap and no write deduplication yet).

@@ -259,6 +259,11 @@ async fn the_cli_drives_a_cluster_that_survives_a_graceful_restart() {
         "{report}"
     );
 
+    // A transfer to a store without a peer of the region is refused.
+    let out = cli(&cluster, &["transfer-leader", "--to", "9"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("store 9 has no peer of region 1"));
+
     // Bad input and an unreachable cluster are told apart by the exit code.
     let out = Command::new(CLI)
         .args(["--endpoints", "no-port", "get", "k"])
