@@ -38,8 +38,8 @@ pub const CLUSTER_ID: u64 = 1;
 /// The id of the first region (the whole key space).
 pub const FIRST_REGION_ID: u64 = 1;
 
-/// How long a shutdown waits for client requests in flight before closing the transport.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default of [`NodeConfig::drain_timeout_ms`].
+pub const DRAIN_TIMEOUT_MS: u64 = 5_000;
 
 /// Which storage engine a node keeps its data in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -70,6 +70,9 @@ pub struct NodeConfig {
     pub engine: EngineKind,
     /// The raft tick interval (overrides `store.raft_base_tick_ms`).
     pub tick_ms: u64,
+    /// How long a graceful shutdown waits for the client requests in flight (and then
+    /// for the gRPC server) before going on without them.
+    pub drain_timeout_ms: u64,
     /// The store's settings.
     pub store: raft_store::Config,
 }
@@ -90,6 +93,7 @@ impl NodeConfig {
             data_dir,
             engine: EngineKind::default(),
             tick_ms: 100,
+            drain_timeout_ms: DRAIN_TIMEOUT_MS,
             store: raft_store::Config::default(),
         }
     }
@@ -159,6 +163,7 @@ pub struct Node {
     /// Client requests being served, awaited by a graceful shutdown.
     in_flight: Arc<InFlight>,
     stop_server: Option<oneshot::Sender<()>>,
+    drain_timeout: Duration,
     server: Option<JoinHandle<std::result::Result<(), tonic::transport::Error>>>,
 }
 
@@ -279,6 +284,7 @@ impl Node {
             transport,
             in_flight,
             stop_server: Some(stop_server),
+            drain_timeout: Duration::from_millis(cfg.drain_timeout_ms),
             server: Some(server),
         })
     }
@@ -296,8 +302,9 @@ impl Node {
     }
 
     /// Stops gracefully: stops accepting connections, lets the client requests in flight
-    /// finish (at most [`DRAIN_TIMEOUT`]; they need the transport to commit), closes the
-    /// transport, stops the raft worker and syncs the engines.
+    /// finish (at most [`NodeConfig::drain_timeout_ms`]; they need the transport to commit), closes the
+    /// transport, stops the raft worker (answering what it still holds), syncs the engines
+    /// and waits for the gRPC server to finish.
     ///
     /// # Errors
     /// The fatal error that stopped the worker, if any, or a failed engine sync.
@@ -309,7 +316,7 @@ impl Node {
         if let Some(stop) = self.stop_server.take() {
             let _ = stop.send(());
         }
-        if !self.in_flight.wait_idle(DRAIN_TIMEOUT).await {
+        if !self.in_flight.wait_idle(self.drain_timeout).await {
             warn!(
                 store_id = self.store_id,
                 in_flight = self.in_flight.count(),
@@ -318,23 +325,37 @@ impl Node {
         }
         // The transport's streams are long-lived: close them so the server can finish.
         self.transport.close().await;
-        if let Some(server) = self.server.take() {
-            match server.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => warn!(store_id = self.store_id, "gRPC server failed: {e}"),
-                Err(e) => warn!(store_id = self.store_id, "gRPC server task failed: {e}"),
+        // Stopping the worker answers the requests it still holds (e.g. writes that lost
+        // their quorum) with `Stopped`, so the server's graceful shutdown cannot hang on
+        // them.
+        let stopped = match self.worker.take() {
+            Some(worker) => {
+                let engines = self.engines.clone();
+                tokio::task::spawn_blocking(move || -> Result<()> {
+                    worker.shutdown()?;
+                    // The worker has stopped: nothing writes any more.
+                    engines.sync()
+                })
+                .await
+                .unwrap_or_else(|e| Err(Error::Config(format!("worker shutdown task failed: {e}"))))
+            }
+            None => Ok(()),
+        };
+        if let Some(mut server) = self.server.take() {
+            match tokio::time::timeout(self.drain_timeout, &mut server).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => warn!(store_id = self.store_id, "gRPC server failed: {e}"),
+                Ok(Err(e)) => warn!(store_id = self.store_id, "gRPC server task failed: {e}"),
+                Err(_) => {
+                    warn!(
+                        store_id = self.store_id,
+                        "gRPC server did not stop; aborting it"
+                    );
+                    server.abort();
+                }
             }
         }
-        if let Some(worker) = self.worker.take() {
-            let engines = self.engines.clone();
-            tokio::task::spawn_blocking(move || -> Result<()> {
-                worker.shutdown()?;
-                // The worker has stopped: nothing writes any more.
-                engines.sync()
-            })
-            .await
-            .map_err(|e| Error::Config(format!("worker shutdown task failed: {e}")))??;
-        }
+        stopped?;
         info!(store_id = self.store_id, "raftkv node stopped");
         Ok(())
     }

@@ -310,3 +310,48 @@ async fn the_cli_drives_a_cluster_that_survives_a_graceful_restart() {
     let bench_keys = client.scan("bench/", "bench0", 0).await.unwrap();
     assert_eq!(bench_keys.len(), 50, "the bench preloaded every key");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_lost_its_quorum_still_stops_gracefully() {
+    // 100 ms ticks: the leader steps down a second after losing its followers, time
+    // enough for the write below to reach it first.
+    let mut cluster = ProcessCluster::start_with_tick(3, 100).await;
+    cluster.client().put("before", "1").await.unwrap();
+    let leader = cluster.leader().await;
+    for id in (1..=3).filter(|id| *id != leader) {
+        cluster.kill(id).await;
+    }
+    // A write the leader can never commit: it is in flight when SIGTERM comes.
+    let stuck = {
+        let client = raftkv_examples::Client::connect([cluster.server(leader).addr.to_string()])
+            .unwrap()
+            .with_timeout(Duration::from_secs(120));
+        tokio::spawn(async move { client.put("stuck", "x").await })
+    };
+    let metrics = cluster.server(leader).metrics_addr;
+    wait_for("the write to be in flight", || async move {
+        http_get(metrics, "/metrics")
+            .await
+            .contains("\nraftkv_rpc_in_flight 1\n")
+    })
+    .await;
+
+    // The node stops within the test deadline, long before the client would give up.
+    let exit = cluster.terminate(leader).await;
+    assert!(exit.success(), "exit {exit}:\n{}", cluster.log(leader));
+    assert!(
+        cluster
+            .log(leader)
+            .contains("requests still in flight after the drain timeout"),
+        "{}",
+        cluster.log(leader)
+    );
+    if stuck.is_finished() {
+        assert!(
+            stuck.await.unwrap().is_err(),
+            "a write without quorum was acknowledged"
+        );
+    } else {
+        stuck.abort();
+    }
+}

@@ -31,7 +31,8 @@ use tracing::info;
 #[command(name = "raftkv-server", about = "Runs one raftkv node")]
 struct Args {
     /// A TOML config file (keys: node_id, listen, peers = ["id=addr", ...], data_dir,
-    /// engine, tick_ms, and a [store] table of raft-store settings).
+    /// engine, tick_ms, drain_timeout_ms, metrics_listen, and a [store] table of
+    /// raft-store settings; see the README's configuration reference).
     #[arg(long)]
     config: Option<PathBuf>,
     /// This node's store id.
@@ -52,6 +53,9 @@ struct Args {
     /// The raft tick interval in milliseconds (default 100).
     #[arg(long)]
     tick_ms: Option<u64>,
+    /// How long a graceful shutdown waits for requests in flight, in ms (default 5000).
+    #[arg(long)]
+    drain_timeout_ms: Option<u64>,
     /// Serve Prometheus metrics over HTTP on this address (default: not served).
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
@@ -70,6 +74,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     engine: Option<String>,
     tick_ms: Option<u64>,
+    drain_timeout_ms: Option<u64>,
     metrics_listen: Option<SocketAddr>,
     store: Option<raft_store::Config>,
 }
@@ -155,6 +160,9 @@ fn server_config(args: Args) -> Result<ServerConfig, String> {
     }
     if let Some(tick_ms) = args.tick_ms.or(file.tick_ms) {
         cfg.tick_ms = tick_ms;
+    }
+    if let Some(ms) = args.drain_timeout_ms.or(file.drain_timeout_ms) {
+        cfg.drain_timeout_ms = ms;
     }
     cfg.validate().map_err(|e| e.to_string())?;
     Ok(ServerConfig {

@@ -18,6 +18,9 @@ pub const SERVER: &str = env!("CARGO_BIN_EXE_raftkv-server");
 /// Raft tick of the test clusters: elections within a few hundred milliseconds.
 pub const TICK_MS: u64 = 25;
 
+/// How long the test servers drain requests on SIGTERM.
+pub const DRAIN_TIMEOUT_MS: u64 = 500;
+
 /// How long any awaited condition may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -133,8 +136,13 @@ impl ProcessCluster {
     /// Retries on fresh ports when a server reports its port taken (another process
     /// grabbed it between picking and binding).
     pub async fn start(n: usize) -> Self {
+        Self::start_with_tick(n, TICK_MS).await
+    }
+
+    /// [`start`](Self::start) with another raft tick (elections take 10 to 20 ticks).
+    pub async fn start_with_tick(n: usize, tick_ms: u64) -> Self {
         for attempt in 1..=START_ATTEMPTS {
-            let mut cluster = Self::configure(n);
+            let mut cluster = Self::configure(n, tick_ms);
             for s in &mut cluster.servers {
                 s.spawn();
             }
@@ -153,7 +161,7 @@ impl ProcessCluster {
     }
 
     /// Writes the configs of `n` servers on fresh ports.
-    fn configure(n: usize) -> Self {
+    fn configure(n: usize, tick_ms: u64) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let addrs = free_addrs(2 * n);
         let peers: Vec<String> = (0..n)
@@ -168,7 +176,8 @@ impl ProcessCluster {
                     &config,
                     format!(
                         "node_id = {id}\nlisten = \"{}\"\nmetrics_listen = \"{}\"\n\
-                         peers = [{}]\ndata_dir = {:?}\nengine = \"fjall\"\ntick_ms = {TICK_MS}\n",
+                         peers = [{}]\ndata_dir = {:?}\nengine = \"fjall\"\ntick_ms = {tick_ms}\n\
+                         drain_timeout_ms = {DRAIN_TIMEOUT_MS}\n",
                         addrs[i],
                         addrs[n + i],
                         peers.join(", "),
