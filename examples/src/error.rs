@@ -27,6 +27,22 @@ pub enum Error {
         /// The id recorded in the data directory.
         actual_store_id: u64,
     },
+    /// The metrics endpoint cannot be served.
+    #[error("cannot serve metrics on {addr}: {reason}")]
+    Metrics {
+        /// The metrics address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// The data directory cannot be used (another engine or cluster, a bad identity file).
+    #[error("data dir {dir} cannot be used: {reason}")]
+    DataDir {
+        /// The data directory.
+        dir: String,
+        /// Why.
+        reason: String,
+    },
     /// An invalid configuration.
     #[error("invalid config: {0}")]
     Config(String),

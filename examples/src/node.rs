@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::kv_service::KvService;
 use crate::proto::kvrpc::admin_server::AdminServer;
 use crate::proto::kvrpc::kv_server::KvServer;
+use crate::rpc_metrics::{InFlight, RpcMetricsLayer};
 
 /// The largest gRPC message the KV service accepts or sends.
 pub const MAX_KV_MESSAGE_BYTES: usize = 64 << 20;
@@ -36,6 +37,9 @@ pub const CLUSTER_ID: u64 = 1;
 
 /// The id of the first region (the whole key space).
 pub const FIRST_REGION_ID: u64 = 1;
+
+/// The default of [`NodeConfig::drain_timeout_ms`].
+pub const DRAIN_TIMEOUT_MS: u64 = 5_000;
 
 /// Which storage engine a node keeps its data in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -67,6 +71,9 @@ pub struct NodeConfig {
     pub engine: EngineKind,
     /// The raft tick interval (overrides `store.raft_base_tick_ms`).
     pub tick_ms: u64,
+    /// How long a graceful shutdown waits for the client requests in flight (and then
+    /// for the gRPC server) before going on without them.
+    pub drain_timeout_ms: u64,
     /// The store's settings.
     pub store: raft_store::Config,
     /// The stores whose peers form the first region when the cluster is bootstrapped
@@ -91,12 +98,17 @@ impl NodeConfig {
             data_dir,
             engine: EngineKind::default(),
             tick_ms: 100,
+            drain_timeout_ms: DRAIN_TIMEOUT_MS,
             store: raft_store::Config::default(),
             initial_members: Vec::new(),
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks the settings (store id, peers, tick interval, the store's settings).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first bad setting.
+    pub fn validate(&self) -> Result<()> {
         if self.store_id == 0 {
             return Err(Error::Config("store id 0 is reserved".into()));
         }
@@ -118,7 +130,17 @@ impl NodeConfig {
                 "initial member {id} is not among the peers"
             )));
         }
-        Ok(())
+        self.store_config()
+            .validate()
+            .map_err(|e| Error::Config(e.to_string()))
+    }
+
+    /// The store's settings with this node's tick interval.
+    fn store_config(&self) -> raft_store::Config {
+        raft_store::Config {
+            raft_base_tick_ms: self.tick_ms,
+            ..self.store.clone()
+        }
     }
 
     /// Whether this node's store holds a peer of the first region from the start.
@@ -157,8 +179,13 @@ pub struct Node {
     store_id: u64,
     addr: SocketAddr,
     worker: Option<RaftWorker>,
+    /// Syncs the engines once the worker has stopped.
+    engines: EngineSync,
     transport: Arc<GrpcTransport>,
+    /// Client requests being served, awaited by a graceful shutdown.
+    in_flight: Arc<InFlight>,
     stop_server: Option<oneshot::Sender<()>>,
+    drain_timeout: Duration,
     server: Option<JoinHandle<std::result::Result<(), tonic::transport::Error>>>,
     /// A snapshot directory of this node alone (memory engine), removed once it stopped.
     temp_snap_dir: Option<PathBuf>,
@@ -196,9 +223,13 @@ impl Node {
     ///
     /// # Errors
     /// A bad config, [`Error::StoreNotMatch`] when the data dir belongs to another store,
-    /// an engine or store failure.
+    /// [`Error::DataDir`] when it was written by another engine, an engine or store
+    /// failure.
     pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<Self> {
         cfg.validate()?;
+        if cfg.engine != EngineKind::Memory {
+            crate::data_dir::claim(&cfg.data_dir, cfg.store_id, cfg.engine)?;
+        }
         let addr = listener.local_addr()?;
         let (mailbox, rx) = StoreMailbox::new(MAILBOX_CAPACITY);
         let resolver = Arc::new(StaticResolver::new(
@@ -227,7 +258,7 @@ impl Node {
             grpc_config.snapshot_chunk_bytes,
             snap_mgr.clone(),
         );
-        let worker = match cfg.engine {
+        let (worker, engines) = match cfg.engine {
             EngineKind::Memory => launch(
                 &cfg,
                 MemoryEngine::new(&[CF_RAFT])?,
@@ -266,11 +297,14 @@ impl Node {
         };
         let kv = KvService::new(cfg.store_id, mailbox, cfg.peers.clone(), cfg.first_region());
         let admin = kv.admin();
+        let rpc_metrics = RpcMetricsLayer::new();
+        let in_flight = rpc_metrics.in_flight();
         let (stop_server, stopped) = oneshot::channel::<()>();
         let server = Server::builder()
             .tcp_nodelay(true)
             .initial_stream_window_size(grpc_config.stream_window_bytes)
             .initial_connection_window_size(grpc_config.connection_window_bytes)
+            .layer(rpc_metrics)
             .add_service(
                 KvServer::new(kv)
                     .max_decoding_message_size(MAX_KV_MESSAGE_BYTES)
@@ -287,8 +321,11 @@ impl Node {
             store_id: cfg.store_id,
             addr,
             worker: Some(worker),
+            engines,
             transport,
+            in_flight,
             stop_server: Some(stop_server),
+            drain_timeout: Duration::from_millis(cfg.drain_timeout_ms),
             server: Some(server),
             temp_snap_dir,
         })
@@ -306,10 +343,13 @@ impl Node {
         self.addr
     }
 
-    /// Stops accepting requests, closes the transport, stops the raft worker.
+    /// Stops gracefully: stops accepting connections, lets the client requests in flight
+    /// finish (at most [`NodeConfig::drain_timeout_ms`]; they need the transport to commit), closes the
+    /// transport, stops the raft worker (answering what it still holds), syncs the engines
+    /// and waits for the gRPC server to finish.
     ///
     /// # Errors
-    /// The fatal error that stopped the worker, if any.
+    /// The fatal error that stopped the worker, if any, or a failed engine sync.
     pub async fn shutdown(mut self) -> Result<()> {
         self.stop().await
     }
@@ -318,21 +358,47 @@ impl Node {
         if let Some(stop) = self.stop_server.take() {
             let _ = stop.send(());
         }
+        if !self.in_flight.wait_idle(self.drain_timeout).await {
+            warn!(
+                store_id = self.store_id,
+                in_flight = self.in_flight.count(),
+                "requests still in flight after the drain timeout; stopping anyway"
+            );
+        }
         // The transport's streams are long-lived: close them so the server can finish.
         self.transport.close().await;
-        if let Some(server) = self.server.take() {
-            match server.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => warn!(store_id = self.store_id, "gRPC server failed: {e}"),
-                Err(e) => warn!(store_id = self.store_id, "gRPC server task failed: {e}"),
+        // Stopping the worker answers the requests it still holds (e.g. writes that lost
+        // their quorum) with `Stopped`, so the server's graceful shutdown cannot hang on
+        // them.
+        let stopped = match self.worker.take() {
+            Some(worker) => {
+                let engines = self.engines.clone();
+                tokio::task::spawn_blocking(move || -> Result<()> {
+                    worker.shutdown()?;
+                    // The worker has stopped: nothing writes any more.
+                    engines.sync()
+                })
+                .await
+                .unwrap_or_else(|e| Err(Error::Config(format!("worker shutdown task failed: {e}"))))
+            }
+            None => Ok(()),
+        };
+        if let Some(mut server) = self.server.take() {
+            match tokio::time::timeout(self.drain_timeout, &mut server).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => warn!(store_id = self.store_id, "gRPC server failed: {e}"),
+                Ok(Err(e)) => warn!(store_id = self.store_id, "gRPC server task failed: {e}"),
+                Err(_) => {
+                    warn!(
+                        store_id = self.store_id,
+                        "gRPC server did not stop; aborting it"
+                    );
+                    server.abort();
+                }
             }
         }
-        if let Some(worker) = self.worker.take() {
-            tokio::task::spawn_blocking(move || worker.shutdown())
-                .await
-                .map_err(|e| Error::Config(format!("worker shutdown task failed: {e}")))??;
-        }
         self.remove_temp_snap_dir();
+        stopped?;
         info!(store_id = self.store_id, "raftkv node stopped");
         Ok(())
     }
@@ -361,6 +427,29 @@ impl Drop for Node {
     }
 }
 
+/// Syncs a node's two engines (whatever their type).
+#[derive(Clone)]
+struct EngineSync(Arc<dyn Fn() -> engines::Result<()> + Send + Sync>);
+
+impl EngineSync {
+    fn new<ER: Engine, EK: Engine>(raft: ER, kv: EK) -> Self {
+        Self(Arc::new(move || {
+            raft.sync()?;
+            kv.sync()
+        }))
+    }
+
+    fn sync(&self) -> Result<()> {
+        Ok((self.0)()?)
+    }
+}
+
+impl std::fmt::Debug for EngineSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EngineSync")
+    }
+}
+
 /// Bootstraps (if new) and opens the store over `raft` and `kv`, and starts its workers.
 fn launch<ER: Engine, EK: Engine>(
     cfg: &NodeConfig,
@@ -370,7 +459,7 @@ fn launch<ER: Engine, EK: Engine>(
     snap_mgr: SnapManager,
     mailbox: StoreMailbox,
     rx: crossbeam_channel::Receiver<raft_store::StoreMsg>,
-) -> Result<RaftWorker> {
+) -> Result<(RaftWorker, EngineSync)> {
     bootstrap_store(&kv, CLUSTER_ID, cfg.store_id).map_err(|e| match e {
         raft_store::Error::StoreNotMatch {
             actual_store_id, ..
@@ -384,11 +473,9 @@ fn launch<ER: Engine, EK: Engine>(
     if cfg.is_initial_member() && bootstrap_region(&raft, &kv, &cfg.first_region())? {
         info!(store_id = cfg.store_id, "bootstrapped the first region");
     }
-    let store_cfg = raft_store::Config {
-        raft_base_tick_ms: cfg.tick_ms,
-        ..cfg.store.clone()
-    };
+    let store_cfg = cfg.store_config();
     let max_batch = store_cfg.max_batch_msgs;
+    let engines = EngineSync::new(raft.clone(), kv.clone());
     let store = Store::open(cfg.store_id, store_cfg, raft, kv, sender, snap_mgr)?;
     let worker = RaftWorker::spawn(
         store,
@@ -397,5 +484,5 @@ fn launch<ER: Engine, EK: Engine>(
         Duration::from_millis(cfg.tick_ms),
         max_batch,
     )?;
-    Ok(worker)
+    Ok((worker, engines))
 }

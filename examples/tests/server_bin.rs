@@ -1,14 +1,13 @@
-//! The `raftkv-server` binary: a TOML config, serving the client, graceful SIGTERM, and a
-//! clear refusal of a taken port.
+//! The `raftkv-server` binary: a TOML config, serving the client, graceful SIGTERM and a
+//! restart that finds the data, and clear refusals of a taken port, a bad config and a
+//! data dir of another node.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+#[path = "support/process_cluster.rs"]
+mod process_cluster;
 
-use raftkv_examples::Client;
-use tokio::time::Instant;
+use std::process::Command;
 
-const SERVER: &str = env!("CARGO_BIN_EXE_raftkv-server");
+use process_cluster::{ProcessCluster, SERVER};
 
 #[test]
 fn a_taken_port_is_refused_with_a_clear_message() {
@@ -24,59 +23,103 @@ fn a_taken_port_is_refused_with_a_clear_message() {
     assert!(stderr.contains("already in use"), "{stderr}");
 }
 
+#[test]
+fn a_taken_metrics_port_is_refused_with_a_clear_message() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let out = Command::new(SERVER)
+        .args([
+            "--node-id",
+            "1",
+            "--engine",
+            "memory",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--metrics-listen")
+        .arg(addr.to_string())
+        .output()
+        .expect("run raftkv-server");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot serve metrics"), "{stderr}");
+    assert!(stderr.contains("in use"), "{stderr}");
+}
+
+#[test]
+fn a_bad_config_is_refused_naming_the_setting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (text, expected) in [
+        (
+            "node_id = 1\nlisten = \"127.0.0.1:0\"\nno_such_key = 1\n",
+            "no_such_key",
+        ),
+        (
+            "node_id = 1\nlisten = \"127.0.0.1:0\"\n[store]\nraft_election_ticks = 1\n",
+            "raft_election_ticks",
+        ),
+        (
+            "node_id = 1\nlisten = \"127.0.0.1:0\"\nengine = \"rocks\"\n",
+            "unknown engine",
+        ),
+        ("node_id = 0\nlisten = \"127.0.0.1:0\"\n", "store id 0"),
+        ("listen = \"127.0.0.1:0\"\n", "node-id"),
+        (
+            "node_id = 1\nlisten = \"127.0.0.1:0\"\npeers = [\"2=nowhere\"]\n",
+            "host:port",
+        ),
+    ] {
+        let config = dir.path().join("bad.toml");
+        std::fs::write(&config, text).expect("write config");
+        let out = Command::new(SERVER)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .expect("run raftkv-server");
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{text}: {stderr}");
+    }
+}
+
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serves_from_a_toml_config_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    // Pick a free port by binding and releasing it.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port");
-    let config = dir.path().join("node.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "node_id = 1\nlisten = \"{addr}\"\npeers = [\"1={addr}\"]\ndata_dir = {:?}\n\
-             engine = \"fjall\"\ntick_ms = 20\n",
-            dir.path().join("data")
-        ),
-    )
-    .expect("write config");
-    let mut child = Command::new(SERVER)
-        .arg("--config")
-        .arg(&config)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn raftkv-server");
-    let client = Client::connect([addr.to_string()])
-        .expect("client")
-        .with_timeout(Duration::from_secs(20));
+async fn a_data_dir_of_another_node_is_refused() {
+    let mut node = ProcessCluster::start(1).await;
+    assert!(node.terminate(1).await.success());
+    let data = node.server(1).data_dir.clone();
+    let out = Command::new(SERVER)
+        .args(["--node-id", "2", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("run raftkv-server");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("belongs to store 1, not store 2"),
+        "{stderr}"
+    );
+    // The rightful owner still starts from it.
+    node.restart(1).await;
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_from_a_toml_config_stops_on_sigterm_and_restarts_with_its_data() {
+    let mut node = ProcessCluster::start(1).await;
+    let client = node.client();
     client.put("hello", "world").await.expect("put");
+    let exit = node.terminate(1).await;
+    assert!(exit.success(), "exit {exit:?}; log:\n{}", node.log(1));
+    assert!(
+        node.log(1).contains("raftkv node stopped"),
+        "{}",
+        node.log(1)
+    );
+
+    node.restart(1).await;
     assert_eq!(
         client.get("hello").await.expect("get").as_deref(),
         Some(&b"world"[..])
     );
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill -TERM");
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().expect("wait") {
-            break exit;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            panic!("raftkv-server did not stop on SIGTERM");
-        }
-        // Polling the child: std has no wait with a timeout.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        let _ = pipe.read_to_string(&mut stderr);
-    }
-    assert!(exit.success(), "exit {exit:?}; stderr:\n{stderr}");
-    assert!(stderr.contains("raftkv node stopped"), "{stderr}");
 }

@@ -7,10 +7,16 @@
 //! ```
 //!
 //! Command-line flags override the TOML file. Logs go to stderr, filtered by `RUST_LOG`
-//! (default `info`). SIGINT or SIGTERM shut the node down gracefully.
+//! (default `info`). SIGINT or SIGTERM shut the node down gracefully: stop accepting,
+//! finish the requests in flight, stop the raft worker, sync the engines, exit 0.
+//!
+//! Exit codes: 0 after a clean shutdown, 1 when the node cannot start or stops with an
+//! error (port in use, data dir of another node, storage failure), 2 for a bad command
+//! line or config.
 #![allow(clippy::print_stderr)]
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,7 +31,8 @@ use tracing::info;
 #[command(name = "raftkv-server", about = "Runs one raftkv node")]
 struct Args {
     /// A TOML config file (keys: node_id, listen, peers = ["id=addr", ...], data_dir,
-    /// engine, tick_ms, and a [store] table of raft-store settings).
+    /// engine, tick_ms, drain_timeout_ms, metrics_listen, and a [store] table of
+    /// raft-store settings; see the README's configuration reference).
     #[arg(long)]
     config: Option<PathBuf>,
     /// This node's store id.
@@ -46,6 +53,15 @@ struct Args {
     /// The raft tick interval in milliseconds (default 100).
     #[arg(long)]
     tick_ms: Option<u64>,
+    /// How long a graceful shutdown waits for requests in flight, in ms (default 5000).
+    #[arg(long)]
+    drain_timeout_ms: Option<u64>,
+    /// Serve Prometheus metrics over HTTP on this address (default: not served).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Check the config and print the effective settings, then exit without starting.
+    #[arg(long)]
+    check_config: bool,
 }
 
 /// The config file.
@@ -58,7 +74,16 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     engine: Option<String>,
     tick_ms: Option<u64>,
+    drain_timeout_ms: Option<u64>,
+    metrics_listen: Option<SocketAddr>,
     store: Option<raft_store::Config>,
+}
+
+/// What the server runs: the node and where its metrics go.
+#[derive(Debug)]
+struct ServerConfig {
+    node: NodeConfig,
+    metrics_listen: Option<SocketAddr>,
 }
 
 fn parse_engine(s: &str) -> Result<EngineKind, String> {
@@ -84,14 +109,18 @@ fn parse_peers(peers: &[String]) -> Result<BTreeMap<u64, String>, String> {
             .trim()
             .parse()
             .map_err(|_| format!("peer {p:?}: bad store id"))?;
-        if out.insert(id, addr.trim().to_string()).is_some() {
+        let addr = raftkv_examples::endpoint::parse_list(addr)
+            .ok()
+            .filter(|a| a.len() == 1)
+            .ok_or_else(|| format!("peer {p:?}: the address must be host:port"))?;
+        if out.insert(id, addr.concat()).is_some() {
             return Err(format!("store {id} is listed twice"));
         }
     }
     Ok(out)
 }
 
-fn node_config(args: Args) -> Result<NodeConfig, String> {
+fn server_config(args: Args) -> Result<ServerConfig, String> {
     let file = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -132,7 +161,14 @@ fn node_config(args: Args) -> Result<NodeConfig, String> {
     if let Some(tick_ms) = args.tick_ms.or(file.tick_ms) {
         cfg.tick_ms = tick_ms;
     }
-    Ok(cfg)
+    if let Some(ms) = args.drain_timeout_ms.or(file.drain_timeout_ms) {
+        cfg.drain_timeout_ms = ms;
+    }
+    cfg.validate().map_err(|e| e.to_string())?;
+    Ok(ServerConfig {
+        node: cfg,
+        metrics_listen: args.metrics_listen.or(file.metrics_listen),
+    })
 }
 
 async fn wait_for_signal() {
@@ -165,15 +201,29 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let cfg = match node_config(Args::parse()) {
+    let args = Args::parse();
+    let check_only = args.check_config;
+    let cfg = match server_config(args) {
         Ok(cfg) => cfg,
         Err(e) => {
             eprintln!("raftkv-server: {e}");
             return ExitCode::from(2);
         }
     };
-    let node = match Node::start(cfg).await {
+    if check_only {
+        eprintln!("raftkv-server: config ok: {cfg:#?}");
+        return ExitCode::SUCCESS;
+    }
+    if let Some(addr) = cfg.metrics_listen {
+        if let Err(e) = raftkv_examples::metrics_exporter::serve(addr) {
+            eprintln!("raftkv-server: {e}");
+            return ExitCode::FAILURE;
+        }
+        info!(%addr, "serving Prometheus metrics at http://{addr}/metrics");
+    }
+    let node = match Node::start(cfg.node).await {
         Ok(node) => node,
         Err(e) => {
             eprintln!("raftkv-server: {e}");

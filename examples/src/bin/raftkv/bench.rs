@@ -1,0 +1,584 @@
+//! `raftkv bench`: concurrent clients issuing gets and puts over a fixed key space, for a
+//! duration or a number of operations; throughput and latency percentiles (HDR histograms,
+//! microsecond resolution) reported separately for reads and writes.
+//!
+//! Every client is its own [`Client`] (its own connections) in its own tokio task, and
+//! picks keys uniformly at random from a seeded generator. Before the run, unless
+//! `--no-preload`, every key is written once so reads find values. A failed operation is
+//! counted and not timed; the run goes on.
+
+use std::io::IsTerminal as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use raftkv_examples::Client;
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+use serde::Serialize;
+use tokio::time::Instant;
+
+/// The largest preload batch, in bytes of keys and values (well under the default 8 MiB
+/// entry limit).
+const PRELOAD_BATCH_BYTES: usize = 256 << 10;
+
+/// The benchmark's settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Concurrent clients (each a tokio task with its own connections).
+    #[arg(long, short = 'c', default_value_t = 16)]
+    clients: usize,
+    /// How long to run, e.g. `10s`, `500ms`, `2m` (default 10s unless --ops is given).
+    #[arg(long, short = 'd', value_parser = parse_duration, conflicts_with = "ops")]
+    duration: Option<Duration>,
+    /// Stop after this many operations in total instead of after a duration.
+    #[arg(long, short = 'n')]
+    ops: Option<u64>,
+    /// The number of distinct keys.
+    #[arg(long, default_value_t = 10_000)]
+    keys: u64,
+    /// The key length in bytes, prefix included.
+    #[arg(long, default_value_t = 16)]
+    key_size: usize,
+    /// The prefix of every key, so a benchmark does not overwrite other data.
+    #[arg(long, default_value = "bench/")]
+    key_prefix: String,
+    /// The value length in bytes.
+    #[arg(long, default_value_t = 128)]
+    value_size: usize,
+    /// The fraction of operations that are gets (the rest are puts), in [0, 1].
+    #[arg(long, default_value_t = 0.5)]
+    read_ratio: f64,
+    /// Do not write every key before the run.
+    #[arg(long)]
+    no_preload: bool,
+    /// The seed of the key choice and the value bytes.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// `10s`, `250ms`, `2m`, or a bare number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 10s, 500ms, 2m)"))?;
+    let seconds = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        other => return Err(format!("unknown unit {other:?} in {s:?} (ms, s, m)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// When the run ends.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    After(Duration),
+    Ops(u64),
+}
+
+/// The workload, checked.
+#[derive(Debug, Clone)]
+struct Workload {
+    clients: usize,
+    stop: Stop,
+    keys: u64,
+    key_prefix: String,
+    /// Digits of the zero-padded key index after the prefix.
+    index_width: usize,
+    value: Bytes,
+    read_ratio: f64,
+    preload: bool,
+    seed: u64,
+}
+
+impl Workload {
+    fn new(args: &BenchArgs) -> Result<Self, String> {
+        if args.clients == 0 {
+            return Err("--clients must be at least 1".into());
+        }
+        if args.keys == 0 {
+            return Err("--keys must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&args.read_ratio) {
+            return Err(format!("--read-ratio {} is not in [0, 1]", args.read_ratio));
+        }
+        let digits = (args.keys - 1).to_string().len();
+        let index_width = args.key_size.saturating_sub(args.key_prefix.len());
+        if index_width < digits {
+            return Err(format!(
+                "--key-size {} is too small for prefix {:?} and {} keys (needs {})",
+                args.key_size,
+                args.key_prefix,
+                args.keys,
+                args.key_prefix.len() + digits
+            ));
+        }
+        let stop = match (args.ops, args.duration) {
+            (Some(0), _) => return Err("--ops must be at least 1".into()),
+            (Some(n), _) => Stop::Ops(n),
+            (None, Some(d)) if d.is_zero() => return Err("--duration must be positive".into()),
+            (None, Some(d)) => Stop::After(d),
+            (None, None) => Stop::After(Duration::from_secs(10)),
+        };
+        let mut value = vec![0u8; args.value_size];
+        StdRng::seed_from_u64(args.seed).fill(&mut value[..]);
+        Ok(Self {
+            clients: args.clients,
+            stop,
+            keys: args.keys,
+            key_prefix: args.key_prefix.clone(),
+            index_width,
+            value: value.into(),
+            read_ratio: args.read_ratio,
+            preload: !args.no_preload,
+            seed: args.seed,
+        })
+    }
+
+    fn key(&self, index: u64) -> Bytes {
+        format!(
+            "{}{index:0width$}",
+            self.key_prefix,
+            width = self.index_width
+        )
+        .into()
+    }
+}
+
+/// What one class of operations (reads or writes) did.
+#[derive(Debug, Serialize)]
+pub struct ClassReport {
+    /// Operations that succeeded.
+    pub ops: u64,
+    /// Operations that failed.
+    pub errors: u64,
+    /// Successful operations per second of the run.
+    pub ops_per_sec: f64,
+    /// Latency of the successful operations, in microseconds.
+    pub latency_us: Latency,
+}
+
+/// Latency percentiles in microseconds (0 without samples).
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    /// Mean.
+    pub mean: f64,
+    /// 50th percentile.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest.
+    pub max: u64,
+}
+
+/// The result of a run (the `--json` output).
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Distinct keys.
+    pub keys: u64,
+    /// Key length in bytes.
+    pub key_size: usize,
+    /// Value length in bytes.
+    pub value_size: usize,
+    /// Fraction of gets asked for.
+    pub read_ratio: f64,
+    /// Seconds the measured run took.
+    pub elapsed_secs: f64,
+    /// Successful operations, reads and writes.
+    pub ops: u64,
+    /// Failed operations.
+    pub errors: u64,
+    /// Successful operations per second.
+    pub ops_per_sec: f64,
+    /// The gets.
+    pub read: ClassReport,
+    /// The puts.
+    pub write: ClassReport,
+    /// The first error seen, if any.
+    pub first_error: Option<String>,
+}
+
+/// One client's counts.
+struct Tally {
+    read: Histogram<u64>,
+    write: Histogram<u64>,
+    read_errors: u64,
+    write_errors: u64,
+    first_error: Option<String>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            read: new_histogram(),
+            write: new_histogram(),
+            read_errors: 0,
+            write_errors: 0,
+            first_error: None,
+        }
+    }
+
+    fn merge(&mut self, other: Self) {
+        // Same bounds on both sides, so adding cannot overflow the range.
+        let _ = self.read.add(&other.read);
+        let _ = self.write.add(&other.write);
+        self.read_errors += other.read_errors;
+        self.write_errors += other.write_errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+}
+
+/// The longest latency a histogram tells apart: an hour, in microseconds (longer ones
+/// are recorded as this).
+const LATENCY_MAX_US: u64 = 3_600_000_000;
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_US, 3)
+        .expect("bounds 1 < 2 * 1 and 3 significant figures are valid for hdrhistogram")
+}
+
+/// Runs the benchmark against `endpoints`; progress goes to stderr when it is a terminal
+/// and `progress` is set.
+pub async fn run(
+    endpoints: &[String],
+    timeout: Duration,
+    args: &BenchArgs,
+    progress: bool,
+) -> Result<BenchReport, String> {
+    let w = Arc::new(Workload::new(args)?);
+    let connect = || {
+        Client::connect(endpoints)
+            .map(|c| c.with_timeout(timeout))
+            .map_err(|e| e.to_string())
+    };
+    let progress = progress && std::io::stderr().is_terminal();
+    if w.preload {
+        preload(&connect()?, &w, progress).await?;
+    }
+    let bar = progress_bar(w.stop, progress);
+    let done = Arc::new(AtomicU64::new(0));
+    let claimed = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(w.clients);
+    for i in 0..w.clients {
+        let client = connect()?;
+        let (w, done, claimed) = (w.clone(), done.clone(), claimed.clone());
+        tasks.push(tokio::spawn(async move {
+            run_client(&client, &w, i as u64, started, &claimed, &done).await
+        }));
+    }
+    let ticker = tokio::spawn(tick_progress(bar.clone(), w.stop, started, done.clone()));
+    let mut tally = Tally::new();
+    for t in tasks {
+        tally.merge(t.await.map_err(|e| format!("a bench client failed: {e}"))?);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    ticker.abort();
+    bar.finish_and_clear();
+    let class = |h: &Histogram<u64>, errors: u64| ClassReport {
+        ops: h.len(),
+        errors,
+        ops_per_sec: h.len() as f64 / elapsed,
+        latency_us: Latency {
+            mean: if h.is_empty() { 0.0 } else { h.mean() },
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        },
+    };
+    let (read, write) = (
+        class(&tally.read, tally.read_errors),
+        class(&tally.write, tally.write_errors),
+    );
+    Ok(BenchReport {
+        clients: w.clients,
+        keys: w.keys,
+        key_size: args.key_size,
+        value_size: args.value_size,
+        read_ratio: w.read_ratio,
+        elapsed_secs: elapsed,
+        ops: read.ops + write.ops,
+        errors: read.errors + write.errors,
+        ops_per_sec: (read.ops + write.ops) as f64 / elapsed,
+        read,
+        write,
+        first_error: tally.first_error,
+    })
+}
+
+/// Writes every key once, in batches.
+async fn preload(client: &Client, w: &Workload, progress: bool) -> Result<(), String> {
+    let bar = if progress {
+        ProgressBar::with_draw_target(Some(w.keys), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_message("preloading");
+    bar.set_style(style("{msg} [{bar:40}] {pos}/{len} keys"));
+    let mut batch = Vec::new();
+    let mut batch_bytes = 0;
+    for i in 0..w.keys {
+        let key = w.key(i);
+        batch_bytes += key.len() + w.value.len();
+        batch.push((key, w.value.clone()));
+        if batch_bytes >= PRELOAD_BATCH_BYTES || i + 1 == w.keys {
+            let n = batch.len() as u64;
+            client
+                .batch_put(std::mem::take(&mut batch))
+                .await
+                .map_err(|e| format!("preload failed: {e}"))?;
+            bar.inc(n);
+            batch_bytes = 0;
+        }
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// One client's loop until the run ends.
+async fn run_client(
+    client: &Client,
+    w: &Workload,
+    index: u64,
+    started: Instant,
+    claimed: &AtomicU64,
+    done: &AtomicU64,
+) -> Tally {
+    let mut rng = StdRng::seed_from_u64(w.seed.wrapping_add(index.wrapping_mul(0x9e37_79b9)));
+    let mut tally = Tally::new();
+    loop {
+        let more = match w.stop {
+            Stop::After(d) => started.elapsed() < d,
+            Stop::Ops(n) => claimed.fetch_add(1, Ordering::Relaxed) < n,
+        };
+        if !more {
+            return tally;
+        }
+        let key = w.key(rng.random_range(0..w.keys));
+        let is_read = rng.random::<f64>() < w.read_ratio;
+        let t = Instant::now();
+        let result = if is_read {
+            client.get(key).await.map(|_| ())
+        } else {
+            client.put(key, w.value.clone()).await
+        };
+        let micros = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+        match (result, is_read) {
+            (Ok(()), true) => tally.read.saturating_record(micros.max(1)),
+            (Ok(()), false) => tally.write.saturating_record(micros.max(1)),
+            (Err(e), read) => {
+                if read {
+                    tally.read_errors += 1;
+                } else {
+                    tally.write_errors += 1;
+                }
+                tally.first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
+
+/// A bar over the run's length: milliseconds for a timed run, operations otherwise.
+fn progress_bar(stop: Stop, visible: bool) -> ProgressBar {
+    if !visible {
+        return ProgressBar::hidden();
+    }
+    let (len, template) = match stop {
+        Stop::After(d) => (
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+            "[{elapsed_precise}] [{bar:40}] {msg}",
+        ),
+        Stop::Ops(n) => (n, "[{elapsed_precise}] [{bar:40}] {pos}/{len} ops, {msg}"),
+    };
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    bar.set_style(style(template));
+    bar
+}
+
+/// Updates the bar ten times a second with the operations done and the current rate.
+async fn tick_progress(bar: ProgressBar, stop: Stop, started: Instant, done: Arc<AtomicU64>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        interval.tick().await;
+        let n = done.load(Ordering::Relaxed);
+        let secs = started.elapsed().as_secs_f64().max(1e-3);
+        match stop {
+            Stop::After(_) => {
+                bar.set_position(u64::try_from(started.elapsed().as_millis()).unwrap_or(0));
+                bar.set_message(format!("{n} ops, {:.0} ops/s", n as f64 / secs));
+            }
+            Stop::Ops(_) => {
+                bar.set_position(n);
+                bar.set_message(format!("{:.0} ops/s", n as f64 / secs));
+            }
+        }
+    }
+}
+
+/// The report as a table.
+pub fn render(r: &BenchReport) -> String {
+    let mut out = format!(
+        "{} clients, {:.1} s, {} keys of {} B, values of {} B, read ratio {:.2}\n\
+         {:<6} {:>10} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+        r.clients,
+        r.elapsed_secs,
+        r.keys,
+        r.key_size,
+        r.value_size,
+        r.read_ratio,
+        "",
+        "ops",
+        "errors",
+        "ops/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "max ms"
+    );
+    let ms = |us: u64| us as f64 / 1000.0;
+    for (name, c) in [("read", &r.read), ("write", &r.write)] {
+        out.push_str(&format!(
+            "{name:<6} {:>10} {:>8} {:>11.1} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}\n",
+            c.ops,
+            c.errors,
+            c.ops_per_sec,
+            ms(c.latency_us.p50),
+            ms(c.latency_us.p90),
+            ms(c.latency_us.p99),
+            ms(c.latency_us.p999),
+            ms(c.latency_us.max),
+        ));
+    }
+    out.push_str(&format!(
+        "{:<6} {:>10} {:>8} {:>11.1}\n",
+        "total", r.ops, r.errors, r.ops_per_sec
+    ));
+    if let Some(e) = &r.first_error {
+        out.push_str(&format!("first error: {e}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    fn workload(argv: &[&str]) -> Result<Workload, String> {
+        let wrap = Wrap::try_parse_from(std::iter::once("bench").chain(argv.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        Workload::new(&wrap.args)
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("10h").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+
+    #[test]
+    fn keys_are_padded_to_the_key_size() {
+        let w = workload(&["--keys", "1000", "--key-size", "12", "--key-prefix", "b/"]).unwrap();
+        assert_eq!(w.key(7), Bytes::from("b/0000000007"));
+        assert_eq!(w.key(999).len(), 12);
+        assert!(matches!(w.stop, Stop::After(d) if d == Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn bad_workloads_are_refused() {
+        for argv in [
+            &["--keys", "100000", "--key-size", "8"][..],
+            &["--read-ratio", "1.5"],
+            &["--clients", "0"],
+            &["--ops", "0"],
+            &["--keys", "0"],
+            &["--ops", "5", "--duration", "1s"],
+        ] {
+            assert!(workload(argv).is_err(), "{argv:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn the_report_renders_both_classes() {
+        let latency = || Latency {
+            mean: 1.0,
+            p50: 1000,
+            p90: 2000,
+            p99: 3000,
+            p999: 4000,
+            max: 5000,
+        };
+        let r = BenchReport {
+            clients: 2,
+            keys: 10,
+            key_size: 16,
+            value_size: 8,
+            read_ratio: 0.5,
+            elapsed_secs: 1.0,
+            ops: 3,
+            errors: 1,
+            ops_per_sec: 3.0,
+            read: ClassReport {
+                ops: 2,
+                errors: 0,
+                ops_per_sec: 2.0,
+                latency_us: latency(),
+            },
+            write: ClassReport {
+                ops: 1,
+                errors: 1,
+                ops_per_sec: 1.0,
+                latency_us: latency(),
+            },
+            first_error: Some("boom".into()),
+        };
+        let text = render(&r);
+        assert!(text.contains("p99.9 ms"), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("read") && l.contains("4.000")),
+            "{text}"
+        );
+        assert!(text.contains("first error: boom"), "{text}");
+    }
+}
