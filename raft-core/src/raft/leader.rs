@@ -157,7 +157,7 @@ impl<S: Storage> Raft<S> {
             return false;
         }
         self.uncommitted_bytes += bytes;
-        self.raft_log.append(&entries);
+        self.raft_log.append(entries);
         true
     }
 
@@ -199,9 +199,7 @@ impl<S: Storage> Raft<S> {
 
     /// Sends appends (or empty appends carrying the commit index) to every peer.
     pub fn bcast_append(&mut self) -> Result<()> {
-        let mut peer = None;
-        while let Some(id) = self.trk.next_member(peer) {
-            peer = Some(id);
+        for &id in self.trk.member_id_list().as_slice() {
             if id != self.id {
                 self.maybe_send_append(id, true)?;
             }
@@ -374,9 +372,7 @@ impl<S: Storage> Raft<S> {
     }
 
     fn bcast_heartbeat_with_ctx(&mut self, ctx: Bytes) {
-        let mut peer = None;
-        while let Some(id) = self.trk.next_member(peer) {
-            peer = Some(id);
+        for &id in self.trk.member_id_list().as_slice() {
             if id != self.id {
                 self.send_heartbeat(id, ctx.clone());
             }
@@ -449,7 +445,13 @@ impl<S: Storage> Raft<S> {
             ProgressState::Replicate => pr.inflights.free_to(m.index),
         }
         let matched = pr.matched;
-        if self.maybe_commit()? {
+        // An acknowledgement at or below the commit index cannot raise it, so the quorum
+        // is not counted again for the later acks of an entry. Raising one peer's match
+        // to `matched <= committed` leaves the quorum index where it was or moves it to
+        // at most `matched`; and where it was, if above the commit index, is an entry of
+        // an earlier term (one of this term would have committed when the quorum reached
+        // it), which this leader may not commit by counting.
+        if matched > self.raft_log.committed && self.maybe_commit()? {
             self.on_commit_advanced();
         } else if old_paused {
             // The peer was paused and may have missed a commit index update.
