@@ -25,7 +25,7 @@ impl<S: Storage> Raft<S> {
                 self.check_quorum_active();
                 return Ok(());
             }
-            MessageType::MsgPropose => return self.on_propose(m),
+            MessageType::MsgPropose => return self.on_propose(m.entries),
             MessageType::MsgReadIndex => return self.on_read_index(m),
             _ => {}
         }
@@ -77,8 +77,8 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    fn on_propose(&mut self, m: Message) -> Result<()> {
-        if m.entries.is_empty() {
+    pub(super) fn on_propose(&mut self, entries: Vec<Entry>) -> Result<()> {
+        if entries.is_empty() {
             return Err(Error::InvalidMessage("proposal without entries".into()));
         }
         if !self.trk.progress.contains_key(&self.id) {
@@ -95,7 +95,7 @@ impl<S: Storage> Raft<S> {
         }
         let last_index = self.raft_log.last_index();
         let mut pending_conf_index = self.pending_conf_index;
-        for (i, e) in m.entries.iter().enumerate() {
+        for (i, e) in entries.iter().enumerate() {
             let cc = match EntryType::try_from(e.entry_type) {
                 Ok(EntryType::EntryNormal) => continue,
                 Ok(EntryType::EntryConfChange) => ConfChange::decode(e.data.clone())
@@ -127,7 +127,7 @@ impl<S: Storage> Raft<S> {
             }
             pending_conf_index = last_index + 1 + i as u64;
         }
-        if !self.append_entries(m.entries) {
+        if !self.append_entries(entries) {
             debug!(
                 id = self.id,
                 uncommitted_bytes = self.uncommitted_bytes,
