@@ -36,7 +36,8 @@ load_avg() { cut -d' ' -f1-3 /proc/loadavg; }
 # Usage: section_header "<command>" "<load at start>"
 section_header() {
   local dirty=""
-  git diff --quiet HEAD 2>/dev/null || dirty=" (with uncommitted changes)"
+  # The output file itself is being rewritten: it does not count as a change.
+  git diff --quiet HEAD -- . ":(exclude)$OUT" 2>/dev/null || dirty=" (with uncommitted changes)"
   echo "Command: \`$1\` on \`$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\`$dirty,"
   echo "$(date -u +%Y-%m-%d) UTC. Load average (1/5/15 min) at the start: $2; at the end: $(load_avg)."
   echo
@@ -103,7 +104,8 @@ run_section() {
     exit 2
   fi
   tmp=$(mktemp)
-  "section_$name" >"$tmp"
+  # Runs of blank lines squeezed to one.
+  "section_$name" | cat -s >"$tmp"
   splice "$name" "$tmp"
   rm -f "$tmp"
   stamp "wrote section '$name' into $OUT"

@@ -19,85 +19,29 @@
 
 #[path = "../tests/support/live.rs"]
 mod live;
+#[path = "../tests/support/transport_cluster.rs"]
+mod transport_cluster;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use engines::MemoryEngine;
 use live::{on_leader, put, region, request};
-use raft_store::bootstrap::{bootstrap_region, bootstrap_store};
-use raft_store::keys::{CF_DEFAULT, CF_META, CF_RAFT};
-use raft_store::raft_log_gc::{RaftLogGcRunner, RaftLogGcTask};
-use raft_store::raft_worker::MAILBOX_CAPACITY;
-use raft_store::worker::Worker;
-use raft_store::{Config, RaftWorker, Store, StoreFrameSink, StoreMailbox, TransportSender};
-use transport::channel::ChannelNetwork;
+use raft_store::{Config, StoreMailbox};
+use transport_cluster::TransportCluster;
 
-/// Three stores on raft worker threads over the channel transport.
-struct Cluster {
-    mailboxes: Vec<(u64, StoreMailbox)>,
-    workers: Vec<RaftWorker>,
-    _gc_workers: Vec<Worker<RaftLogGcTask>>,
-}
-
-impl Cluster {
-    fn start(rt: &tokio::runtime::Runtime) -> Self {
-        let network = rt.block_on(async { ChannelNetwork::new(1) });
-        let cfg = Config::default();
-        let (mut mailboxes, mut workers, mut gc_workers) = (Vec::new(), Vec::new(), Vec::new());
-        for id in 1..=3 {
-            let raft = MemoryEngine::new(&[CF_RAFT]).unwrap();
-            let kv = MemoryEngine::new(&[CF_DEFAULT, CF_META]).unwrap();
-            bootstrap_store(&kv, 1, id).unwrap();
-            bootstrap_region(&raft, &kv, &region()).unwrap();
-            let (mailbox, rx) = StoreMailbox::new(MAILBOX_CAPACITY);
-            let transport = {
-                let _guard = rt.enter();
-                network.register(id, Arc::new(StoreFrameSink::new(mailbox.clone())))
-            };
-            let sender = TransportSender::new(
-                Arc::new(transport),
-                rt.handle().clone(),
-                mailbox.clone(),
-                4 << 20,
-                cfg.snap_chunk_bytes as usize,
-            );
-            let mut store = Store::open(id, cfg.clone(), raft.clone(), kv, sender).unwrap();
-            let gc = Worker::start("raftlog-gc", 1024, RaftLogGcRunner::new(raft)).unwrap();
-            store.set_log_gc_scheduler(gc.scheduler());
-            gc_workers.push(gc);
-            let tick = Duration::from_millis(cfg.raft_base_tick_ms);
-            workers.push(
-                RaftWorker::spawn(store, mailbox.clone(), rx, tick, cfg.max_batch_msgs).unwrap(),
-            );
-            mailboxes.push((id, mailbox));
-        }
-        Self {
-            mailboxes,
-            workers,
-            _gc_workers: gc_workers,
-        }
-    }
-
-    /// The leader's mailbox, once one accepts a write.
-    fn leader(&self, rt: &tokio::runtime::Runtime) -> StoreMailbox {
-        let (id, _) = rt.block_on(on_leader(
-            &self.mailboxes,
-            request(vec![put(b"warm-up", b"")]),
-        ));
-        self.mailboxes
-            .iter()
-            .find(|(store, _)| *store == id)
-            .map(|(_, m)| m.clone())
-            .unwrap()
-    }
-
-    fn shutdown(self) {
-        for worker in self.workers {
-            worker.shutdown().unwrap();
-        }
-    }
+/// The leader's mailbox, once one accepts a write.
+fn leader(rt: &tokio::runtime::Runtime, cluster: &TransportCluster) -> StoreMailbox {
+    let (id, _) = rt.block_on(on_leader(
+        &cluster.mailboxes,
+        request(vec![put(b"warm-up", b"")]),
+    ));
+    cluster
+        .mailboxes
+        .iter()
+        .find(|(store, _)| *store == id)
+        .map(|(_, m)| m.clone())
+        .unwrap()
 }
 
 /// What the clients measured over the timed window.
@@ -163,19 +107,18 @@ fn run_clients(
         })
         .collect();
     std::thread::sleep(warm_up);
-    let (ops0, err0, cpu0, t0) = (
-        ops.load(Ordering::Relaxed),
-        errors.load(Ordering::Relaxed),
-        process_cpu_time(),
-        Instant::now(),
-    );
+    // The counters, the process's CPU time and the clock, read together.
+    let read = || {
+        (
+            ops.load(Ordering::Relaxed),
+            errors.load(Ordering::Relaxed),
+            process_cpu_time(),
+            Instant::now(),
+        )
+    };
+    let (ops0, err0, cpu0, t0) = read();
     std::thread::sleep(window);
-    let (ops1, err1, cpu1, t1) = (
-        ops.load(Ordering::Relaxed),
-        errors.load(Ordering::Relaxed),
-        process_cpu_time(),
-        Instant::now(),
-    );
+    let (ops1, err1, cpu1, t1) = read();
     stop.store(true, Ordering::Relaxed);
     let mut latencies_ns = Vec::new();
     for task in tasks {
@@ -243,8 +186,8 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let cluster = Cluster::start(&rt);
-    let leader = cluster.leader(&rt);
+    let cluster = TransportCluster::start(&rt, &Config::default(), &region());
+    let leader = leader(&rt, &cluster);
     println!();
     println!(
         "Store level: 3 stores (memory engine, channel transport, raft workers), closed-loop \
