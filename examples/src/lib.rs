@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod error;
+pub mod fsync_probe;
 pub mod kv_service;
 pub mod node;
 

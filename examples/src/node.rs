@@ -12,7 +12,7 @@ use raft_store::bootstrap::{bootstrap_region, bootstrap_store};
 use raft_store::keys::{CF_DEFAULT, CF_META, CF_RAFT};
 use raft_store::pb::metapb::{Peer, Region, RegionEpoch};
 use raft_store::raft_worker::MAILBOX_CAPACITY;
-use raft_store::{RaftWorker, Store, StoreFrameSink, StoreMailbox, TransportSender};
+use raft_store::{RaftWorker, SnapManager, Store, StoreFrameSink, StoreMailbox, TransportSender};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -60,7 +60,8 @@ pub struct NodeConfig {
     pub listen_addr: SocketAddr,
     /// Every store of the cluster (this one included) and its address.
     pub peers: BTreeMap<u64, String>,
-    /// Where the engines keep their files (unused by the memory engine).
+    /// Where the engines keep their files, and staged snapshots in `data_dir/snap`
+    /// (the memory engine uses a temporary directory instead, removed on shutdown).
     pub data_dir: PathBuf,
     /// The storage engine.
     pub engine: EngineKind,
@@ -138,6 +139,16 @@ pub struct Node {
     transport: Arc<GrpcTransport>,
     stop_server: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::result::Result<(), tonic::transport::Error>>>,
+    /// A snapshot directory of this node alone (memory engine), removed once it stopped.
+    temp_snap_dir: Option<PathBuf>,
+}
+
+/// A snapshot directory for a node whose engine keeps nothing on disk: unique to this
+/// process and node, so nodes of concurrent clusters never share one.
+fn temp_snap_dir(store_id: u64) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("raftkv-snap-{}-{store_id}-{n}", std::process::id()))
 }
 
 impl Node {
@@ -175,12 +186,17 @@ impl Node {
                 .filter(|(id, _)| **id != cfg.store_id)
                 .map(|(id, a)| (*id, a.clone())),
         ));
+        let temp_snap_dir = (cfg.engine == EngineKind::Memory).then(|| temp_snap_dir(cfg.store_id));
+        let snap_dir = temp_snap_dir
+            .clone()
+            .unwrap_or_else(|| cfg.data_dir.join("snap"));
+        let snap_mgr = SnapManager::open(&snap_dir, &cfg.store).map_err(raft_store::Error::from)?;
         let grpc_config = GrpcConfig::default();
         let transport = Arc::new(GrpcTransport::new(
             cfg.store_id,
             grpc_config.clone(),
             resolver,
-            Arc::new(StoreFrameSink::new(mailbox.clone())),
+            Arc::new(StoreFrameSink::new(mailbox.clone(), snap_mgr.clone())),
         ));
         let sender = TransportSender::new(
             transport.clone(),
@@ -188,6 +204,7 @@ impl Node {
             mailbox.clone(),
             grpc_config.max_frame_bytes,
             grpc_config.snapshot_chunk_bytes,
+            snap_mgr.clone(),
         );
         let worker = match cfg.engine {
             EngineKind::Memory => launch(
@@ -195,6 +212,7 @@ impl Node {
                 MemoryEngine::new(&[CF_RAFT])?,
                 MemoryEngine::new(&[CF_DEFAULT, CF_META])?,
                 sender,
+                snap_mgr,
                 mailbox.clone(),
                 rx,
             )?,
@@ -205,6 +223,7 @@ impl Node {
                     FjallEngine::open(&cfg.data_dir.join("raft"), &[CF_RAFT])?,
                     FjallEngine::open(&cfg.data_dir.join("kv"), &[CF_DEFAULT, CF_META])?,
                     sender,
+                    snap_mgr,
                     mailbox.clone(),
                     rx,
                 )?
@@ -218,6 +237,7 @@ impl Node {
                     engines::HeedEngine::open(&cfg.data_dir.join("raft"), &[CF_RAFT])?,
                     engines::HeedEngine::open(&cfg.data_dir.join("kv"), &[CF_DEFAULT, CF_META])?,
                     sender,
+                    snap_mgr,
                     mailbox.clone(),
                     rx,
                 )?
@@ -249,6 +269,7 @@ impl Node {
             transport,
             stop_server: Some(stop_server),
             server: Some(server),
+            temp_snap_dir,
         })
     }
 
@@ -290,8 +311,19 @@ impl Node {
                 .await
                 .map_err(|e| Error::Config(format!("worker shutdown task failed: {e}")))??;
         }
+        self.remove_temp_snap_dir();
         info!(store_id = self.store_id, "raftkv node stopped");
         Ok(())
+    }
+}
+
+impl Node {
+    fn remove_temp_snap_dir(&mut self) {
+        if let Some(dir) = self.temp_snap_dir.take() {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                warn!(dir = %dir.display(), "cannot remove the snapshot directory: {e}");
+            }
+        }
     }
 }
 
@@ -300,16 +332,21 @@ impl Drop for Node {
         if let Some(stop) = self.stop_server.take() {
             let _ = stop.send(());
         }
-        // The worker stops in its own Drop.
+        // The worker stops in its own Drop; then nothing uses the directory.
+        if let Some(worker) = self.worker.take() {
+            drop(worker);
+        }
+        self.remove_temp_snap_dir();
     }
 }
 
-/// Bootstraps (if new) and opens the store over `raft` and `kv`, and starts its worker.
+/// Bootstraps (if new) and opens the store over `raft` and `kv`, and starts its workers.
 fn launch<ER: Engine, EK: Engine>(
     cfg: &NodeConfig,
     raft: ER,
     kv: EK,
     sender: TransportSender,
+    snap_mgr: SnapManager,
     mailbox: StoreMailbox,
     rx: crossbeam_channel::Receiver<raft_store::StoreMsg>,
 ) -> Result<RaftWorker> {
@@ -331,7 +368,7 @@ fn launch<ER: Engine, EK: Engine>(
         ..cfg.store.clone()
     };
     let max_batch = store_cfg.max_batch_msgs;
-    let store = Store::open(cfg.store_id, store_cfg, raft, kv, sender)?;
+    let store = Store::open(cfg.store_id, store_cfg, raft, kv, sender, snap_mgr)?;
     let worker = RaftWorker::spawn(
         store,
         mailbox,

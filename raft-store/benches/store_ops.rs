@@ -1,7 +1,8 @@
 //! Store-level throughput in one process: three raft-store `Store`s on the memory engine,
 //! each on its own raft worker thread, exchanging frames through the in-process channel
-//! transport (the production send and receive paths: `TransportSender`, frame encoding,
-//! `StoreFrameSink`), with the raft log GC worker running.
+//! transport — the shared `conformance_tests::cluster::LiveCluster`, wired as in
+//! production (`TransportSender`, frame encoding, `StoreFrameSink`, the snapshot manager,
+//! the raft log GC worker; its message filters stay empty).
 //!
 //! N clients (tokio tasks on a 2-thread runtime, which also runs the transport) each keep
 //! one write in flight against the leader's mailbox: a put of an 8-byte key with an empty
@@ -17,31 +18,21 @@
 //!   warm-up).
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
-#[path = "../tests/support/live.rs"]
-mod live;
-#[path = "../tests/support/transport_cluster.rs"]
-mod transport_cluster;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use live::{on_leader, put, region, request};
+use conformance_tests::cluster::live::request;
+use conformance_tests::cluster::{LiveCluster, MemoryFactory, put};
 use raft_store::{Config, StoreMailbox};
-use transport_cluster::TransportCluster;
 
-/// The leader's mailbox, once one accepts a write.
-fn leader(rt: &tokio::runtime::Runtime, cluster: &TransportCluster) -> StoreMailbox {
-    let (id, _) = rt.block_on(on_leader(
-        &cluster.mailboxes,
-        request(vec![put(b"warm-up", b"")]),
-    ));
-    cluster
-        .mailboxes
-        .iter()
-        .find(|(store, _)| *store == id)
-        .map(|(_, m)| m.clone())
-        .unwrap()
+/// The leader's mailbox, once region 1 has a leader.
+fn leader(cluster: &LiveCluster<MemoryFactory>) -> StoreMailbox {
+    cluster.wait_until("a leader", Duration::from_secs(30), |c| {
+        c.leader_of(1).is_some()
+    });
+    let id = cluster.leader_of(1).unwrap();
+    cluster.mailbox(id).unwrap()
 }
 
 /// What the clients measured over the timed window.
@@ -181,13 +172,9 @@ fn main() {
             Duration::from_secs(secs),
         )
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let cluster = TransportCluster::start(&rt, &Config::default(), &region());
-    let leader = leader(&rt, &cluster);
+    let cluster = LiveCluster::new(MemoryFactory::default(), 3, Config::default(), 1);
+    let rt = cluster.runtime();
+    let leader = leader(&cluster);
     println!();
     println!(
         "Store level: 3 stores (memory engine, channel transport, raft workers), closed-loop \
@@ -200,7 +187,7 @@ fn main() {
     println!("| clients | ops/s | p50 µs | p99 µs | CPU µs/op (all threads) | errors |");
     println!("|---:|---:|---:|---:|---:|---:|");
     for n in clients {
-        let mut out = run_clients(&rt, &leader, n, warm_up, window);
+        let mut out = run_clients(rt, &leader, n, warm_up, window);
         out.latencies_ns.sort_unstable();
         let ops_per_sec = out.ops as f64 / out.elapsed.as_secs_f64();
         let cpu_per_op = out.cpu.map_or_else(
@@ -215,5 +202,5 @@ fn main() {
         );
         assert!(out.ops > 0, "no put completed with {n} clients");
     }
-    cluster.shutdown();
+    drop(cluster);
 }

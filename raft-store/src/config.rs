@@ -4,6 +4,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// The largest snapshot frame payload any store writes or accepts: it bounds the memory a
+/// receiver commits to one frame before its checksum is verified.
+pub const MAX_SNAP_CHUNK_BYTES: u64 = 64 << 20;
+
 /// Settings of a store. Every field has a documented default; unknown fields in a TOML
 /// file are an error, so a typo never silently keeps a default.
 ///
@@ -45,10 +49,22 @@ pub struct Config {
     pub region_max_size_bytes: u64,
     /// The size of each half after a split. Default 64 MiB.
     pub region_split_size_bytes: u64,
-    /// Bytes per snapshot chunk on the wire. Default 1 MiB.
+    /// Largest payload of one checksummed frame of a staged snapshot (generation writes
+    /// frames of this size; a receiver refuses a snapshot whose frames are larger than
+    /// [`MAX_SNAP_CHUNK_BYTES`]). Default 1 MiB.
     pub snap_chunk_bytes: u64,
-    /// Snapshots generated or applied at once. Default 4.
+    /// Snapshots streamed out at once, and (counted separately) snapshots received at
+    /// once; past it a send is reported failed (raft retries later) and a receive is
+    /// refused. Generation and apply run one at a time on the region worker. Default 4.
     pub max_concurrent_snapshots: usize,
+    /// Bytes per kv-engine write batch while applying a snapshot or clearing a range: the
+    /// memory an apply holds, and the largest write it makes. Default 4 MiB.
+    pub snap_apply_batch_bytes: u64,
+    /// The largest snapshot (staged bytes) a store accepts. Default 8 GiB.
+    pub snap_max_bytes: u64,
+    /// Ticks between sweeps of staged snapshot data no longer needed; an unreferenced
+    /// file is deleted by the second sweep that finds it so. Default 100.
+    pub snap_gc_tick_ticks: usize,
     /// Maximum messages handled in one loop iteration. Default 4096.
     pub max_batch_msgs: usize,
     /// Whether the raft log is fsynced before acknowledging (turning it off risks losing
@@ -78,6 +94,9 @@ impl Default for Config {
             region_split_size_bytes: 64 << 20,
             snap_chunk_bytes: 1 << 20,
             max_concurrent_snapshots: 4,
+            snap_apply_batch_bytes: 4 << 20,
+            snap_max_bytes: 8 << 30,
+            snap_gc_tick_ticks: 100,
             max_batch_msgs: 4096,
             sync_log: true,
             lease_read: false,
@@ -115,8 +134,14 @@ impl Config {
         {
             return bad("region_split_size_bytes must be in (0, region_max_size_bytes]");
         }
-        if self.snap_chunk_bytes == 0 || self.max_concurrent_snapshots == 0 {
-            return bad("snap_chunk_bytes and max_concurrent_snapshots must be > 0");
+        if self.snap_chunk_bytes == 0 || self.snap_chunk_bytes > MAX_SNAP_CHUNK_BYTES {
+            return bad("snap_chunk_bytes must be in (0, 64 MiB]");
+        }
+        if self.max_concurrent_snapshots == 0 || self.snap_gc_tick_ticks == 0 {
+            return bad("max_concurrent_snapshots and snap_gc_tick_ticks must be > 0");
+        }
+        if self.snap_apply_batch_bytes == 0 || self.snap_max_bytes == 0 {
+            return bad("snap_apply_batch_bytes and snap_max_bytes must be > 0");
         }
         if self.max_batch_msgs == 0 {
             return bad("max_batch_msgs must be greater than 0");
@@ -169,6 +194,26 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("region_split_size_bytes")
+        );
+        c = Config {
+            snap_chunk_bytes: MAX_SNAP_CHUNK_BYTES + 1,
+            ..Config::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("snap_chunk_bytes")
+        );
+        c = Config {
+            snap_apply_batch_bytes: 0,
+            ..Config::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("snap_apply_batch_bytes")
         );
         assert!(toml::from_str::<Config>("no_such_setting = 1").is_err());
     }

@@ -68,6 +68,9 @@ pub enum Error {
     /// The Raft core failed.
     #[error(transparent)]
     Raft(#[from] raft_core::Error),
+    /// A snapshot (descriptor, stream or staged data) was refused.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     /// Persisted or received bytes do not decode.
     #[error("corruption: {0}")]
     Corruption(String),

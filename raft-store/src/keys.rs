@@ -93,6 +93,41 @@ fn region_key(prefix: u8, region_id: u64, suffix: u8, extra: usize) -> Vec<u8> {
     k
 }
 
+/// One column-family range of a region's state-machine data.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SnapRange {
+    /// The column family (of the kv engine).
+    pub cf: &'static str,
+    /// The first engine key of the range.
+    pub start: Vec<u8>,
+    /// One past the last engine key of the range.
+    pub end: Vec<u8>,
+}
+
+impl SnapRange {
+    /// Whether `key` of `cf` lies in this range.
+    #[must_use]
+    pub fn contains(&self, cf: &str, key: &[u8]) -> bool {
+        self.cf == cf && self.start.as_slice() <= key && key < self.end.as_slice()
+    }
+}
+
+/// Every (column family, key range) holding the state-machine data of `region`, in the
+/// order a snapshot carries them. This one list defines what a snapshot contains, what
+/// applying one clears first, and what destroying a peer deletes: a new kind of
+/// per-region data is replicated by snapshots by adding its range here.
+///
+/// The ranges never include the region's apply state or region state (they describe the
+/// data, and are written with it).
+#[must_use]
+pub fn region_snapshot_ranges(region: &crate::pb::metapb::Region) -> Vec<SnapRange> {
+    vec![SnapRange {
+        cf: CF_DEFAULT,
+        start: data_key(&region.start_key),
+        end: data_end_key(&region.end_key),
+    }]
+}
+
 /// The key of a raft log entry.
 #[must_use]
 pub fn raft_log_key(region_id: u64, index: u64) -> Vec<u8> {

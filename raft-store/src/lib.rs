@@ -4,9 +4,6 @@
 //! PeerStorage (raft-core's `Storage` over the raft engine), the raft worker with group
 //! commit, proposals with callbacks, apply with write batches, the log GC worker, the
 //! region snapshot worker, conf change and region split.
-//!
-//! This crate is being built in slices. Present so far: the wire types ([`pb`]), the key
-//! encodings ([`keys`]) and the error taxonomy ([`Error`]).
 
 pub mod bootstrap;
 pub mod config;
@@ -19,6 +16,7 @@ pub mod peer_storage;
 pub mod raft_log_gc;
 pub mod raft_worker;
 pub mod region_check;
+pub mod region_worker;
 pub mod sender;
 pub mod snapshot;
 pub mod store;
@@ -57,6 +55,7 @@ pub use msg::{Callback, RegionStatus, RegionsCallback, StoreMsg};
 pub use peer::Peer;
 pub use raft_worker::{RaftWorker, StoreMailbox};
 pub use sender::RaftMessageSender;
+pub use snapshot::SnapManager;
 pub use store::Store;
 pub use store_frame_sink::StoreFrameSink;
 pub use transport_sender::TransportSender;

@@ -3,6 +3,7 @@
 use crate::pb::metapb::Region;
 use crate::pb::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
 use crate::pb::raft_serverpb::RaftMessage;
+use crate::region_worker::RegionTaskResult;
 
 /// Answers one command. Called exactly once, from the raft worker: it must not block.
 pub type Callback = Box<dyn FnOnce(RaftCmdResponse) + Send>;
@@ -54,6 +55,8 @@ pub enum StoreMsg {
     },
     /// Asks for the status of every region on this store, in region id order.
     QueryRegions(RegionsCallback),
+    /// The region worker finished a task.
+    RegionTaskDone(Box<RegionTaskResult>),
 }
 
 impl std::fmt::Debug for StoreMsg {
@@ -68,6 +71,7 @@ impl std::fmt::Debug for StoreMsg {
             ),
             StoreMsg::StoreUnreachable(id) => write!(f, "StoreUnreachable({id})"),
             StoreMsg::QueryRegions(_) => f.write_str("QueryRegions"),
+            StoreMsg::RegionTaskDone(r) => write!(f, "RegionTaskDone({r:?})"),
             StoreMsg::SnapshotStatus {
                 region_id,
                 to_peer,

@@ -19,6 +19,7 @@ use crate::msg::Callback;
 use crate::pb::metapb::{self, Region};
 use crate::pb::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse, ResponseHeader};
 use crate::peer_storage::PeerStorage;
+use crate::snapshot::SnapKey;
 
 /// A proposed command waiting for its entry to apply.
 struct Proposal {
@@ -56,6 +57,15 @@ pub struct Peer<ER: Engine, EK: Engine> {
     next_read_id: u64,
     /// Set once the peer was removed from its region; the store destroys it.
     pending_remove: bool,
+    /// The snapshot the region worker is applying to this peer. Meanwhile the peer takes
+    /// no Ready (so it applies no entries and persists nothing), serves no reads and does
+    /// not tick; messages are still stepped (as in TiKV), and answered once it is done.
+    applying_snapshot: Option<SnapKey>,
+    /// What the Ready that carried the snapshot had to send once persisted (its ack
+    /// above all), held until the snapshot is applied: the leader must not count this
+    /// peer as holding the snapshot's index while its data could still be lost, or it
+    /// could never send a new one (it ignores rejections below what a peer acked).
+    held_messages: Vec<raft_core::eraftpb::Message>,
     /// Peers heard from, so a peer that does not know its region's membership yet (it
     /// awaits its first snapshot) can still answer the leader.
     peer_cache: HashMap<u64, metapb::Peer>,
@@ -113,6 +123,8 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             write_batch: Vec::new(),
             next_read_id: 1,
             pending_remove: false,
+            applying_snapshot: None,
+            held_messages: Vec::new(),
             peer_cache: HashMap::new(),
         })
     }
@@ -156,6 +168,37 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
     #[must_use]
     pub fn pending_remove(&self) -> bool {
         self.pending_remove
+    }
+
+    /// The snapshot being applied to this peer, if any.
+    #[must_use]
+    pub fn applying_snapshot(&self) -> Option<SnapKey> {
+        self.applying_snapshot
+    }
+
+    /// Whether a snapshot is being applied to this peer.
+    #[must_use]
+    pub fn is_applying_snapshot(&self) -> bool {
+        self.applying_snapshot.is_some()
+    }
+
+    /// Marks the start (`Some`) or the end (`None`) of a snapshot apply.
+    pub fn set_applying_snapshot(&mut self, key: Option<SnapKey>) {
+        self.applying_snapshot = key;
+    }
+
+    /// Keeps messages until the snapshot being applied is applied.
+    pub fn hold_messages(&mut self, msgs: Vec<raft_core::eraftpb::Message>) {
+        debug_assert!(
+            self.is_applying_snapshot(),
+            "only an applying peer holds messages"
+        );
+        self.held_messages.extend(msgs);
+    }
+
+    /// The messages held while applying, to send (or drop) now that it ended.
+    pub fn take_held_messages(&mut self) -> Vec<raft_core::eraftpb::Message> {
+        std::mem::take(&mut self.held_messages)
     }
 
     /// The peer of this region with id `peer_id`, if it is a member.

@@ -1,19 +1,21 @@
 //! raft-core's `Storage` over the raft engine, plus the persisted state of one peer.
 
+use std::cell::RefCell;
 use std::fmt;
 
-use engines::{Direction, Engine, Peekable, WriteBatch};
+use engines::{Direction, Engine, Peekable, WriteBatch, WriteOptions};
 use prost::Message as _;
 use raft_core::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft_core::{RaftState, Storage, StorageError, StorageResult};
-use tracing::info;
+use tracing::debug;
 
 use crate::error::{Error, Result};
 use crate::keys::{self, CF_META, CF_RAFT};
-use crate::pb::metapb::{self, PeerRole, Region};
+use crate::pb::metapb::{self, PeerRole, Region, RegionEpoch};
 use crate::pb::raft_serverpb::{
-    PeerState, RaftApplyState, RaftLocalState, RaftTruncatedState, RegionLocalState,
+    PeerState, RaftApplyState, RaftLocalState, RaftTruncatedState, RegionLocalState, SnapshotMeta,
 };
+use crate::snapshot::{SnapKey, to_raft_snapshot};
 
 /// The log index and term every bootstrapped region starts at. Peers created later by a
 /// conf change start empty (index 0), so the leader must send them a snapshot rather
@@ -21,6 +23,30 @@ use crate::pb::raft_serverpb::{
 pub const RAFT_INIT_LOG_INDEX: u64 = 5;
 /// See [`RAFT_INIT_LOG_INDEX`].
 pub const RAFT_INIT_LOG_TERM: u64 = 5;
+
+/// Where the snapshot this peer hands its followers stands (a leader's business).
+#[derive(Debug, Default)]
+enum SnapGen {
+    /// No snapshot wanted or held.
+    #[default]
+    Idle,
+    /// raft asked for one; the store schedules a generation at the end of its iteration.
+    Requested,
+    /// The region worker is building generation `gen_id`.
+    Generating {
+        /// Answers from older generations are discarded.
+        gen_id: u64,
+    },
+    /// A staged snapshot, handed to raft for as long as it stays usable.
+    Ready {
+        /// The descriptor, as raft sends it.
+        snapshot: Snapshot,
+        /// Its staged data.
+        key: SnapKey,
+        /// The region epoch it was taken at.
+        epoch: Option<RegionEpoch>,
+    },
+}
 
 /// The persisted state of one peer and the read side of its raft log.
 ///
@@ -34,6 +60,9 @@ pub struct PeerStorage<ER: Engine, EK: Engine> {
     apply_state: RaftApplyState,
     raft_engine: ER,
     kv_engine: EK,
+    /// Changed by `Storage::snapshot` (which takes `&self`); only the raft worker thread
+    /// touches a peer, so a `RefCell` is enough.
+    snap_gen: RefCell<SnapGen>,
 }
 
 impl<ER: Engine, EK: Engine> fmt::Debug for PeerStorage<ER, EK> {
@@ -186,6 +215,7 @@ impl<ER: Engine, EK: Engine> PeerStorage<ER, EK> {
             apply_state,
             raft_engine,
             kv_engine,
+            snap_gen: RefCell::new(SnapGen::Idle),
         };
         storage.validate_and_repair()?;
         Ok(storage)
@@ -410,10 +440,30 @@ pub fn write_region_state<W: WriteBatch>(
     let local = RegionLocalState {
         state: state as i32,
         region: Some(region.clone()),
+        applying_snapshot: None,
     };
     wb.put(
         CF_META,
         &keys::region_state_key(region.id),
+        &local.encode_to_vec(),
+    )?;
+    Ok(())
+}
+
+/// Stages the `Applying` state of a region that is being replaced by the snapshot `meta`
+/// (whose region it records).
+///
+/// # Errors
+/// An engine failure while staging.
+pub fn write_applying_state<W: WriteBatch>(wb: &mut W, meta: &SnapshotMeta) -> Result<()> {
+    let local = RegionLocalState {
+        state: PeerState::Applying as i32,
+        region: meta.region.clone(),
+        applying_snapshot: Some(meta.clone()),
+    };
+    wb.put(
+        CF_META,
+        &keys::region_state_key(meta.region_id),
         &local.encode_to_vec(),
     )?;
     Ok(())
@@ -508,20 +558,166 @@ impl<ER: Engine, EK: Engine> Storage for PeerStorage<ER, EK> {
         self.raft_state.last_index
     }
 
+    /// Never builds a snapshot here: it hands out the staged one while it is usable (at
+    /// least `request_index`, not older than the log's start, taken at the current
+    /// epoch), and otherwise records a request and answers
+    /// `SnapshotTemporarilyUnavailable`; the store has it generated off this thread.
     fn snapshot(&self, request_index: u64) -> StorageResult<Snapshot> {
-        let applied = self.apply_state.applied_index;
-        if applied < request_index || !self.is_initialized() {
-            return Err(StorageError::SnapshotTemporarilyUnavailable);
+        let mut state = self.snap_gen.borrow_mut();
+        if let SnapGen::Ready {
+            snapshot, epoch, ..
+        } = &*state
+        {
+            let index = crate::snapshot::snapshot_index(snapshot);
+            if index >= request_index
+                && index >= self.truncated_index()
+                && *epoch == self.region.region_epoch
+            {
+                return Ok(snapshot.clone());
+            }
+            debug!(
+                region_id = self.region.id,
+                index, request_index, "staged snapshot is stale; generating another"
+            );
+            *state = SnapGen::Idle;
         }
-        info!(
-            region_id = self.region.id,
-            applied, "building region snapshot"
-        );
-        // The kv engine holds exactly what is applied: applying runs on this thread
-        // between Ready rounds, never concurrently with this call.
-        let term = self.apply_state.applied_term;
-        crate::snapshot::build_snapshot(&self.kv_engine, &self.region, applied, term)
-            .map_err(storage_err)
+        if matches!(*state, SnapGen::Idle) && self.is_initialized() {
+            *state = SnapGen::Requested;
+        }
+        Err(StorageError::SnapshotTemporarilyUnavailable)
+    }
+}
+
+/// The snapshot side of a peer's storage: generation bookkeeping (leader) and the start
+/// of an apply (follower).
+impl<ER: Engine, EK: Engine> PeerStorage<ER, EK> {
+    /// Whether raft asked for a snapshot since the last call; if so it is now generation
+    /// `gen_id`, which the caller must schedule.
+    pub fn take_snapshot_request(&mut self, gen_id: u64) -> bool {
+        let state = self.snap_gen.get_mut();
+        if matches!(state, SnapGen::Requested) {
+            *state = SnapGen::Generating { gen_id };
+            return true;
+        }
+        false
+    }
+
+    /// Takes the result of generation `gen_id`, unless a newer one superseded it (or the
+    /// peer stopped wanting one). A snapshot of an epoch the region has left is dropped.
+    /// Returns whether the result answered the current generation.
+    pub fn on_snapshot_generated(
+        &mut self,
+        gen_id: u64,
+        result: Result<Box<SnapshotMeta>>,
+    ) -> bool {
+        let state = self.snap_gen.get_mut();
+        if !matches!(state, SnapGen::Generating { gen_id: g } if *g == gen_id) {
+            return false;
+        }
+        let epoch = self.region.region_epoch;
+        *state = match result {
+            Ok(meta) if meta.region.as_ref().and_then(|r| r.region_epoch) == epoch => {
+                SnapGen::Ready {
+                    snapshot: to_raft_snapshot(&meta),
+                    key: SnapKey::of(&meta),
+                    epoch,
+                }
+            }
+            // The region changed meanwhile (the snapshot may not even name a new member),
+            // or generation failed: raft asks again on its next attempt.
+            Ok(_) | Err(_) => SnapGen::Idle,
+        };
+        true
+    }
+
+    /// Forgets the staged snapshot and any generation in progress (leadership lost).
+    pub fn clear_snapshot_cache(&mut self) {
+        *self.snap_gen.get_mut() = SnapGen::Idle;
+    }
+
+    /// The staged snapshot this peer holds for its followers, if any.
+    #[must_use]
+    pub fn cached_snapshot(&self) -> Option<SnapKey> {
+        match &*self.snap_gen.borrow() {
+            SnapGen::Ready { key, .. } => Some(*key),
+            _ => None,
+        }
+    }
+
+    /// Starts applying the snapshot `meta` describes: persists (synced) `Applying` with
+    /// the new region and the descriptor, and the apply state at the snapshot; stages
+    /// the deletion of the whole old log into `raft_wb`; moves the in-memory state to the
+    /// snapshot. The region worker writes the data later. Returns the previous region.
+    ///
+    /// The kv write comes first: a crash before the raft batch lands leaves a raft state
+    /// behind the truncated index, which [`Self::new`] repairs.
+    ///
+    /// # Errors
+    /// A descriptor for another region, or an engine failure.
+    pub fn begin_apply_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        raft_wb: &mut ER::WriteBatch,
+    ) -> Result<Region> {
+        let region = meta.region.clone().unwrap_or_default();
+        if region.id != self.region.id {
+            return Err(Error::Corruption(format!(
+                "snapshot of region {} sent to region {}",
+                region.id, self.region.id
+            )));
+        }
+        let apply_state = crate::snapshot::apply_state_at(meta);
+        let mut kv_wb = self.kv_engine.write_batch();
+        write_apply_state(&mut kv_wb, region.id, &apply_state)?;
+        write_applying_state(&mut kv_wb, meta)?;
+        self.kv_engine.write(&kv_wb, WriteOptions::synced())?;
+
+        let log_start = keys::raft_log_prefix(region.id);
+        let log_end = keys::raft_log_key(region.id, u64::MAX);
+        raft_wb.delete_range(CF_RAFT, log_start.as_slice()..log_end.as_slice())?;
+        self.set_snapshot_raft_state(apply_state.applied_index, apply_state.applied_term);
+        self.apply_state = apply_state;
+        self.write_raft_state(raft_wb)?;
+        self.clear_snapshot_cache();
+        Ok(std::mem::replace(&mut self.region, region))
+    }
+
+    /// Forgets everything but the vote, durably: the log and raft state go (keeping term
+    /// and vote, so no vote is ever cast twice), then the region and apply states. The
+    /// peer is uninitialized afterwards and needs a new snapshot. For a snapshot whose
+    /// staged data was lost or corrupt; the caller has cleared the region's data.
+    ///
+    /// # Errors
+    /// An engine failure.
+    pub fn reset_to_uninitialized(&self) -> Result<()> {
+        let region_id = self.region.id;
+        let hs = self.raft_state.hard_state.unwrap_or_default();
+        let raft_state = RaftLocalState {
+            hard_state: Some(HardState {
+                term: hs.term,
+                vote: hs.vote,
+                commit: 0,
+            }),
+            last_index: 0,
+            last_term: 0,
+        };
+        // Raft first: a crash before the kv write leaves `Applying`, which is redone
+        // (and fails the same way) at the next start.
+        let mut raft_wb = self.raft_engine.write_batch();
+        let log_start = keys::raft_log_prefix(region_id);
+        let log_end = keys::raft_log_key(region_id, u64::MAX);
+        raft_wb.delete_range(CF_RAFT, log_start.as_slice()..log_end.as_slice())?;
+        raft_wb.put(
+            CF_RAFT,
+            &keys::raft_state_key(region_id),
+            &raft_state.encode_to_vec(),
+        )?;
+        self.raft_engine.write(&raft_wb, WriteOptions::synced())?;
+        let mut kv_wb = self.kv_engine.write_batch();
+        kv_wb.delete(CF_META, &keys::region_state_key(region_id))?;
+        kv_wb.delete(CF_META, &keys::apply_state_key(region_id))?;
+        self.kv_engine.write(&kv_wb, WriteOptions::synced())?;
+        Ok(())
     }
 }
 

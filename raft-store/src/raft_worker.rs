@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 use engines::Engine;
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use crate::error::{Error, Result};
 use crate::msg::StoreMsg;
@@ -13,10 +13,14 @@ use crate::pb::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
 use crate::peer::error_response;
 use crate::sender::RaftMessageSender;
 use crate::store::Store;
+use crate::worker::Worker;
 
 /// The capacity of a store's mailbox; past it, clients get `ServerIsBusy` and Raft
 /// messages are dropped (Raft retransmits).
 pub const MAILBOX_CAPACITY: usize = 16 * 1024;
+
+/// Region tasks queued for the region worker; past it the store keeps them itself.
+pub const REGION_QUEUE_TASKS: usize = 64;
 
 /// A cloneable handle for sending to a store's raft worker.
 #[derive(Debug, Clone)]
@@ -42,6 +46,16 @@ impl StoreMailbox {
             TrySendError::Full(_) => Error::ServerIsBusy("store mailbox is full".into()),
             TrySendError::Disconnected(_) => Error::Stopped,
         })
+    }
+
+    /// Delivers `msg`, waiting while the mailbox is full: for workers and transport
+    /// threads whose messages must not be lost (region task results, snapshot statuses,
+    /// received snapshots). Never call it from the raft worker itself.
+    ///
+    /// # Errors
+    /// [`Error::Stopped`] when the worker is gone.
+    pub fn send(&self, msg: StoreMsg) -> Result<()> {
+        self.tx.send(msg).map_err(|_| Error::Stopped)
     }
 
     /// Runs a command and waits for its response (asynchronously). A full mailbox or a
@@ -72,12 +86,14 @@ pub struct RaftWorker {
 
 impl RaftWorker {
     /// Starts a thread that drives `store`: every message in the mailbox is handled in
-    /// batches of at most `max_batch_msgs`, and a `Tick` is injected every `tick`.
+    /// batches of at most `max_batch_msgs`, and a `Tick` is injected every `tick`. The
+    /// store's region tasks (snapshots, cleanup of destroyed peers) run on a region
+    /// worker thread of their own, stopped after the raft worker.
     ///
     /// # Errors
-    /// When the thread cannot be spawned.
+    /// When a thread cannot be spawned.
     pub fn spawn<ER, EK, S>(
-        store: Store<ER, EK, S>,
+        mut store: Store<ER, EK, S>,
         mailbox: StoreMailbox,
         rx: Receiver<StoreMsg>,
         tick: Duration,
@@ -88,11 +104,29 @@ impl RaftWorker {
         EK: Engine,
         S: RaftMessageSender + Send + 'static,
     {
+        let results = mailbox.clone();
+        let runner = store.region_runner(Box::new(move |msg| {
+            if results.send(msg).is_err() {
+                debug!("store stopped before a region task result");
+            }
+        }));
+        let region_worker = Worker::start(
+            &format!("region-{}", store.store_id()),
+            REGION_QUEUE_TASKS,
+            runner,
+        )?;
+        store.set_region_scheduler(region_worker.scheduler());
         let (stop, stop_rx) = bounded(1);
         let name = format!("raft-worker-{}", store.store_id());
         let thread = std::thread::Builder::new()
             .name(name)
-            .spawn(move || run(store, rx, stop_rx, tick, max_batch_msgs))
+            .spawn(move || {
+                let result = run(store, rx, stop_rx, tick, max_batch_msgs);
+                // The store (and its scheduler) is gone: the region worker finishes its
+                // queue and stops.
+                drop(region_worker);
+                result
+            })
             .map_err(|e| Error::Other(format!("cannot spawn the raft worker: {e}")))?;
         Ok(Self {
             mailbox,

@@ -1,159 +1,217 @@
-//! Region snapshots: built from the kv engine at the applied index, applied atomically.
+//! Region snapshots: a small descriptor that travels through raft, and the data staged on
+//! disk beside it.
 //!
-//! Crash safety of applying: the kv batch (data, apply state with the truncated index at
-//! the snapshot, region state) is written and synced first, then the raft engine batch
-//! (old log deleted, raft state moved to the snapshot). A crash between the two leaves a
-//! raft state behind the truncated index, which [`PeerStorage::new`] repairs by moving
-//! the log's end up to the snapshot. Since the kv batch is atomic, no "applying" state is
-//! ever visible.
+//! The path of a snapshot, leader to follower:
+//! 1. raft asks the leader's `PeerStorage::snapshot`; it answers
+//!    `SnapshotTemporarilyUnavailable` and records a request. At the end of the loop
+//!    iteration the store takes an engine snapshot (point-in-time, at the applied index)
+//!    and hands it to the region worker ([`crate::region_worker`]).
+//! 2. The worker writes the region's ranges ([`crate::keys::region_snapshot_ranges`]) as a
+//!    stream of checksummed frames ([`chunk`]) into a file of the [`SnapManager`]
+//!    ([`generate`]), and returns the descriptor ([`SnapshotMeta`]) to the store as a
+//!    `StoreMsg`. raft's next request gets a `Snapshot` whose `data` is the encoded
+//!    descriptor: a few hundred bytes, whatever the region's size.
+//! 3. The sender streams the staged file lazily after the descriptor; the receiver
+//!    verifies every frame and the totals while staging them to its own file, and only
+//!    then delivers the message to its store.
+//! 4. A follower's Ready carrying the snapshot persists `RegionLocalState = Applying` (with
+//!    the new region and the descriptor) and the raft state; the region worker clears the
+//!    region's ranges and writes the staged data in bounded batches ([`apply`]), then the
+//!    apply state and `Normal`, synced. A restart finds `Applying` and redoes the apply
+//!    from the staged file, which is deleted only once the apply completed.
 
-use bytes::Bytes;
-use engines::{Direction, Engine, WriteBatch, WriteOptions};
+pub mod apply;
+pub mod chunk;
+pub mod generate;
+pub mod snap_manager;
+
+use std::fmt;
+
 use prost::Message as _;
 use raft_core::eraftpb::{Snapshot, SnapshotMetadata};
+use thiserror::Error;
 
-use crate::error::{Error, Result};
-use crate::keys::{self, CF_DEFAULT, CF_RAFT};
-use crate::pb::metapb::Region;
-use crate::pb::raft_serverpb::{
-    PeerState, RaftApplyState, RaftTruncatedState, SnapshotData, SnapshotKv,
-};
-use crate::peer_storage::{PeerStorage, conf_state_from_region, write_region_state};
+use crate::config::MAX_SNAP_CHUNK_BYTES;
+use crate::pb::raft_serverpb::{RaftApplyState, RaftMessage, RaftTruncatedState, SnapshotMeta};
+use crate::peer_storage::conf_state_from_region;
 
-fn checksum(kvs: &[SnapshotKv]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    for kv in kvs {
-        h.update(kv.cf.as_bytes());
-        h.update(&(kv.key.len() as u32).to_le_bytes());
-        h.update(&kv.key);
-        h.update(&(kv.value.len() as u32).to_le_bytes());
-        h.update(&kv.value);
-    }
-    h.finalize()
+pub use snap_manager::{SnapKind, SnapManager, SnapRef};
+
+/// Names the staged data of one snapshot: region and raft position. Two snapshots with
+/// the same key hold the same data (the state applied at one index is unique).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SnapKey {
+    /// The region.
+    pub region_id: u64,
+    /// The term of the entry at `index`.
+    pub term: u64,
+    /// The applied index the snapshot holds the state of.
+    pub index: u64,
 }
 
-/// Builds a snapshot of `region` at `(index, term)` from `engine`, which must hold the
-/// state applied exactly up to `index`.
+impl SnapKey {
+    /// The key of the snapshot a descriptor describes.
+    #[must_use]
+    pub fn of(meta: &SnapshotMeta) -> Self {
+        let raft = meta.raft_meta.as_ref();
+        Self {
+            region_id: meta.region_id,
+            term: raft.map_or(0, |m| m.term),
+            index: raft.map_or(0, |m| m.index),
+        }
+    }
+}
+
+impl fmt::Display for SnapKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}_{}_{}", self.region_id, self.term, self.index)
+    }
+}
+
+/// Why a snapshot (its descriptor, its stream or its staged file) was refused. Every
+/// variant is an operating condition: the snapshot is dropped and raft sends another.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// The descriptor does not decode or contradicts itself.
+    #[error("bad snapshot descriptor: {0}")]
+    BadDescriptor(String),
+    /// The stream does not start with the format's magic bytes.
+    #[error("not a snapshot stream (bad magic)")]
+    BadMagic,
+    /// A frame claims more payload than the descriptor allows.
+    #[error("frame {frame} of {len} bytes exceeds the limit of {max}")]
+    FrameTooLarge {
+        /// The frame's position in the stream.
+        frame: u64,
+        /// Its claimed payload length.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A frame's checksum does not match its bytes.
+    #[error("frame {frame}: checksum mismatch")]
+    FrameChecksum {
+        /// The frame's position in the stream.
+        frame: u64,
+    },
+    /// The stream ended inside a frame or a record, or before its declared size.
+    #[error("snapshot stream truncated after {size_bytes} bytes")]
+    Truncated {
+        /// Bytes received.
+        size_bytes: u64,
+    },
+    /// The stream is larger than its descriptor or this store accepts.
+    #[error("snapshot of at least {size_bytes} bytes exceeds the limit of {max_bytes}")]
+    TooLarge {
+        /// Bytes received or declared.
+        size_bytes: u64,
+        /// The limit.
+        max_bytes: u64,
+    },
+    /// The stream's totals (size, checksum, frames, records) differ from the descriptor.
+    #[error("snapshot stream does not match its descriptor: {0}")]
+    Mismatch(String),
+    /// A record does not decode, or lies outside the region or out of order.
+    #[error("bad snapshot record: {0}")]
+    BadRecord(String),
+    /// The sender or the link gave up midway.
+    #[error("snapshot stream aborted: {0}")]
+    Aborted(String),
+    /// The staged data is not there.
+    #[error("staged snapshot {0} not found")]
+    Missing(SnapKey),
+    /// Too many snapshots are in flight already.
+    #[error("too many snapshots in flight ({0})")]
+    Busy(usize),
+    /// Reading or writing the staged file failed.
+    #[error("snapshot file i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Wraps a descriptor into the `Snapshot` handed to raft.
+#[must_use]
+pub fn to_raft_snapshot(meta: &SnapshotMeta) -> Snapshot {
+    Snapshot {
+        data: meta.encode_to_vec().into(),
+        metadata: meta.raft_meta.clone(),
+    }
+}
+
+/// Decodes and checks the descriptor in a raft `Snapshot`: it must name a region with
+/// members, agree with the raft metadata around it, and declare frames within
+/// [`MAX_SNAP_CHUNK_BYTES`].
 ///
 /// # Errors
-/// An engine failure.
-pub fn build_snapshot<EK: Engine>(
-    engine: &EK,
-    region: &Region,
-    index: u64,
-    term: u64,
-) -> Result<Snapshot> {
-    let start = keys::data_key(&region.start_key);
-    let end = keys::data_end_key(&region.end_key);
-    let mut kvs = Vec::new();
-    engine.scan(
-        CF_DEFAULT,
-        start.as_slice()..end.as_slice(),
-        Direction::Forward,
-        |k, v| {
-            kvs.push(SnapshotKv {
-                cf: CF_DEFAULT.to_owned(),
-                key: Bytes::copy_from_slice(k),
-                value: Bytes::copy_from_slice(v),
-            });
-            true
-        },
-    )?;
-    let data = SnapshotData {
-        region: Some(region.clone()),
-        checksum: checksum(&kvs),
-        kvs,
+/// [`SnapshotError::BadDescriptor`] naming the first contradiction.
+pub fn decode_descriptor(snapshot: &Snapshot) -> Result<SnapshotMeta, SnapshotError> {
+    let bad = |m: String| Err(SnapshotError::BadDescriptor(m));
+    let meta = match SnapshotMeta::decode(snapshot.data.clone()) {
+        Ok(m) => m,
+        Err(e) => return bad(e.to_string()),
     };
-    Ok(Snapshot {
-        data: data.encode_to_vec().into(),
-        metadata: Some(SnapshotMetadata {
-            conf_state: Some(conf_state_from_region(region)),
-            index,
-            term,
-        }),
-    })
+    let Some(region) = meta.region.as_ref() else {
+        return bad("no region".into());
+    };
+    if region.id != meta.region_id || region.peers.is_empty() {
+        return bad(format!(
+            "region {} (with {} peers) in a descriptor of region {}",
+            region.id,
+            region.peers.len(),
+            meta.region_id
+        ));
+    }
+    let outer: Option<&SnapshotMetadata> = snapshot.metadata.as_ref();
+    let Some(raft) = meta.raft_meta.as_ref() else {
+        return bad("no raft metadata".into());
+    };
+    if outer.map(|m| (m.index, m.term)) != Some((raft.index, raft.term)) || raft.index == 0 {
+        return bad(format!(
+            "raft position {:?} against ({}, {})",
+            outer.map(|m| (m.index, m.term)),
+            raft.index,
+            raft.term
+        ));
+    }
+    if raft.conf_state.as_ref() != Some(&conf_state_from_region(region)) {
+        return bad("membership differs from the region's".into());
+    }
+    if meta.chunk_bytes == 0 || meta.chunk_bytes > MAX_SNAP_CHUNK_BYTES {
+        return bad(format!("frame payload limit {}", meta.chunk_bytes));
+    }
+    Ok(meta)
 }
 
-/// Decodes and verifies a snapshot's data.
+/// The descriptor of the snapshot a `MsgSnapshot` carries (see [`decode_descriptor`]).
 ///
 /// # Errors
-/// [`Error::Corruption`] when it does not decode or its checksum or keys are wrong.
-pub fn decode_snapshot(snapshot: &Snapshot) -> Result<SnapshotData> {
-    let data = SnapshotData::decode(snapshot.data.clone())?;
-    if checksum(&data.kvs) != data.checksum {
-        return Err(Error::Corruption("snapshot checksum mismatch".into()));
-    }
-    let region = data.region.clone().unwrap_or_default();
-    let start = keys::data_key(&region.start_key);
-    let end = keys::data_end_key(&region.end_key);
-    for kv in &data.kvs {
-        if kv.cf != CF_DEFAULT || kv.key[..] < start[..] || kv.key[..] >= end[..] {
-            return Err(Error::Corruption(format!(
-                "snapshot key {:?} outside its region",
-                kv.key
-            )));
-        }
-    }
-    Ok(data)
+/// [`SnapshotError::BadDescriptor`] when the message carries no snapshot or a bad one.
+pub fn message_descriptor(msg: &RaftMessage) -> Result<SnapshotMeta, SnapshotError> {
+    let snapshot = msg
+        .message
+        .as_ref()
+        .and_then(|m| m.snapshot.as_deref())
+        .ok_or_else(|| SnapshotError::BadDescriptor("the message carries no snapshot".into()))?;
+    decode_descriptor(snapshot)
 }
 
-impl<ER: Engine, EK: Engine> PeerStorage<ER, EK> {
-    /// Applies a snapshot received from the leader: replaces the region's data and state
-    /// in the kv engine (synced), and stages the raft state and the deletion of the old
-    /// log into `raft_wb`. Returns the snapshot's region.
-    ///
-    /// # Errors
-    /// A corrupt snapshot or an engine failure.
-    pub fn apply_snapshot(
-        &mut self,
-        snapshot: &Snapshot,
-        raft_wb: &mut ER::WriteBatch,
-    ) -> Result<Region> {
-        let data = decode_snapshot(snapshot)?;
-        let meta = snapshot.metadata.clone().unwrap_or_default();
-        let region = data.region.unwrap_or_default();
-        if region.id != self.region().id {
-            return Err(Error::Corruption(format!(
-                "snapshot of region {} sent to region {}",
-                region.id,
-                self.region().id
-            )));
-        }
-        let kv = self.kv_engine().clone();
-        let mut kv_wb = kv.write_batch();
-        let old = self.region().clone();
-        for r in [&old, &region] {
-            if r.peers.is_empty() {
-                // An uninitialized peer owns no range yet.
-                continue;
-            }
-            let start = keys::data_key(&r.start_key);
-            let end = keys::data_end_key(&r.end_key);
-            kv_wb.delete_range(CF_DEFAULT, start.as_slice()..end.as_slice())?;
-        }
-        for pair in &data.kvs {
-            kv_wb.put(CF_DEFAULT, &pair.key, &pair.value)?;
-        }
-        let apply_state = RaftApplyState {
-            applied_index: meta.index,
-            applied_term: meta.term,
-            truncated_state: Some(RaftTruncatedState {
-                index: meta.index,
-                term: meta.term,
-            }),
-        };
-        crate::peer_storage::write_apply_state(&mut kv_wb, region.id, &apply_state)?;
-        write_region_state(&mut kv_wb, &region, PeerState::Normal)?;
-        kv.write(&kv_wb, WriteOptions::synced())?;
-        crate::store_metrics::snapshot_applied(snapshot.data.len());
-
-        let log_start = keys::raft_log_prefix(region.id);
-        let log_end = keys::raft_log_key(region.id, meta.index + 1);
-        raft_wb.delete_range(CF_RAFT, log_start.as_slice()..log_end.as_slice())?;
-        self.set_apply_state(apply_state);
-        self.set_snapshot_raft_state(meta.index, meta.term);
-        self.set_region(region.clone());
-        self.write_raft_state(raft_wb)?;
-        Ok(region)
+/// The apply state of a region right after the snapshot `meta` describes is applied:
+/// applied and truncated at its index.
+#[must_use]
+pub fn apply_state_at(meta: &SnapshotMeta) -> RaftApplyState {
+    let raft = meta.raft_meta.clone().unwrap_or_default();
+    RaftApplyState {
+        applied_index: raft.index,
+        applied_term: raft.term,
+        truncated_state: Some(RaftTruncatedState {
+            index: raft.index,
+            term: raft.term,
+        }),
     }
+}
+
+/// The log index a raft `Snapshot` is taken at (0 without metadata).
+#[must_use]
+pub fn snapshot_index(snapshot: &Snapshot) -> u64 {
+    snapshot.metadata.as_ref().map_or(0, |m| m.index)
 }

@@ -4,7 +4,11 @@
 //! no randomness, so a production thread and a deterministic simulator drive the same
 //! code (the simulator delivers `Tick`s by virtual time).
 
-use std::collections::{BTreeMap, HashMap};
+mod region_tasks;
+
+use region_tasks::begin_apply_snapshot;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use engines::{Engine, WriteBatch, WriteOptions};
 use prost::Message as _;
@@ -23,7 +27,9 @@ use crate::pb::raft_cmdpb::{
 use crate::pb::raft_serverpb::{PeerState, RaftMessage, RegionLocalState};
 use crate::peer::{ApplyResult, Peer, error_response};
 use crate::raft_log_gc::RaftLogGcTask;
+use crate::region_worker::{RegionRunner, RegionTask};
 use crate::sender::RaftMessageSender;
+use crate::snapshot::{SnapKey, SnapManager};
 use crate::worker::Scheduler;
 
 /// Every peer on one node, over one raft engine and one kv engine.
@@ -44,6 +50,28 @@ pub struct Store<ER: Engine, EK: Engine, S: RaftMessageSender> {
     id_alloc: IdAllocator,
     /// Where truncated raft log goes to be deleted; `None` deletes inline.
     log_gc: Option<Scheduler<RaftLogGcTask>>,
+    /// This store's staged snapshots.
+    snap_mgr: SnapManager,
+    /// Where region tasks run.
+    region_tasks: RegionDispatch<ER, EK>,
+    /// Region tasks not yet handed over (the worker's queue was full, or they run inline
+    /// at the end of the iteration), in the order they must run.
+    pending_region_tasks: VecDeque<RegionTask<EK::Snapshot>>,
+    /// Regions whose destroyed peer's data is still being deleted: no peer of them is
+    /// created meanwhile (it would find the old raft state).
+    pending_destroys: BTreeSet<u64>,
+    /// The id of the next snapshot generation (older answers are discarded).
+    next_gen_id: u64,
+}
+
+/// Where a store's region tasks run.
+enum RegionDispatch<ER: Engine, EK: Engine> {
+    /// On the raft worker's thread, at the end of each `handle_msgs` (the default: fully
+    /// deterministic, for single-threaded clusters and simple embeddings).
+    Inline(Box<RegionRunner<ER, EK>>),
+    /// On a worker: a thread, or a queue whose owner runs the tasks when it chooses and
+    /// sends the results back as `StoreMsg::RegionTaskDone`.
+    Scheduled(Scheduler<RegionTask<EK::Snapshot>>),
 }
 
 impl<ER: Engine, EK: Engine, S: RaftMessageSender> std::fmt::Debug for Store<ER, EK, S> {
@@ -56,7 +84,10 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> std::fmt::Debug for Store<ER,
 }
 
 impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
-    /// Opens store `store_id`: loads every region this store has a peer of.
+    /// Opens store `store_id`: loads every region this store has a peer of, with its
+    /// staged snapshots in `snap_mgr`. A region found `Applying` has its snapshot applied
+    /// again, a tombstoned one whose cleanup was interrupted is cleaned up again (both as
+    /// region tasks, which run inline until [`Self::set_region_scheduler`] is called).
     ///
     /// # Errors
     /// An invalid config, an engine failure, or corrupt persisted state.
@@ -66,9 +97,18 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         raft_engine: ER,
         kv_engine: EK,
         sender: S,
+        snap_mgr: SnapManager,
     ) -> Result<Self> {
         cfg.validate()?;
         let id_alloc = IdAllocator::load(&kv_engine, store_id)?;
+        let inline = RegionRunner::new(
+            raft_engine.clone(),
+            kv_engine.clone(),
+            snap_mgr.clone(),
+            cfg.snap_apply_batch_bytes as usize,
+            // Inline results are returned, never notified.
+            Box::new(|_| {}),
+        );
         let mut store = Self {
             store_id,
             cfg,
@@ -81,6 +121,11 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             ticks: 0,
             id_alloc,
             log_gc: None,
+            snap_mgr,
+            region_tasks: RegionDispatch::Inline(Box::new(inline)),
+            pending_region_tasks: VecDeque::new(),
+            pending_destroys: BTreeSet::new(),
+            next_gen_id: 1,
         };
         let (lo, hi) = keys::region_state_range();
         let mut states = Vec::new();
@@ -100,37 +145,69 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         if let Some(e) = failure {
             return Err(e);
         }
+        let mut applies = Vec::new();
         for state in states {
             let peer_state = state.state();
             let region = state.region.unwrap_or_default();
-            match peer_state {
-                PeerState::Tombstone => {
+            if peer_state == PeerState::Tombstone {
+                let cleanup_unfinished = store
+                    .raft_engine
+                    .get(CF_RAFT, &keys::raft_state_key(region.id))?
+                    .is_some();
+                store
+                    .tombstones
+                    .insert(region.id, region.region_epoch.unwrap_or_default());
+                if cleanup_unfinished {
+                    info!(
+                        region_id = region.id,
+                        "finishing an interrupted peer cleanup"
+                    );
+                    store.pending_destroys.insert(region.id);
                     store
-                        .tombstones
-                        .insert(region.id, region.region_epoch.unwrap_or_default());
+                        .pending_region_tasks
+                        .push_back(RegionTask::Destroy { region });
                 }
-                PeerState::Applying => {
-                    return Err(Error::Other(format!(
-                        "region {} was applying a snapshot when the store stopped; snapshot recovery is not supported yet",
-                        region.id
-                    )));
-                }
-                PeerState::Normal => {
-                    let Some(meta) = region
-                        .peers
-                        .iter()
-                        .find(|p| p.store_id == store_id)
-                        .copied()
-                    else {
-                        warn!(
-                            region_id = region.id,
-                            "region has no peer on this store; skipped"
-                        );
-                        continue;
-                    };
-                    store.insert_peer(region, meta)?;
-                }
+                continue;
             }
+            let Some(meta) = region
+                .peers
+                .iter()
+                .find(|p| p.store_id == store_id)
+                .copied()
+            else {
+                warn!(
+                    region_id = region.id,
+                    "region has no peer on this store; skipped"
+                );
+                continue;
+            };
+            store.insert_peer(region.clone(), meta)?;
+            if peer_state == PeerState::Applying {
+                applies.push((region, state.applying_snapshot.map(Box::new)));
+            }
+        }
+        // After every cleanup: a snapshot may cover a destroyed peer's old range.
+        for (region, snapshot) in applies {
+            let key = snapshot.as_deref().map_or_else(
+                || {
+                    let storage = store.peers[&region.id].raft_group().store();
+                    SnapKey {
+                        region_id: region.id,
+                        term: storage.truncated_term(),
+                        index: storage.truncated_index(),
+                    }
+                },
+                SnapKey::of,
+            );
+            info!(region_id = region.id, %key, "resuming an interrupted snapshot apply");
+            if let Some(peer) = store.peers.get_mut(&region.id) {
+                peer.set_applying_snapshot(Some(key));
+            }
+            store.pending_region_tasks.push_back(RegionTask::Apply {
+                region,
+                snapshot,
+                stale_ranges: Vec::new(),
+            });
         }
         info!(store_id, regions = store.peers.len(), "store opened");
         Ok(store)
@@ -155,6 +232,40 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
     /// Deletes truncated raft log on `scheduler`'s worker instead of inline.
     pub fn set_log_gc_scheduler(&mut self, scheduler: Scheduler<RaftLogGcTask>) {
         self.log_gc = Some(scheduler);
+    }
+
+    /// Hands region tasks (snapshot generation and apply, cleanup of destroyed peers) to
+    /// `scheduler`'s worker instead of running them inline. The worker must run them in
+    /// order and send each result back as [`StoreMsg::RegionTaskDone`]: a
+    /// [`RegionRunner`] from [`Self::region_runner`] on a [`crate::worker::Worker`]
+    /// thread, or a caller draining a [`Scheduler::manual`] queue.
+    pub fn set_region_scheduler(&mut self, scheduler: Scheduler<RegionTask<EK::Snapshot>>) {
+        self.region_tasks = RegionDispatch::Scheduled(scheduler);
+    }
+
+    /// A region task runner over this store's engines and snapshots, reporting to
+    /// `notify`.
+    #[must_use]
+    pub fn region_runner(&self, notify: crate::region_worker::Notifier) -> RegionRunner<ER, EK> {
+        RegionRunner::new(
+            self.raft_engine.clone(),
+            self.kv_engine.clone(),
+            self.snap_mgr.clone(),
+            self.cfg.snap_apply_batch_bytes as usize,
+            notify,
+        )
+    }
+
+    /// This store's staged snapshots.
+    #[must_use]
+    pub fn snap_manager(&self) -> &SnapManager {
+        &self.snap_mgr
+    }
+
+    /// Whether the data of a destroyed peer of `region_id` is still being deleted.
+    #[must_use]
+    pub fn is_destroy_pending(&self, region_id: u64) -> bool {
+        self.pending_destroys.contains(&region_id)
     }
 
     /// This store's id.
@@ -226,11 +337,30 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
 
     /// One raft worker iteration: handles `msgs`, then persists every peer's Ready in one
     /// raft-engine write batch with one fsync (group commit), sends, applies committed
-    /// entries in one kv-engine write batch, answers callbacks and serves reads.
+    /// entries in one kv-engine write batch, answers callbacks and serves reads. Region
+    /// tasks run at the end when they run inline, and their results are handled at once.
     ///
     /// # Errors
     /// Only fatal errors (engine failures); the store must stop on them.
     pub fn handle_msgs(&mut self, msgs: impl IntoIterator<Item = StoreMsg>) -> Result<()> {
+        self.handle_batch(msgs)?;
+        // Inline tasks can lead to more (an apply lets a peer take its next Ready); a few
+        // rounds settle it, the rest runs after the next batch.
+        for _ in 0..4 {
+            let results = self.run_inline_region_tasks();
+            if results.is_empty() {
+                break;
+            }
+            self.handle_batch(
+                results
+                    .into_iter()
+                    .map(|r| StoreMsg::RegionTaskDone(Box::new(r))),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn handle_batch(&mut self, msgs: impl IntoIterator<Item = StoreMsg>) -> Result<()> {
         for msg in msgs {
             match msg {
                 StoreMsg::Tick => self.on_tick()?,
@@ -252,6 +382,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                         peer.raft_group_mut().report_snapshot(to_peer, status);
                     }
                 }
+                StoreMsg::RegionTaskDone(result) => self.on_region_task_done(*result)?,
             }
         }
         for peer in self.peers.values_mut() {
@@ -265,6 +396,10 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                 break;
             }
         }
+        // The kv engine now holds exactly what each peer applied: the moment to take
+        // engine snapshots for the generations raft asked for.
+        self.schedule_snapshot_generations()?;
+        self.dispatch_region_tasks();
         self.sender.flush();
         Ok(())
     }
@@ -272,7 +407,13 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
     fn on_tick(&mut self) -> Result<()> {
         self.ticks += 1;
         for peer in self.peers.values_mut() {
-            peer.tick()?;
+            // A peer applying a snapshot must not time out and campaign meanwhile.
+            if !peer.is_applying_snapshot() {
+                peer.tick()?;
+            }
+        }
+        if self.ticks % self.cfg.snap_gc_tick_ticks as u64 == 0 {
+            self.sweep_snapshots();
         }
         if self.ticks % self.cfg.raft_log_gc_tick_ticks as u64 == 0 {
             self.propose_log_gc();
@@ -366,11 +507,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                 .map(|p| p.matched)
                 .min()
                 .unwrap_or(applied);
-            let compact_index = if replicated > truncated && applied - replicated < 2 * limit {
-                replicated.min(applied)
-            } else {
-                applied
-            };
+            let compact_index = log_gc_compact_index(applied, truncated, replicated, limit);
             let Ok(compact_term) = raft_core::Storage::term(storage, compact_index) else {
                 continue;
             };
@@ -503,8 +640,10 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             return Ok(());
         };
         if msg.msg_type() == MessageType::MsgSnapshot && !self.check_snapshot(&m, &msg) {
+            crate::store_metrics::snapshot_failed("check");
             return Ok(());
         }
+        self.maybe_destroy_stale_peer(&m)?;
         if !self.peers.contains_key(&region_id) && !self.maybe_create_peer(&m, &msg)? {
             return Ok(());
         }
@@ -530,41 +669,28 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         Ok(())
     }
 
-    /// Whether a snapshot message may be stepped: its data must be intact and its range
-    /// must not overlap another region this store has (it would be stale).
-    fn check_snapshot(&self, m: &RaftMessage, msg: &eraftpb::Message) -> bool {
-        let Some(snapshot) = msg.snapshot.as_ref() else {
-            return false;
+    /// Destroys this store's peer of the message's region if the message is for a newer
+    /// peer of it on this store: the local peer was removed without learning it (it was
+    /// cut off when the removal committed) and the store was added back under a new id.
+    /// Without this the new peer could never be created and the store never caught up.
+    fn maybe_destroy_stale_peer(&mut self, m: &RaftMessage) -> Result<()> {
+        let Some(peer) = self.peers.get(&m.region_id) else {
+            return Ok(());
         };
-        let data = match crate::snapshot::decode_snapshot(snapshot) {
-            Ok(d) => d,
-            Err(e) => {
-                warn!(region_id = m.region_id, "dropping a corrupt snapshot: {e}");
-                return false;
-            }
-        };
-        let region = data.region.unwrap_or_default();
-        let start = keys::data_key(&region.start_key);
-        let end = keys::data_end_key(&region.end_key);
-        let overlapping = self
-            .region_ranges
-            .range::<[u8], _>((
-                std::ops::Bound::Excluded(start.as_slice()),
-                std::ops::Bound::Unbounded,
-            ))
-            .take_while(|(_, id)| {
-                self.peers
-                    .get(id)
-                    .is_some_and(|p| keys::data_key(&p.region().start_key) < end)
-            })
-            .any(|(&_, &id)| id != m.region_id);
-        if overlapping {
-            warn!(
+        let to = m.to_peer.unwrap_or_default();
+        let theirs = m.region_epoch.unwrap_or_default().conf_ver;
+        let ours = peer.region().region_epoch.unwrap_or_default().conf_ver;
+        if to.id > peer.meta().id && theirs > ours {
+            info!(
+                store_id = self.store_id,
                 region_id = m.region_id,
-                "snapshot overlaps another region; dropped"
+                stale = peer.meta().id,
+                new = to.id,
+                "a newer peer of the region is on this store: destroying the stale one"
             );
+            self.destroy_peer(m.region_id)?;
         }
-        region.id == m.region_id && !overlapping
+        Ok(())
     }
 
     /// Creates an uninitialized peer for a region this store does not have, when a leader
@@ -575,6 +701,13 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
         );
         if !from_leader {
+            return Ok(false);
+        }
+        if self.pending_destroys.contains(&m.region_id) {
+            debug!(
+                region_id = m.region_id,
+                "a destroyed peer of the region is still being cleaned up; dropped"
+            );
             return Ok(false);
         }
         let epoch = m.region_epoch.unwrap_or_default();
@@ -628,28 +761,21 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             kv_engine,
             cfg,
             region_ranges,
+            pending_region_tasks,
             ..
         } = self;
         let mut raft_wb = raft_engine.write_batch();
         let mut readies = Vec::new();
         let mut must_sync = false;
         for (&region_id, peer) in peers.iter_mut() {
-            if !peer.raft_group().has_ready() {
+            if peer.is_applying_snapshot() || !peer.raft_group().has_ready() {
                 continue;
             }
             let mut rd = peer.raft_group_mut().ready()?;
             send_messages(peer, rd.take_messages(), sender);
             if let Some(snapshot) = rd.snapshot() {
-                let old_end = keys::data_end_key(&peer.region().end_key);
-                let was_initialized = peer.raft_group().store().is_initialized();
-                let storage = peer.raft_group_mut().store_mut();
-                let region = storage.apply_snapshot(snapshot, &mut raft_wb)?;
-                if was_initialized && region_ranges.get(&old_end) == Some(&region_id) {
-                    region_ranges.remove(&old_end);
-                }
-                region_ranges.insert(keys::data_end_key(&region.end_key), region_id);
-                let index = snapshot.metadata.as_ref().map_or(0, |m| m.index);
-                info!(region_id, index, "snapshot applied");
+                let task = begin_apply_snapshot(peer, snapshot, region_ranges, &mut raft_wb)?;
+                pending_region_tasks.push_back(task);
             }
             let storage = peer.raft_group_mut().store_mut();
             storage.append(rd.entries(), &mut raft_wb)?;
@@ -663,6 +789,10 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         if readies.is_empty() {
             return Ok(false);
         }
+        // A leader's appends leave before its own fsync, so its disk write and the
+        // followers' overlap (Raft thesis §10.2.1). Messages that promise durability
+        // (votes, append responses) are the persisted messages, sent only after the write.
+        sender.flush();
         // Group commit: one write and at most one fsync for every peer's Ready. The clock
         // read here only feeds a metric; it never steers the state machines.
         let write_started = std::time::Instant::now();
@@ -679,7 +809,12 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         let mut results = Vec::new();
         for (region_id, mut rd) in readies {
             let peer = peers.get_mut(&region_id).expect("peer handled above");
-            send_messages(peer, rd.take_persisted_messages(), sender);
+            let persisted_messages = rd.take_persisted_messages();
+            if peer.is_applying_snapshot() {
+                peer.hold_messages(persisted_messages);
+            } else {
+                send_messages(peer, persisted_messages, sender);
+            }
             let lost_leadership = rd
                 .soft_state()
                 .is_some_and(|ss| ss.raft_state != raft_core::StateRole::Leader);
@@ -688,6 +823,8 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             peer.raft_group_mut().on_persist_ready(rd.number())?;
             if lost_leadership {
                 peer.on_leadership_lost();
+                // Only a leader sends snapshots: its staged one can go.
+                peer.raft_group_mut().store_mut().clear_snapshot_cache();
             }
             peer.on_read_states(read_states);
             if !committed.is_empty() {
@@ -699,19 +836,22 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             }
         }
         // The applied index travels with the data it describes. A compaction must be on
-        // disk before the log it truncates is deleted.
-        let has_compaction = results
-            .iter()
-            .any(|r| matches!(r, ApplyResult::CompactLog { .. }));
+        // disk before the log it truncates is deleted, and a removal (Tombstone) before
+        // the destroyed peer's data is.
+        let must_sync_kv = results.iter().any(|r| {
+            matches!(
+                r,
+                ApplyResult::CompactLog { .. }
+                    | ApplyResult::ConfChange {
+                        removed_self: true,
+                        ..
+                    }
+            )
+        });
         if !kv_wb.is_empty() {
-            kv_engine.write(
-                &kv_wb,
-                WriteOptions {
-                    sync: has_compaction,
-                },
-            )?;
+            kv_engine.write(&kv_wb, WriteOptions { sync: must_sync_kv })?;
         }
-        for peer in peers.values_mut() {
+        for peer in peers.values_mut().filter(|p| !p.is_applying_snapshot()) {
             let applied = peer.raft_group().store().applied_index();
             if applied > peer.raft_group().raft().raft_log().applied {
                 peer.raft_group_mut().advance_apply_to(applied)?;
@@ -791,7 +931,8 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         Ok(())
     }
 
-    /// Removes a peer that is no longer a member and deletes its data.
+    /// Removes a peer that is no longer a member (its `Tombstone` state is durable) and
+    /// has its data deleted by the region worker.
     fn destroy_peer(&mut self, region_id: u64) -> Result<()> {
         let Some(mut peer) = self.peers.remove(&region_id) else {
             return Ok(());
@@ -808,22 +949,33 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             self.region_ranges
                 .remove(&keys::data_end_key(&region.end_key));
         }
-        let start = keys::data_key(&region.start_key);
-        let end = keys::data_end_key(&region.end_key);
-        self.kv_engine
-            .delete_range(CF_DEFAULT, start.as_slice()..end.as_slice())?;
-        let mut raft_wb = self.raft_engine.write_batch();
-        let log_start = keys::raft_log_prefix(region_id);
-        let log_end = keys::raft_log_key(region_id, u64::MAX);
-        raft_wb.delete_range(CF_RAFT, log_start.as_slice()..log_end.as_slice())?;
-        raft_wb.delete(CF_RAFT, &keys::raft_state_key(region_id))?;
-        self.raft_engine.write(&raft_wb, WriteOptions::synced())?;
+        // The tombstone is durable before the data goes (a restart finishes the cleanup,
+        // never resurrects the peer). A stale peer replaced by a newer one of this store
+        // (`maybe_destroy_stale_peer`) reaches here without one from apply.
+        let mut kv_wb = self.kv_engine.write_batch();
+        crate::peer_storage::write_region_state(&mut kv_wb, &region, PeerState::Tombstone)?;
+        self.kv_engine.write(&kv_wb, WriteOptions::synced())?;
+        self.pending_destroys.insert(region_id);
+        self.pending_region_tasks
+            .push_back(RegionTask::Destroy { region });
         Ok(())
     }
 }
 
+/// Where a leader compacts its log: up to what every follower has (`replicated`, the
+/// lowest match index) so live followers need no snapshot, unless one lags more than
+/// `2 × limit` behind `applied` (a snapshot is then cheaper); never past `applied`.
+/// Followers may have more of the log than the leader applied (`replicated > applied`).
+fn log_gc_compact_index(applied: u64, truncated: u64, replicated: u64, limit: u64) -> u64 {
+    if replicated > truncated && applied.saturating_sub(replicated) < 2 * limit {
+        replicated.min(applied)
+    } else {
+        applied
+    }
+}
+
 /// Wraps a peer's Raft messages with routing information and queues them.
-fn send_messages<ER: Engine, EK: Engine, S: RaftMessageSender>(
+pub(crate) fn send_messages<ER: Engine, EK: Engine, S: RaftMessageSender>(
     peer: &Peer<ER, EK>,
     msgs: Vec<eraftpb::Message>,
     sender: &mut S,
@@ -849,5 +1001,22 @@ fn send_messages<ER: Engine, EK: Engine, S: RaftMessageSender>(
             end_key: region.end_key.clone(),
         };
         sender.send(to.store_id, rm);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_gc_compact_index;
+
+    #[test]
+    fn log_gc_keeps_what_followers_need_and_never_passes_applied() {
+        // A follower at 40 of 50 applied: keep its entries.
+        assert_eq!(log_gc_compact_index(50, 10, 40, 10), 40);
+        // Lagging by 2 × limit or more: compact to applied, it gets a snapshot.
+        assert_eq!(log_gc_compact_index(50, 10, 30, 10), 50);
+        assert_eq!(log_gc_compact_index(50, 10, 5, 10), 50);
+        // Followers ahead of what the leader applied (they persist before it applies):
+        // this used to overflow `applied - replicated` and panic the raft worker.
+        assert_eq!(log_gc_compact_index(50, 10, 53, 10), 50);
     }
 }

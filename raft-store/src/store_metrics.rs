@@ -7,7 +7,18 @@
 //! | `raftstore_applied_entries_total` | counter | log entries applied |
 //! | `raftstore_ready_batch_peers` | histogram | peers whose Ready one group commit carried |
 //! | `raftstore_raft_write_seconds` | histogram | duration of the group-commit write (fsync included) |
-//! | `raftstore_snapshot_bytes_total` | counter | bytes of snapshot data applied |
+//! | `raftstore_snapshot_generated_bytes_total` | counter | bytes of snapshots staged by generation |
+//! | `raftstore_snapshot_generated_keys_total` | counter | records in generated snapshots |
+//! | `raftstore_snapshot_generate_seconds` | histogram | duration of one generation |
+//! | `raftstore_snapshot_sent_bytes_total` | counter | bytes of snapshots streamed out (completed sends) |
+//! | `raftstore_snapshot_send_seconds` | histogram | duration of one send |
+//! | `raftstore_snapshot_received_bytes_total` | counter | bytes of snapshots received and staged |
+//! | `raftstore_snapshot_receive_seconds` | histogram | duration of one receive |
+//! | `raftstore_snapshot_applied_bytes_total` | counter | bytes of snapshots applied |
+//! | `raftstore_snapshot_applied_keys_total` | counter | records of snapshots applied |
+//! | `raftstore_snapshot_apply_seconds` | histogram | duration of one apply |
+//! | `raftstore_snapshot_failures_total` | counter | snapshots refused or failed, by `stage` (send, receive, check, apply, generate) |
+//! | `raftstore_region_destroy_seconds` | histogram | duration of deleting a destroyed peer's data |
 //! | `raftstore_log_gc_entries_total` | counter | raft log entries deleted by compaction |
 //! | `raftstore_messages_dropped_total` | counter | inbound messages dropped (full mailbox) |
 
@@ -27,9 +38,40 @@ pub fn group_commit(peers: usize, seconds: f64) {
     metrics::histogram!("raftstore_raft_write_seconds").record(seconds);
 }
 
-/// Counts applied snapshot bytes.
-pub fn snapshot_applied(bytes: usize) {
-    metrics::counter!("raftstore_snapshot_bytes_total").increment(bytes as u64);
+/// Records one generated snapshot.
+pub fn snapshot_generated(bytes: u64, keys: u64, seconds: f64) {
+    metrics::counter!("raftstore_snapshot_generated_bytes_total").increment(bytes);
+    metrics::counter!("raftstore_snapshot_generated_keys_total").increment(keys);
+    metrics::histogram!("raftstore_snapshot_generate_seconds").record(seconds);
+}
+
+/// Records one snapshot streamed out.
+pub fn snapshot_sent(bytes: u64, seconds: f64) {
+    metrics::counter!("raftstore_snapshot_sent_bytes_total").increment(bytes);
+    metrics::histogram!("raftstore_snapshot_send_seconds").record(seconds);
+}
+
+/// Records one snapshot received and staged.
+pub fn snapshot_received(bytes: u64, seconds: f64) {
+    metrics::counter!("raftstore_snapshot_received_bytes_total").increment(bytes);
+    metrics::histogram!("raftstore_snapshot_receive_seconds").record(seconds);
+}
+
+/// Records one applied snapshot.
+pub fn snapshot_applied(bytes: u64, keys: u64, seconds: f64) {
+    metrics::counter!("raftstore_snapshot_applied_bytes_total").increment(bytes);
+    metrics::counter!("raftstore_snapshot_applied_keys_total").increment(keys);
+    metrics::histogram!("raftstore_snapshot_apply_seconds").record(seconds);
+}
+
+/// Counts a snapshot refused or failed at `stage` (send, receive, check, apply, generate).
+pub fn snapshot_failed(stage: &'static str) {
+    metrics::counter!("raftstore_snapshot_failures_total", "stage" => stage).increment(1);
+}
+
+/// Records the deletion of a destroyed peer's data.
+pub fn region_destroyed(seconds: f64) {
+    metrics::histogram!("raftstore_region_destroy_seconds").record(seconds);
 }
 
 /// Counts raft log entries deleted by compaction.

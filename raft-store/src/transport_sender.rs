@@ -3,18 +3,24 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use prost::Message as _;
 use raft_core::eraftpb::MessageType;
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tokio_stream::wrappers::ReceiverStream;
+use tracing::{debug, info, warn};
 use transport::{OutgoingSnapshot, Transport};
 
 use crate::msg::StoreMsg;
 use crate::pb::raft_serverpb::{RaftMessage, RaftMessageBatch};
 use crate::raft_worker::StoreMailbox;
 use crate::sender::RaftMessageSender;
+use crate::snapshot::{SnapKey, SnapKind, SnapManager, SnapshotError, message_descriptor};
+
+/// Chunks read ahead of the transport while streaming a staged snapshot.
+const SNAPSHOT_READ_AHEAD_CHUNKS: usize = 2;
 
 /// Frames queued per destination store before new ones are shed.
 pub const SEND_QUEUE_FRAMES: usize = 4096;
@@ -23,6 +29,11 @@ pub const SEND_QUEUE_FRAMES: usize = 4096;
 /// destination store has a bounded queue drained by its own task; when a queue is full
 /// or a send fails, the messages are dropped and the store is reported unreachable so
 /// its leaders stop streaming to it.
+///
+/// A snapshot message carries only the descriptor; its staged data is streamed from the
+/// [`SnapManager`] after it, read lazily a few chunks ahead of the transport, so a
+/// snapshot never sits in memory whole. At most `max_concurrent_snapshots` stream at
+/// once; the outcome goes back to the store as [`StoreMsg::SnapshotStatus`].
 pub struct TransportSender {
     transport: Arc<dyn Transport>,
     runtime: tokio::runtime::Handle,
@@ -31,6 +42,7 @@ pub struct TransportSender {
     pending: BTreeMap<u64, Vec<RaftMessage>>,
     max_frame_bytes: usize,
     snapshot_chunk_bytes: usize,
+    snap_mgr: SnapManager,
 }
 
 impl std::fmt::Debug for TransportSender {
@@ -43,7 +55,8 @@ impl std::fmt::Debug for TransportSender {
 
 impl TransportSender {
     /// A sender over `transport` whose tasks run on `runtime`; failures are reported to
-    /// the store through `mailbox`.
+    /// the store through `mailbox`. Snapshots stream from `snap_mgr` (the store's) in
+    /// transport chunks of `snapshot_chunk_bytes`.
     #[must_use]
     pub fn new(
         transport: Arc<dyn Transport>,
@@ -51,6 +64,7 @@ impl TransportSender {
         mailbox: StoreMailbox,
         max_frame_bytes: usize,
         snapshot_chunk_bytes: usize,
+        snap_mgr: SnapManager,
     ) -> Self {
         Self {
             transport,
@@ -60,6 +74,7 @@ impl TransportSender {
             pending: BTreeMap::new(),
             max_frame_bytes: max_frame_bytes.max(1024),
             snapshot_chunk_bytes: snapshot_chunk_bytes.max(1024),
+            snap_mgr,
         }
     }
 
@@ -90,27 +105,74 @@ impl TransportSender {
     fn send_snapshot(&mut self, to: u64, msg: RaftMessage) {
         let region_id = msg.region_id;
         let to_peer = msg.to_peer.map_or(0, |p| p.id);
-        let bytes = Bytes::from(msg.encode_to_vec());
-        let chunks: Vec<Bytes> = (0..bytes.len())
-            .step_by(self.snapshot_chunk_bytes)
-            .map(|at| bytes.slice(at..(at + self.snapshot_chunk_bytes).min(bytes.len())))
-            .collect();
-        let snapshot = OutgoingSnapshot::from_chunks(Bytes::from_static(b"raft-message"), chunks);
-        let transport = self.transport.clone();
         let mailbox = self.mailbox.clone();
-        self.runtime.spawn(async move {
-            let delivered = match transport.send_snapshot(to, snapshot).await {
-                Ok(()) => true,
-                Err(e) => {
-                    warn!(to, region_id, "snapshot send failed: {e}");
-                    false
-                }
-            };
-            let _ = mailbox.try_send(StoreMsg::SnapshotStatus {
+        // The status must reach the store: a leader waits for it before sending the
+        // follower anything else. Sent from a blocking thread, never from this one.
+        let report = move |delivered: bool| {
+            let status = StoreMsg::SnapshotStatus {
                 region_id,
                 to_peer,
                 delivered,
+            };
+            if mailbox.send(status).is_err() {
+                debug!(region_id, "store stopped before a snapshot status");
+            }
+        };
+        let prepared = (|| {
+            let meta = message_descriptor(&msg)?;
+            let key = SnapKey::of(&meta);
+            let slot = self
+                .snap_mgr
+                .try_send_slot()
+                .ok_or(SnapshotError::Busy(self.snap_mgr.max_in_flight()))?;
+            let staged = self
+                .snap_mgr
+                .acquire(SnapKind::Generated, key)
+                .ok_or(SnapshotError::Missing(key))?;
+            let pieces = staged.pieces(self.snapshot_chunk_bytes)?;
+            Ok::<_, SnapshotError>((meta, slot, staged, pieces))
+        })();
+        let (meta, slot, staged, pieces) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(to, region_id, "cannot send a snapshot: {e}");
+                crate::store_metrics::snapshot_failed("send");
+                self.runtime.spawn_blocking(move || report(false));
+                return;
+            }
+        };
+        let key = staged.key();
+        let transport = self.transport.clone();
+        let runtime = self.runtime.clone();
+        let header = Bytes::from(msg.encode_to_vec());
+        self.runtime.spawn(async move {
+            let started = Instant::now();
+            let (tx, rx) = mpsc::channel(SNAPSHOT_READ_AHEAD_CHUNKS);
+            let reader = runtime.spawn_blocking(move || {
+                for piece in pieces {
+                    if tx.blocking_send(piece).is_err() {
+                        break; // the transport gave up
+                    }
+                }
             });
+            let snapshot = OutgoingSnapshot::new(header, ReceiverStream::new(rx));
+            let result = transport.send_snapshot(to, snapshot).await;
+            let _ = reader.await;
+            // The staged file and the slot are held until the transfer ended.
+            drop((staged, slot));
+            match &result {
+                Ok(()) => {
+                    let seconds = started.elapsed().as_secs_f64();
+                    crate::store_metrics::snapshot_sent(meta.size_bytes, seconds);
+                    info!(to, region_id, %key, size_bytes = meta.size_bytes, seconds, "snapshot sent");
+                }
+                Err(e) => {
+                    crate::store_metrics::snapshot_failed("send");
+                    warn!(to, region_id, %key, "snapshot send failed: {e}");
+                }
+            }
+            let delivered = result.is_ok();
+            let _ = runtime.spawn_blocking(move || report(delivered)).await;
         });
     }
 }

@@ -2,7 +2,7 @@
 
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use tracing::{error, info};
 
 use crate::error::{Error, Result};
@@ -30,6 +30,15 @@ impl<T> Clone for Scheduler<T> {
 }
 
 impl<T> Scheduler<T> {
+    /// A scheduler whose tasks nobody runs by itself: the caller drains the returned
+    /// receiver and runs each task when it chooses (e.g. a deterministic simulator calling
+    /// [`Runnable::run`] under its own clock). Holds at most `capacity` tasks.
+    #[must_use]
+    pub fn manual(capacity: usize) -> (Self, Receiver<T>) {
+        let (tx, rx) = bounded(capacity.max(1));
+        (Self { tx }, rx)
+    }
+
     /// Queues `task`; when the queue is full or the worker is gone, hands it back so the
     /// caller can run it itself or drop it.
     ///

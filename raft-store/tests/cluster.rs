@@ -1,10 +1,9 @@
 //! Three stores over in-memory queues on the memory engine: the basic life of a region.
 #![allow(clippy::unwrap_used)] // test bodies shared by the per-engine #[test]s
 
-#[path = "support/cluster.rs"]
-mod cluster;
-
-use cluster::{Cluster, EngineFactory, delete, get, put, scan, test_config};
+use conformance_tests::cluster::filter::Partition;
+use conformance_tests::cluster::{Cluster, EngineFactory, delete, get, put, scan, test_config};
+use conformance_tests::on_every_engine;
 use engines::Peekable;
 use raft_store::keys::{self, CF_DEFAULT, CF_RAFT};
 
@@ -158,12 +157,8 @@ fn minority_cannot_write_and_catches_up_after_heal<F: EngineFactory>(factory: F)
     let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
     let leader = c.leader(1);
     let isolated = (1..=3).find(|&id| id != leader).unwrap();
-    for other in 1..=3 {
-        if other != isolated {
-            c.cut.insert((isolated, other));
-            c.cut.insert((other, isolated));
-        }
-    }
+    let others: Vec<u64> = (1..=3).filter(|&id| id != isolated).collect();
+    let partition = c.filters().add(Partition::new(&[&[isolated], &others]));
     c.must_put(b"while", b"partitioned");
     assert_eq!(
         c.kv(isolated)
@@ -171,7 +166,7 @@ fn minority_cannot_write_and_catches_up_after_heal<F: EngineFactory>(factory: F)
             .unwrap(),
         None
     );
-    c.cut.clear();
+    c.filters().remove(partition);
     for _ in 0..30 {
         c.tick();
     }

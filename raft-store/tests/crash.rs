@@ -4,13 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // a test and its child process
 
-#[path = "support/cluster.rs"]
-mod cluster;
+#[path = "support/crash_child.rs"]
+mod crash_child;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 
-use cluster::{Cluster, FjallFactory, test_config};
+use conformance_tests::cluster::{self, Cluster, FjallFactory, test_config};
 use engines::{Direction, FjallEngine, Iterable, Peekable};
 use prost::Message as _;
 use raft_core::eraftpb::{Entry, EntryType};
@@ -37,18 +36,6 @@ fn run_child(dir: &str) -> ! {
         println!("ack {seq}");
     }
     unreachable!("the loop never ends")
-}
-
-fn seed() -> u64 {
-    std::env::var("RAFT_STORE_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        })
 }
 
 /// The highest put sequence number among the log entries up to `applied`.
@@ -83,7 +70,7 @@ fn killed_store_keeps_acknowledged_writes_and_consistent_apply_state() {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
         run_child(&dir);
     }
-    let seed = seed();
+    let seed = crash_child::seed("RAFT_STORE_CRASH_SEED");
     println!("crash test seed={seed} (replay with RAFT_STORE_CRASH_SEED={seed})");
     for round in 0..3u64 {
         let dir = tempfile::tempdir().unwrap();
@@ -93,13 +80,7 @@ fn killed_store_keeps_acknowledged_writes_and_consistent_apply_state() {
                 .wrapping_add(round * 7919)
                 >> 33)
                 % 150;
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = crash_child::spawn(TEST_NAME, CHILD_ENV, dir.path());
         let mut acked = 0u64;
         for line in BufReader::new(child.stdout.take().unwrap()).lines() {
             let line = line.unwrap();

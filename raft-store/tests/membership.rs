@@ -1,58 +1,15 @@
-//! Snapshots, membership changes and leadership transfer on the in-memory cluster.
+//! Membership changes and leadership transfer on the in-memory cluster (snapshots have
+//! their own tests in `snapshot.rs`).
 #![allow(clippy::unwrap_used)] // test bodies shared by the per-engine #[test]s
 
-#[path = "support/cluster.rs"]
-mod cluster;
-
-use cluster::{Cluster, EngineFactory, change_peer, test_config, transfer_leader};
+use conformance_tests::cluster::filter::Partition;
+use conformance_tests::cluster::{
+    self, Cluster, EngineFactory, change_peer, test_config, transfer_leader,
+};
+use conformance_tests::on_every_engine;
 use engines::Peekable;
 use raft_core::eraftpb::ConfChangeType;
 use raft_store::keys::{self, CF_DEFAULT, CF_META};
-
-fn small_gc() -> raft_store::Config {
-    raft_store::Config {
-        raft_log_gc_count_limit: 5,
-        raft_log_gc_tick_ticks: 1,
-        ..test_config()
-    }
-}
-
-fn follower_catches_up_by_snapshot_after_log_gc<F: EngineFactory>(factory: F) {
-    let mut c = Cluster::with_factory(factory, 3, small_gc(), b"", b"");
-    let leader = c.leader(1);
-    let lagging = (1..=3).find(|&id| id != leader).unwrap();
-    c.stop(lagging);
-    for i in 0..40u8 {
-        c.must_put(&[i], &[i]);
-    }
-    for _ in 0..3 {
-        c.tick();
-    }
-    let truncated = c.stores[&leader]
-        .peer(1)
-        .unwrap()
-        .raft_group()
-        .store()
-        .truncated_index();
-    assert!(
-        truncated > 20,
-        "the leader compacted past what the follower has: {truncated}"
-    );
-    c.start(lagging);
-    for _ in 0..40 {
-        c.tick();
-    }
-    for i in 0..40u8 {
-        assert_eq!(
-            c.kv(lagging)
-                .get(CF_DEFAULT, &keys::data_key(&[i]))
-                .unwrap(),
-            Some(vec![i])
-        );
-    }
-    let storage = c.stores[&lagging].peer(1).unwrap().raft_group().store();
-    assert!(storage.truncated_index() >= truncated.min(storage.applied_index()));
-}
 
 fn add_peer_on_a_new_store_receives_the_data<F: EngineFactory>(factory: F) {
     let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
@@ -131,6 +88,70 @@ fn removed_peer_is_destroyed_and_its_data_deleted<F: EngineFactory>(factory: F) 
     assert!(c.stores[&victim].peer(1).is_none());
 }
 
+/// A store whose peer was removed can host the region again under a new peer id (found
+/// by the conf-change scenario: the old peer's apply state survived its destruction and
+/// made the new peer's state look corrupt, which stopped the store).
+fn removed_store_hosts_the_region_again<F: EngineFactory>(factory: F) {
+    let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
+    c.must_put(b"k", b"v");
+    let leader = c.leader(1);
+    let victim = (1..=3).find(|&id| id != leader).unwrap();
+    c.must_admin(change_peer(ConfChangeType::RemoveNode, victim, victim));
+    for _ in 0..10 {
+        c.tick();
+    }
+    assert!(c.stores[&victim].peer(1).is_none(), "peer destroyed");
+    c.must_admin(change_peer(ConfChangeType::AddNode, 10, victim));
+    c.must_put(b"k2", b"v2");
+    for _ in 0..20 {
+        c.tick();
+    }
+    assert_eq!(c.stores[&victim].peer(1).unwrap().meta().id, 10);
+    assert_eq!(
+        c.kv(victim)
+            .get(CF_DEFAULT, &keys::data_key(b"k2"))
+            .unwrap(),
+        Some(b"v2".to_vec())
+    );
+    c.stop(victim);
+    c.start(victim);
+    assert!(
+        c.stores[&victim].peer(1).is_some(),
+        "the new peer survives a restart"
+    );
+}
+
+/// A peer removed while cut off never learns it; when its store is added back under a
+/// new peer id, the stale peer gives way to the new one (found by the conf-change
+/// scenario: the new peer's messages were dropped as "for another peer id" forever).
+fn stale_peer_gives_way_to_a_newer_one<F: EngineFactory>(factory: F) {
+    let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
+    c.must_put(b"k", b"v");
+    let leader = c.leader(1);
+    let victim = (1..=3).find(|&id| id != leader).unwrap();
+    let others: Vec<u64> = (1..=3).filter(|&id| id != victim).collect();
+    let cut = c.filters().add(Partition::new(&[&[victim], &others]));
+    c.must_admin(change_peer(ConfChangeType::RemoveNode, victim, victim));
+    c.must_admin(change_peer(ConfChangeType::AddNode, 10, victim));
+    c.must_put(b"k2", b"v2");
+    assert_eq!(
+        c.stores[&victim].peer(1).unwrap().meta().id,
+        victim,
+        "still stale"
+    );
+    c.filters().remove(cut);
+    for _ in 0..30 {
+        c.tick();
+    }
+    assert_eq!(c.stores[&victim].peer(1).unwrap().meta().id, 10);
+    assert_eq!(
+        c.kv(victim)
+            .get(CF_DEFAULT, &keys::data_key(b"k2"))
+            .unwrap(),
+        Some(b"v2".to_vec())
+    );
+}
+
 fn transfer_leader_moves_leadership<F: EngineFactory>(factory: F) {
     let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
     c.must_put(b"k", b"v");
@@ -194,8 +215,9 @@ fn joint_change_promotes_a_learner_and_removes_a_voter<F: EngineFactory>(factory
 
 on_every_engine!(
     joint_change_promotes_a_learner_and_removes_a_voter,
-    follower_catches_up_by_snapshot_after_log_gc,
     add_peer_on_a_new_store_receives_the_data,
     removed_peer_is_destroyed_and_its_data_deleted,
+    removed_store_hosts_the_region_again,
+    stale_peer_gives_way_to_a_newer_one,
     transfer_leader_moves_leadership
 );

@@ -1,10 +1,8 @@
 //! Region split on the in-memory cluster.
 #![allow(clippy::unwrap_used)] // test bodies shared by the per-engine #[test]s
 
-#[path = "support/cluster.rs"]
-mod cluster;
-
-use cluster::{Cluster, EngineFactory, get, put, split_at, test_config};
+use conformance_tests::cluster::{Cluster, EngineFactory, get, put, split_at, test_config};
+use conformance_tests::on_every_engine;
 
 fn split_creates_a_region_that_serves_its_keys<F: EngineFactory>(factory: F) {
     let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");

@@ -1,20 +1,20 @@
 //! Three stores, each on its own raft worker thread with a real clock, exchanging
 //! messages mailbox to mailbox.
 
-#[path = "support/live.rs"]
-mod live;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use conformance_tests::cluster::live::{on_leader, region, request};
+use conformance_tests::cluster::{get, put};
 use engines::MemoryEngine;
-use live::{get, on_leader, put, region, request};
 use raft_store::bootstrap::{bootstrap_region, bootstrap_store};
 use raft_store::keys::{CF_DEFAULT, CF_META, CF_RAFT};
 use raft_store::pb::raft_serverpb::RaftMessage;
 use raft_store::raft_worker::MAILBOX_CAPACITY;
-use raft_store::{Config, RaftMessageSender, RaftWorker, Store, StoreMailbox, StoreMsg};
+use raft_store::{
+    Config, RaftMessageSender, RaftWorker, SnapManager, Store, StoreMailbox, StoreMsg,
+};
 
 type Routes = Arc<Mutex<HashMap<u64, StoreMailbox>>>;
 
@@ -48,6 +48,7 @@ fn workers_elect_replicate_and_serve_reads() {
     let routes: Routes = Arc::default();
     let mut workers = Vec::new();
     let mut mailboxes = Vec::new();
+    let snap_dir = tempfile::tempdir().unwrap();
     for id in 1..=3 {
         let raft = MemoryEngine::new(&[CF_RAFT]).unwrap();
         let kv = MemoryEngine::new(&[CF_DEFAULT, CF_META]).unwrap();
@@ -57,7 +58,8 @@ fn workers_elect_replicate_and_serve_reads() {
             routes: routes.clone(),
             pending: Vec::new(),
         };
-        let store = Store::open(id, cfg.clone(), raft, kv, sender).unwrap();
+        let snap_mgr = SnapManager::open(snap_dir.path().join(id.to_string()), &cfg).unwrap();
+        let store = Store::open(id, cfg.clone(), raft, kv, sender, snap_mgr).unwrap();
         let (mailbox, rx) = StoreMailbox::new(MAILBOX_CAPACITY);
         routes.lock().unwrap().insert(id, mailbox.clone());
         mailboxes.push((id, mailbox.clone()));

@@ -73,6 +73,10 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
     /// # Errors
     /// An engine failure.
     pub fn serve_reads(&mut self, answers: &mut Vec<(Callback, RaftCmdResponse)>) -> Result<()> {
+        if self.is_applying_snapshot() {
+            // The engine holds part of a snapshot: nothing may be read from it.
+            return Ok(());
+        }
         let applied = self.raft_group.store().applied_index();
         while self
             .pending_reads

@@ -1,31 +1,55 @@
-//! A deterministic cluster of stores in one thread: messages go through in-memory queues,
-//! time is a count of ticks, and a store can be stopped and reopened from its engines.
-#![allow(dead_code, clippy::unwrap_used)]
+//! Test clusters of raft-store stores, shared by raft-store's own tests and the fault
+//! scenarios of this crate.
+//!
+//! - [`Cluster`] (this file): a deterministic cluster on one thread. Messages go through
+//!   in-memory queues, time is a count of ticks, and a store can be stopped and reopened
+//!   from its engines.
+//! - [`LiveCluster`]: stores on raft worker threads with real clocks, over the in-process
+//!   `channel` transport, driven by concurrent [`Client`]s that record a
+//!   [`History`](crate::linearizability::History).
+//!
+//! Both take an [`EngineFactory`] (memory, fjall, heed) and inject faults with the same
+//! message [`filter`]s; [`on_every_engine!`](crate::on_every_engine) runs a test body once
+//! per engine.
+#![allow(clippy::unwrap_used)] // a test harness: a failed setup step is a test failure
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-use engines::{Engine, MemoryEngine};
 use raft_store::bootstrap::{bootstrap_region, bootstrap_store};
-use raft_store::keys::{CF_DEFAULT, CF_META, CF_RAFT};
 use raft_store::pb::metapb::{Peer, Region, RegionEpoch};
 use raft_store::pb::raft_cmdpb::{
-    AdminCmdType, AdminRequest, ChangePeerRequest, RaftCmdRequest, RaftCmdResponse, Request,
-    RequestHeader, TransferLeaderRequest,
+    AdminRequest, RaftCmdRequest, RaftCmdResponse, Request, RequestHeader,
 };
 use raft_store::pb::raft_serverpb::RaftMessage;
-use raft_store::{Config, RaftMessageSender, Store, StoreMsg};
+use raft_store::{Config, RaftMessageSender, SnapManager, Store, StoreMsg};
 
-#[path = "requests.rs"]
+mod client;
+mod engine_factory;
+pub mod filter;
+pub mod live;
+mod live_cluster;
 mod requests;
-#[allow(unused_imports)] // each test crate uses its own subset
-pub use requests::{delete, get, put, scan};
+pub mod workload;
+
+pub use client::{Client, ClientConfig};
+#[cfg(feature = "fjall")]
+pub use engine_factory::FjallFactory;
+#[cfg(feature = "heed")]
+pub use engine_factory::HeedFactory;
+pub use engine_factory::{EngineFactory, MemoryFactory};
+pub use filter::{FilteredSender, Filters};
+pub use live_cluster::LiveCluster;
+pub use requests::{
+    change_peer, change_peers_v2, delete, get, put, scan, split_at, transfer_leader,
+};
 
 type Queue = Rc<RefCell<VecDeque<(u64, RaftMessage)>>>;
 
 /// Sends into the cluster's shared queue.
+#[derive(Debug)]
 pub struct QueueSender {
     queue: Queue,
 }
@@ -38,110 +62,70 @@ impl RaftMessageSender for QueueSender {
     fn flush(&mut self) {}
 }
 
-/// Opens the (raft, kv) engines of a store: the same data every time for one id.
-pub trait EngineFactory {
-    type Engine: Engine;
-    fn open(&mut self, store_id: u64) -> (Self::Engine, Self::Engine);
-}
-
-/// Memory engines, kept across stop and start like a disk would be.
-#[derive(Default)]
-pub struct MemoryFactory {
-    engines: BTreeMap<u64, (MemoryEngine, MemoryEngine)>,
-}
-
-impl EngineFactory for MemoryFactory {
-    type Engine = MemoryEngine;
-    fn open(&mut self, store_id: u64) -> (MemoryEngine, MemoryEngine) {
-        self.engines
-            .entry(store_id)
-            .or_insert_with(|| {
-                (
-                    MemoryEngine::new(&[CF_RAFT]).unwrap(),
-                    MemoryEngine::new(&[CF_DEFAULT, CF_META]).unwrap(),
-                )
+/// The region every test cluster starts with: id 1, `[start, end)`, epoch (1, 1), a peer
+/// with id `i` on store `i` for `i` in `1..=n`.
+#[must_use]
+pub fn first_region(n: u64, start: &[u8], end: &[u8]) -> Region {
+    Region {
+        id: 1,
+        start_key: start.to_vec().into(),
+        end_key: end.to_vec().into(),
+        region_epoch: Some(RegionEpoch {
+            conf_ver: 1,
+            version: 1,
+        }),
+        peers: (1..=n)
+            .map(|id| Peer {
+                id,
+                store_id: id,
+                role: 0,
             })
-            .clone()
+            .collect(),
     }
 }
 
-/// fjall engines in a temporary directory, reopened from disk on every start.
-pub struct FjallFactory {
-    dir: tempfile::TempDir,
-    fixed: Option<std::path::PathBuf>,
-}
-
-impl FjallFactory {
-    pub fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-            fixed: None,
-        }
-    }
-
-    /// Engines under `path`, which outlives the factory (for crash tests).
-    pub fn at(path: &std::path::Path) -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-            fixed: Some(path.to_path_buf()),
-        }
+/// Writes `region` into the engines of stores `1..=n` (cluster id 1).
+pub fn bootstrap<F: EngineFactory>(factory: &mut F, n: u64, region: &Region) {
+    for id in 1..=n {
+        let (raft, kv) = factory.open(id);
+        bootstrap_store(&kv, 1, id).unwrap();
+        bootstrap_region(&raft, &kv, region).unwrap();
     }
 }
 
-impl EngineFactory for FjallFactory {
-    type Engine = engines::FjallEngine;
-    fn open(&mut self, store_id: u64) -> (Self::Engine, Self::Engine) {
-        let root = self
-            .fixed
-            .clone()
-            .unwrap_or_else(|| self.dir.path().to_path_buf());
-        let base = root.join(format!("store-{store_id}"));
-        let raft = engines::FjallEngine::open(&base.join("raft"), &[CF_RAFT]).unwrap();
-        let kv = engines::FjallEngine::open(&base.join("kv"), &[CF_DEFAULT, CF_META]).unwrap();
-        (raft, kv)
-    }
+/// Sends `RUST_LOG`-filtered tracing output to the test's captured output (once).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
 }
 
-/// heed (LMDB) engines in a temporary directory, reopened from disk on every start.
-#[cfg(feature = "heed")]
-pub struct HeedFactory {
-    dir: tempfile::TempDir,
-}
+/// A store of a [`Cluster`].
+pub type TestStore<E> = Store<E, E, FilteredSender<QueueSender>>;
 
-#[cfg(feature = "heed")]
-impl HeedFactory {
-    pub fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-}
-
-#[cfg(feature = "heed")]
-impl EngineFactory for HeedFactory {
-    type Engine = engines::HeedEngine;
-    fn open(&mut self, store_id: u64) -> (Self::Engine, Self::Engine) {
-        let base = self.dir.path().join(format!("store-{store_id}"));
-        let raft = engines::HeedEngine::open(&base.join("raft"), &[CF_RAFT]).unwrap();
-        let kv = engines::HeedEngine::open(&base.join("kv"), &[CF_DEFAULT, CF_META]).unwrap();
-        (raft, kv)
-    }
-}
-
-pub type TestStore<E> = Store<E, E, QueueSender>;
-
+/// Stores on one thread exchanging messages through in-memory queues; time advances only
+/// by [`tick`](Self::tick).
 pub struct Cluster<F: EngineFactory = MemoryFactory> {
+    /// The configuration every store opens with.
     pub cfg: Config,
+    /// The running stores.
     pub stores: BTreeMap<u64, TestStore<F::Engine>>,
     factory: F,
     engines: BTreeMap<u64, (F::Engine, F::Engine)>,
+    /// Every store's staged snapshots (kept while a store is stopped: its messages may
+    /// still be in flight).
+    pub snap_mgrs: BTreeMap<u64, SnapManager>,
     queue: Queue,
+    /// Messages for a store from its own transport (reports of dropped snapshots).
+    reports: Arc<Mutex<Vec<(u64, StoreMsg)>>>,
     /// Stores that are stopped: messages to them are lost.
     pub stopped: HashSet<u64>,
-    /// Links (from, to) that drop every message.
-    pub cut: HashSet<(u64, u64)>,
+    filters: Filters,
 }
 
+/// Short election and heartbeat timeouts, in ticks, for fast tests.
+#[must_use]
 pub fn test_config() -> Config {
     Config {
         raft_election_ticks: 10,
@@ -152,6 +136,7 @@ pub fn test_config() -> Config {
 
 impl Cluster<MemoryFactory> {
     /// `n` stores on memory engines sharing one region `[start, end)`.
+    #[must_use]
     pub fn new(n: u64, cfg: Config, start: &[u8], end: &[u8]) -> Self {
         Self::with_factory(MemoryFactory::default(), n, cfg, start, end)
     }
@@ -160,17 +145,16 @@ impl Cluster<MemoryFactory> {
 impl<F: EngineFactory> Cluster<F> {
     /// Opens stores 1..=n that were created earlier (their engines hold the region).
     pub fn reopen(factory: F, n: u64, cfg: Config) -> Self {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
+        init_tracing();
         let mut cluster = Self {
             cfg,
             stores: BTreeMap::new(),
             engines: BTreeMap::new(),
+            snap_mgrs: BTreeMap::new(),
+            reports: Arc::default(),
             queue: Rc::new(RefCell::new(VecDeque::new())),
             stopped: HashSet::new(),
-            cut: HashSet::new(),
+            filters: Filters::new(),
             factory,
         };
         for id in 1..=n {
@@ -182,27 +166,7 @@ impl<F: EngineFactory> Cluster<F> {
     /// `n` stores sharing one region `[start, end)` with a peer on each store.
     /// Set `RUST_LOG` (e.g. `RUST_LOG=raft_store=debug`) to see the stores' logs.
     pub fn with_factory(mut factory: F, n: u64, cfg: Config, start: &[u8], end: &[u8]) -> Self {
-        let region = Region {
-            id: 1,
-            start_key: start.to_vec().into(),
-            end_key: end.to_vec().into(),
-            region_epoch: Some(RegionEpoch {
-                conf_ver: 1,
-                version: 1,
-            }),
-            peers: (1..=n)
-                .map(|id| Peer {
-                    id,
-                    store_id: id,
-                    role: 0,
-                })
-                .collect(),
-        };
-        for id in 1..=n {
-            let (raft, kv) = factory.open(id);
-            bootstrap_store(&kv, 1, id).unwrap();
-            bootstrap_region(&raft, &kv, &region).unwrap();
-        }
+        bootstrap(&mut factory, n, &first_region(n, start, end));
         Self::reopen(factory, n, cfg)
     }
 
@@ -214,27 +178,44 @@ impl<F: EngineFactory> Cluster<F> {
         self.start(id);
     }
 
+    /// Opens store `id` from its engines.
     pub fn start(&mut self, id: u64) {
         let (raft, kv) = self.factory.open(id);
         self.engines.insert(id, (raft.clone(), kv.clone()));
-        let sender = QueueSender {
+        let queue = QueueSender {
             queue: self.queue.clone(),
         };
-        let store = Store::open(id, self.cfg.clone(), raft, kv, sender).unwrap();
+        let reports = self.reports.clone();
+        let sender = FilteredSender::new(id, self.filters.clone(), queue)
+            .with_snapshot_reporter(Box::new(move |msg| reports.lock().unwrap().push((id, msg))));
+        let snap_mgr = SnapManager::open(self.factory.snap_dir(id), &self.cfg).unwrap();
+        self.snap_mgrs.insert(id, snap_mgr.clone());
+        let store = Store::open(id, self.cfg.clone(), raft, kv, sender, snap_mgr).unwrap();
         self.stores.insert(id, store);
         self.stopped.remove(&id);
     }
 
+    /// Stops store `id` (its engines keep their data); messages to it are lost.
     pub fn stop(&mut self, id: u64) {
         self.stores.remove(&id);
         self.engines.remove(&id);
         self.stopped.insert(id);
     }
 
+    /// The faults between stores; see [`filter`].
+    #[must_use]
+    pub fn filters(&self) -> &Filters {
+        &self.filters
+    }
+
+    /// The kv engine of running store `id`.
+    #[must_use]
     pub fn kv(&self, id: u64) -> &F::Engine {
         &self.engines[&id].1
     }
 
+    /// The raft engine of running store `id`.
+    #[must_use]
     pub fn raft_engine(&self, id: u64) -> &F::Engine {
         &self.engines[&id].0
     }
@@ -243,14 +224,33 @@ impl<F: EngineFactory> Cluster<F> {
     pub fn run(&mut self) {
         for _ in 0..1000 {
             let batch: Vec<(u64, RaftMessage)> = self.queue.borrow_mut().drain(..).collect();
-            if batch.is_empty() {
+            let reports = std::mem::take(&mut *self.reports.lock().unwrap());
+            if batch.is_empty() && reports.is_empty() {
                 return;
             }
             let mut per_store: BTreeMap<u64, Vec<StoreMsg>> = BTreeMap::new();
+            for (store, msg) in reports {
+                per_store.entry(store).or_default().push(msg);
+            }
             for (to, msg) in batch {
-                let from = msg.from_peer.map_or(0, |p| p.store_id);
-                if self.stopped.contains(&to) || self.cut.contains(&(from, to)) {
+                if self.stopped.contains(&to) {
                     continue;
+                }
+                // A snapshot's staged data moves with its message, verified on arrival;
+                // the sender learns the outcome, as from a transport.
+                let from = msg.from_peer.map_or(0, |p| p.store_id);
+                if let Some(delivered) = self.transfer_snapshot(from, to, &msg) {
+                    per_store
+                        .entry(from)
+                        .or_default()
+                        .push(StoreMsg::SnapshotStatus {
+                            region_id: msg.region_id,
+                            to_peer: msg.to_peer.map_or(0, |p| p.id),
+                            delivered,
+                        });
+                    if !delivered {
+                        continue;
+                    }
                 }
                 per_store
                     .entry(to)
@@ -266,6 +266,19 @@ impl<F: EngineFactory> Cluster<F> {
         panic!("network did not quiesce");
     }
 
+    /// Stages the data of a snapshot message on the receiver: `None` for other messages,
+    /// else whether it was delivered (a failure loses the message).
+    fn transfer_snapshot(&self, from: u64, to: u64, msg: &RaftMessage) -> Option<bool> {
+        msg.message.as_ref()?.snapshot.as_ref()?;
+        let (Some(src), Some(dst)) = (self.snap_mgrs.get(&from), self.snap_mgrs.get(&to)) else {
+            return Some(false);
+        };
+        let staged = raft_store::snapshot::message_descriptor(msg)
+            .and_then(|meta| raft_store::snapshot::snap_manager::transfer(src, dst, &meta));
+        Some(staged.is_ok())
+    }
+
+    /// One tick on every store, then delivers messages until the network is quiet.
     pub fn tick(&mut self) {
         for store in self.stores.values_mut() {
             store.handle_msgs([StoreMsg::Tick]).unwrap();
@@ -284,6 +297,8 @@ impl<F: EngineFactory> Cluster<F> {
         panic!("no leader for region {region_id}");
     }
 
+    /// The store whose peer of `region_id` leads in the highest term, if any.
+    #[must_use]
     pub fn current_leader(&self, region_id: u64) -> Option<u64> {
         self.stores
             .iter()
@@ -424,10 +439,12 @@ impl<F: EngineFactory> Cluster<F> {
         self.must_call_in(region_id, vec![put(key, value)]);
     }
 
+    /// Puts `key` into region 1.
     pub fn must_put(&mut self, key: &[u8], value: &[u8]) {
         self.must_call(vec![put(key, value)]);
     }
 
+    /// Reads `key` from region 1.
     pub fn must_get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
         let resp = self.must_call(vec![get(key)]);
         let g = resp.responses[0].get.clone().unwrap();
@@ -435,83 +452,30 @@ impl<F: EngineFactory> Cluster<F> {
     }
 }
 
-pub fn change_peer(
-    change_type: raft_core::eraftpb::ConfChangeType,
-    peer_id: u64,
-    store_id: u64,
-) -> AdminRequest {
-    AdminRequest {
-        cmd_type: AdminCmdType::ChangePeer as i32,
-        change_peer: Some(ChangePeerRequest {
-            change_type: change_type as i32,
-            peer: Some(Peer {
-                id: peer_id,
-                store_id,
-                role: 0,
-            }),
-        }),
-        ..Default::default()
-    }
-}
-
-pub fn transfer_leader(peer_id: u64, store_id: u64) -> AdminRequest {
-    AdminRequest {
-        cmd_type: AdminCmdType::TransferLeader as i32,
-        transfer_leader: Some(TransferLeaderRequest {
-            peer: Some(Peer {
-                id: peer_id,
-                store_id,
-                role: 0,
-            }),
-        }),
-        ..Default::default()
-    }
-}
-
-pub fn split_at(key: &[u8]) -> AdminRequest {
-    AdminRequest {
-        cmd_type: AdminCmdType::Split as i32,
-        split: Some(raft_store::pb::raft_cmdpb::SplitRequest {
-            split_key: key.to_vec().into(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// Runs each named test function (generic over the engine factory) once per engine:
-/// `memory::name`, `fjall::name` and, with the `heed` feature, `heed::name`.
+/// Runs each named test function (generic over the engine factory) on one engine: test
+/// `name` of module `engine` calls `super::name(factory)`.
+///
+/// ```ignore
+/// conformance_tests::on_engine!(memory = MemoryFactory::default(); basic, restarts);
+/// ```
 #[macro_export]
-macro_rules! on_every_engine {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(#[test] fn $name() { super::$name(super::cluster::MemoryFactory::default()) })*
-        }
-        mod fjall {
-            $(#[test] fn $name() { super::$name(super::cluster::FjallFactory::new()) })*
-        }
-        #[cfg(feature = "heed")]
-        mod heed {
-            $(#[test] fn $name() { super::$name(super::cluster::HeedFactory::new()) })*
+macro_rules! on_engine {
+    ($engine:ident = $factory:expr; $($name:ident),* $(,)?) => {
+        mod $engine {
+            $(#[test] fn $name() { super::$name($factory) })*
         }
     };
 }
 
-pub fn change_peers_v2(changes: &[(raft_core::eraftpb::ConfChangeType, u64, u64)]) -> AdminRequest {
-    let changes = changes
-        .iter()
-        .map(|&(t, peer_id, store_id)| ChangePeerRequest {
-            change_type: t as i32,
-            peer: Some(Peer {
-                id: peer_id,
-                store_id,
-                role: 0,
-            }),
-        })
-        .collect();
-    AdminRequest {
-        cmd_type: AdminCmdType::ChangePeerV2 as i32,
-        change_peer_v2: Some(raft_store::pb::raft_cmdpb::ChangePeerV2Request { changes }),
-        ..Default::default()
-    }
+/// Runs each named test function (generic over the engine factory) once per engine:
+/// `memory::name`, `fjall::name` and, with the `heed` feature **of the calling crate**
+/// (which must enable this crate's `heed` feature), `heed::name`.
+#[macro_export]
+macro_rules! on_every_engine {
+    ($($name:ident),* $(,)?) => {
+        $crate::on_engine!(memory = $crate::cluster::MemoryFactory::default(); $($name),*);
+        $crate::on_engine!(fjall = $crate::cluster::FjallFactory::new(); $($name),*);
+        #[cfg(feature = "heed")]
+        $crate::on_engine!(heed = $crate::cluster::HeedFactory::new(); $($name),*);
+    };
 }

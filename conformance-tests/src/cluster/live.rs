@@ -1,37 +1,22 @@
-//! Helpers for tests that run stores on real threads with real clocks.
-#![allow(dead_code, clippy::unwrap_used)]
+//! Small helpers for tests that run stores on real threads with real clocks and talk to
+//! their mailboxes directly.
 
 use std::time::{Duration, Instant};
 
 use raft_store::StoreMailbox;
-
-#[path = "requests.rs"]
-mod requests;
-use raft_store::pb::metapb::{Peer, Region, RegionEpoch};
+use raft_store::pb::metapb::Region;
 use raft_store::pb::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse, Request, RequestHeader};
-#[allow(unused_imports)] // each test crate uses its own subset
-pub use requests::{get, put};
+
+use super::first_region;
 
 /// Region 1 over the whole key space with a peer on stores 1, 2 and 3.
+#[must_use]
 pub fn region() -> Region {
-    Region {
-        id: 1,
-        region_epoch: Some(RegionEpoch {
-            conf_ver: 1,
-            version: 1,
-        }),
-        peers: (1..=3)
-            .map(|id| Peer {
-                id,
-                store_id: id,
-                role: 0,
-            })
-            .collect(),
-        ..Default::default()
-    }
+    first_region(3, b"", b"")
 }
 
 /// A command for region 1 at its bootstrap epoch.
+#[must_use]
 pub fn request(requests: Vec<Request>) -> RaftCmdRequest {
     RaftCmdRequest {
         header: Some(RequestHeader {
@@ -45,7 +30,10 @@ pub fn request(requests: Vec<Request>) -> RaftCmdRequest {
 }
 
 /// Sends `req` to each store in turn until one (the leader) accepts it; returns that
-/// store and the response. Panics on a non-retryable error or after a deadline.
+/// store and the response.
+///
+/// # Panics
+/// On a non-retryable error, or when no store accepted it within 30 seconds.
 pub async fn on_leader(
     mailboxes: &[(u64, StoreMailbox)],
     req: RaftCmdRequest,

@@ -1,0 +1,384 @@
+//! [`Client`]: a key-value client of a [`LiveCluster`](super::LiveCluster) that routes and
+//! retries like the real client and records every operation into a history.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use raft_store::pb::errorpb;
+use raft_store::pb::metapb::Region;
+use raft_store::pb::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse, RequestHeader};
+use raft_store::{RegionStatus, StoreMailbox, StoreMsg};
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use tokio::time::Instant;
+
+use super::requests;
+use crate::linearizability::{KvInput, KvOutput, Outcome, Recorder};
+
+/// The mailboxes of a cluster's running stores, kept current by the cluster as stores
+/// stop and start. Cloning yields another handle on the same directory.
+#[derive(Debug, Clone, Default)]
+pub struct StoreDirectory {
+    inner: Arc<RwLock<BTreeMap<u64, StoreMailbox>>>,
+}
+
+impl StoreDirectory {
+    /// The mailbox of running store `id`.
+    #[must_use]
+    pub fn get(&self, id: u64) -> Option<StoreMailbox> {
+        self.inner.read().get(&id).cloned()
+    }
+
+    /// The running stores.
+    #[must_use]
+    pub fn ids(&self) -> Vec<u64> {
+        self.inner.read().keys().copied().collect()
+    }
+
+    pub(super) fn insert(&self, id: u64, mailbox: StoreMailbox) {
+        self.inner.write().insert(id, mailbox);
+    }
+
+    pub(super) fn remove(&self, id: u64) {
+        self.inner.write().remove(&id);
+    }
+}
+
+/// How patient a [`Client`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// How long one attempt waits for its answer. A write whose attempt times out has an
+    /// unknown outcome and is not retried (nothing deduplicates a retried write); a read
+    /// is retried.
+    pub attempt_timeout: Duration,
+    /// How long an operation keeps retrying errors that mean "not applied" (not leader,
+    /// stale epoch, busy, ...) before it fails.
+    pub op_timeout: Duration,
+    /// The pause before retrying when no better target is known.
+    pub backoff: Duration,
+}
+
+impl Default for ClientConfig {
+    /// 1 s per attempt, 4 s per operation, 10 ms backoff.
+    fn default() -> Self {
+        Self {
+            attempt_timeout: Duration::from_secs(1),
+            op_timeout: Duration::from_secs(4),
+            backoff: Duration::from_millis(10),
+        }
+    }
+}
+
+/// What one attempt came to.
+enum Attempt {
+    /// The store answered.
+    Answer(Box<RaftCmdResponse>),
+    /// The store never saw the request (mailbox full or store stopped).
+    Refused,
+    /// The request reached the store but no answer came (timeout, or the store stopped
+    /// with the request pending): it may or may not take effect.
+    Lost,
+}
+
+/// What to do after an error answer.
+#[derive(Debug)]
+enum Retry {
+    /// Not the leader; the hint names the leader's store if known.
+    NotLeader(Option<u64>),
+    /// Routing is stale; these regions (maybe none) are newer.
+    Reroute(Vec<Region>),
+    /// Not applied; try again after a pause.
+    Backoff,
+    /// May have been applied (the error does not say it was not).
+    Ambiguous,
+    /// Not applied, and retrying cannot help.
+    Fatal,
+}
+
+/// A client of a live cluster: one operation at a time, each recorded (invocation before
+/// the first attempt leaves, return after the final answer) into a shared [`Recorder`].
+///
+/// Like the real client it routes by key from region information it caches (refreshed
+/// from the stores on routing errors), follows `NotLeader` hints, and retries every error
+/// that means "not applied" (`NotLeader`, `StaleCommand`, `EpochNotMatch`,
+/// `KeyNotInRegion`, `ServerIsBusy`, a refused mailbox) until
+/// [`op_timeout`](ClientConfig::op_timeout). Unlike it, it does not retry a write whose
+/// outcome became unknown (a timed-out attempt, a store stopped with the request pending,
+/// `RegionNotFound` from a destroyed peer, an unclassified error): without server-side
+/// deduplication a retry could apply it twice. Such an operation is recorded as
+/// [`Outcome::Unknown`].
+pub struct Client {
+    id: u64,
+    stores: StoreDirectory,
+    recorder: Recorder,
+    cfg: ClientConfig,
+    /// The newest version of each region this client has seen.
+    regions: BTreeMap<u64, Region>,
+    /// The store believed to lead each region.
+    leaders: HashMap<u64, u64>,
+    rng: StdRng,
+    /// Sequence number of the next write (sent in the request header).
+    sequence: u64,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("id", &self.id)
+            .field("regions", &self.regions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Client `id` (which names it in the history) of the stores in `stores`.
+    #[must_use]
+    pub fn new(id: u64, stores: StoreDirectory, recorder: Recorder, cfg: ClientConfig) -> Self {
+        Self {
+            id,
+            stores,
+            recorder,
+            cfg,
+            regions: BTreeMap::new(),
+            leaders: HashMap::new(),
+            rng: StdRng::seed_from_u64(id),
+            sequence: 1,
+        }
+    }
+
+    /// This client's id.
+    #[must_use]
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Reads `key`.
+    pub async fn get(&mut self, key: &[u8]) -> Outcome {
+        self.run(key, KvInput::Get).await
+    }
+
+    /// Sets `key` to `value`.
+    pub async fn put(&mut self, key: &[u8], value: &[u8]) -> Outcome {
+        self.run(key, KvInput::Put(value.to_vec())).await
+    }
+
+    /// Removes `key`.
+    pub async fn delete(&mut self, key: &[u8]) -> Outcome {
+        self.run(key, KvInput::Delete).await
+    }
+
+    /// Runs and records one operation. Compare-and-swap is not supported by the store yet
+    /// and fails without being sent.
+    pub async fn run(&mut self, key: &[u8], input: KvInput) -> Outcome {
+        let pending = self.recorder.invoke(self.id, key, input.clone());
+        let outcome = self.execute(key, &input).await;
+        pending.complete(outcome.clone());
+        outcome
+    }
+
+    async fn execute(&mut self, key: &[u8], input: &KvInput) -> Outcome {
+        let request = match input {
+            KvInput::Get => requests::get(key),
+            KvInput::Put(value) => requests::put(key, value),
+            KvInput::Delete => requests::delete(key),
+            KvInput::Cas { .. } => return Outcome::Failed,
+        };
+        let sequence = if input.is_write() {
+            self.sequence += 1;
+            self.sequence - 1
+        } else {
+            0
+        };
+        let deadline = Instant::now() + self.cfg.op_timeout;
+        while Instant::now() < deadline {
+            let Some((region, store)) = self.target(key) else {
+                self.refresh().await;
+                tokio::time::sleep(self.cfg.backoff).await;
+                continue;
+            };
+            let req = RaftCmdRequest {
+                header: Some(RequestHeader {
+                    region_id: region.id,
+                    region_epoch: region.region_epoch,
+                    client_id: if sequence > 0 { self.id } else { 0 },
+                    sequence,
+                    ..Default::default()
+                }),
+                requests: vec![request.clone()],
+                admin_request: None,
+            };
+            let retry = match self.attempt(store, req).await {
+                Attempt::Answer(resp) => match classify(&resp, input) {
+                    Ok(output) => return Outcome::Ok(output),
+                    Err(retry) => retry,
+                },
+                Attempt::Refused => Retry::NotLeader(None),
+                Attempt::Lost => Retry::Ambiguous,
+            };
+            match retry {
+                Retry::NotLeader(Some(leader)) if leader != store => {
+                    self.leaders.insert(region.id, leader);
+                }
+                Retry::NotLeader(_) => {
+                    self.leaders.remove(&region.id);
+                    self.refresh().await;
+                    tokio::time::sleep(self.cfg.backoff).await;
+                }
+                Retry::Reroute(regions) => {
+                    self.leaders.remove(&region.id);
+                    if regions.is_empty() {
+                        self.refresh().await;
+                    }
+                    regions.into_iter().for_each(|r| self.learn(r));
+                }
+                Retry::Backoff => tokio::time::sleep(self.cfg.backoff).await,
+                Retry::Ambiguous if input.is_write() => return Outcome::Unknown,
+                Retry::Ambiguous => {
+                    self.leaders.remove(&region.id);
+                    self.refresh().await;
+                }
+                Retry::Fatal => return Outcome::Failed,
+            }
+        }
+        Outcome::Failed
+    }
+
+    /// The region holding `key` (the newest version wins) and the store to ask.
+    fn target(&mut self, key: &[u8]) -> Option<(Region, u64)> {
+        let region = self
+            .regions
+            .values()
+            .filter(|r| raft_store::region_check::key_in_region(key, r))
+            .max_by_key(|r| epoch(r))?
+            .clone();
+        let running = self.stores.ids();
+        let leader = self
+            .leaders
+            .get(&region.id)
+            .copied()
+            .filter(|s| running.contains(s) && region.peers.iter().any(|p| p.store_id == *s));
+        let store = match leader {
+            Some(store) => store,
+            None => {
+                let candidates: Vec<u64> = region
+                    .peers
+                    .iter()
+                    .map(|p| p.store_id)
+                    .filter(|s| running.contains(s))
+                    .collect();
+                *candidates.choose(&mut self.rng)?
+            }
+        };
+        Some((region, store))
+    }
+
+    /// Learns `region` if it is newer than what this client knows of it.
+    fn learn(&mut self, region: Region) {
+        match self.regions.get(&region.id) {
+            Some(known) if epoch(known) >= epoch(&region) => {}
+            _ => {
+                self.regions.insert(region.id, region);
+            }
+        }
+    }
+
+    /// Asks every running store which regions it has and which it leads.
+    async fn refresh(&mut self) {
+        for store in self.stores.ids() {
+            let Some(mailbox) = self.stores.get(store) else {
+                continue;
+            };
+            let (tx, rx) = tokio::sync::oneshot::channel::<Vec<RegionStatus>>();
+            let query = StoreMsg::QueryRegions(Box::new(move |statuses| {
+                let _ = tx.send(statuses);
+            }));
+            if mailbox.try_send(query).is_err() {
+                continue;
+            }
+            let Ok(Ok(statuses)) = tokio::time::timeout(self.cfg.attempt_timeout, rx).await else {
+                continue;
+            };
+            for status in statuses {
+                if status.is_leader {
+                    self.leaders.insert(status.region.id, store);
+                }
+                self.learn(status.region);
+            }
+        }
+    }
+
+    async fn attempt(&mut self, store: u64, req: RaftCmdRequest) -> Attempt {
+        let Some(mailbox) = self.stores.get(store) else {
+            return Attempt::Refused;
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let msg = StoreMsg::Command {
+            request: Box::new(req),
+            callback: Box::new(move |resp| {
+                // The client may have given up waiting.
+                let _ = tx.send(resp);
+            }),
+        };
+        if mailbox.try_send(msg).is_err() {
+            return Attempt::Refused;
+        }
+        match tokio::time::timeout(self.cfg.attempt_timeout, rx).await {
+            Ok(Ok(resp)) => Attempt::Answer(Box::new(resp)),
+            // Timed out, or the store dropped the callback when it stopped.
+            Ok(Err(_)) | Err(_) => Attempt::Lost,
+        }
+    }
+
+    /// A random number from this client's seeded generator (for workloads).
+    pub fn random_below(&mut self, n: u64) -> u64 {
+        self.rng.random_range(0..n.max(1))
+    }
+}
+
+/// A region's epoch as an ordered pair; both parts only grow.
+fn epoch(region: &Region) -> (u64, u64) {
+    region
+        .region_epoch
+        .map_or((0, 0), |e| (e.version, e.conf_ver))
+}
+
+/// The output of a successful answer, or what to do about an error.
+fn classify(resp: &RaftCmdResponse, input: &KvInput) -> Result<KvOutput, Retry> {
+    if let Some(e) = resp.header.as_ref().and_then(|h| h.error.as_ref()) {
+        return Err(classify_error(e));
+    }
+    Ok(match input {
+        KvInput::Get => {
+            let get = resp
+                .responses
+                .first()
+                .and_then(|r| r.get.as_ref())
+                .ok_or(Retry::Ambiguous)?;
+            KvOutput::Get(get.found.then(|| get.value.to_vec()))
+        }
+        KvInput::Put(_) => KvOutput::Put,
+        KvInput::Delete => KvOutput::Delete,
+        KvInput::Cas { .. } => return Err(Retry::Fatal),
+    })
+}
+
+fn classify_error(e: &errorpb::Error) -> Retry {
+    if let Some(not_leader) = &e.not_leader {
+        Retry::NotLeader(not_leader.leader.map(|p| p.store_id))
+    } else if let Some(epoch) = &e.epoch_not_match {
+        Retry::Reroute(epoch.current_regions.clone())
+    } else if e.key_not_in_region.is_some() || e.store_not_match.is_some() {
+        Retry::Reroute(Vec::new())
+    } else if e.stale_command.is_some() || e.server_is_busy.is_some() {
+        Retry::Backoff
+    } else if e.raft_entry_too_large.is_some() {
+        Retry::Fatal
+    } else {
+        // RegionNotFound may come from a peer destroyed with the command pending (its
+        // entry may still commit elsewhere); anything unclassified is treated the same.
+        Retry::Ambiguous
+    }
+}
