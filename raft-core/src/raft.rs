@@ -345,21 +345,18 @@ impl<S: Storage> Raft<S> {
     /// `from` is the transferee) and (except for votes and forwarded requests,
     /// whose term is set by the caller or left 0) the current term.
     fn send(&mut self, mut m: Message) {
+        let msg_type = m.msg_type();
         // A transfer request names its transferee in `from`; a follower forwarding one to
         // the leader must keep it, or the leader would hand leadership to the forwarder.
-        if m.msg_type() != MessageType::MsgTransferLeader || m.from == INVALID_ID {
+        if msg_type != MessageType::MsgTransferLeader || m.from == INVALID_ID {
             m.from = self.id;
         }
-        match m.msg_type() {
+        match msg_type {
             MessageType::MsgRequestVote
             | MessageType::MsgRequestPreVote
             | MessageType::MsgRequestVoteResponse
             | MessageType::MsgRequestPreVoteResponse => {
-                debug_assert!(
-                    m.term != 0,
-                    "vote message {:?} sent without a term",
-                    m.msg_type()
-                );
+                debug_assert!(m.term != 0, "vote message {msg_type:?} sent without a term");
             }
             MessageType::MsgPropose | MessageType::MsgReadIndex => {
                 // Forwarded to the leader as local messages (term 0): they are never
@@ -771,6 +768,25 @@ impl<S: Storage> Raft<S> {
     /// Takes the leader role away from a transfer in progress.
     pub fn abort_leader_transfer(&mut self) {
         self.lead_transferee = INVALID_ID;
+    }
+
+    /// Proposes entries: a leader appends them, any other node steps them as a local
+    /// `MsgPropose` (forwarded to the leader, or dropped). The same as stepping that
+    /// message, without building it on the leader, where every proposal goes.
+    ///
+    /// # Errors
+    /// [`Error::ProposalDropped`] when they cannot be appended or forwarded now,
+    /// [`Error::InvalidMessage`] for no entries or a malformed conf change.
+    pub fn propose(&mut self, entries: Vec<crate::eraftpb::Entry>) -> Result<()> {
+        if self.state == StateRole::Leader {
+            return self.on_propose(entries);
+        }
+        self.step(Message {
+            msg_type: MessageType::MsgPropose as i32,
+            from: self.id,
+            entries,
+            ..Default::default()
+        })
     }
 
     // ----- persistence feedback --------------------------------------------------------

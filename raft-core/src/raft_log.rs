@@ -180,7 +180,7 @@ impl<S: Storage> RaftLog<S> {
         index: u64,
         log_term: u64,
         committed: u64,
-        entries: &[Entry],
+        mut entries: Vec<Entry>,
     ) -> Result<Option<u64>> {
         if !self.match_term(index, log_term)? {
             return Ok(None);
@@ -196,7 +196,7 @@ impl<S: Storage> RaftLog<S> {
             }
         }
         let last_new = index + entries.len() as u64;
-        let conflict = self.find_conflict(entries)?;
+        let conflict = self.find_conflict(&entries)?;
         if conflict != 0 {
             if conflict <= self.committed {
                 return Err(Error::InvalidMessage(format!(
@@ -205,15 +205,16 @@ impl<S: Storage> RaftLog<S> {
                 )));
             }
             let start = (conflict - (index + 1)) as usize;
-            self.append(&entries[start..]);
+            entries.drain(..start);
+            self.append(entries);
         }
         self.commit_to(committed.min(last_new));
         Ok(Some(last_new))
     }
 
     /// Appends entries (which must follow the committed prefix) and returns the new last
-    /// index.
-    pub fn append(&mut self, entries: &[Entry]) -> u64 {
+    /// index. The entries are moved into the unstable tail, not cloned.
+    pub fn append(&mut self, entries: Vec<Entry>) -> u64 {
         let Some(first) = entries.first() else {
             return self.last_index();
         };
@@ -441,12 +442,13 @@ mod tests {
     fn maybe_append_truncates_conflicts_and_commits() {
         let mut log = log_with(&[1, 2, 3]);
         assert_eq!(
-            log.maybe_append(3, 2, 3, &[ent(4, 4)]).unwrap(),
+            log.maybe_append(3, 2, 3, vec![ent(4, 4)]).unwrap(),
             None,
             "term mismatch"
         );
         assert_eq!(
-            log.maybe_append(1, 1, 2, &[ent(2, 4), ent(3, 4)]).unwrap(),
+            log.maybe_append(1, 1, 2, vec![ent(2, 4), ent(3, 4)])
+                .unwrap(),
             Some(3)
         );
         assert_eq!(log.term(3).unwrap(), 4);
@@ -456,7 +458,7 @@ mod tests {
             "overwritten entries are no longer persisted"
         );
         assert!(
-            log.maybe_append(0, 0, 2, &[ent(1, 9)]).is_err(),
+            log.maybe_append(0, 0, 2, vec![ent(1, 9)]).is_err(),
             "overwrites committed"
         );
     }
@@ -464,7 +466,7 @@ mod tests {
     #[test]
     fn committed_entries_wait_for_persistence() {
         let mut log = log_with(&[1, 1]);
-        log.append(&[ent(3, 1), ent(4, 1)]);
+        log.append(vec![ent(3, 1), ent(4, 1)]);
         log.commit_to(4);
         assert_eq!(log.next_committed_entries().unwrap().len(), 2);
         let unstable = log.unstable.entries.clone();
@@ -509,7 +511,7 @@ mod tests {
     #[test]
     fn slice_spans_stable_and_unstable() {
         let mut log = log_with(&[1, 1, 1]);
-        log.append(&[ent(4, 2), ent(5, 2)]);
+        log.append(vec![ent(4, 2), ent(5, 2)]);
         let idx: Vec<_> = log
             .slice(2, 6, None)
             .unwrap()

@@ -133,13 +133,7 @@ impl<S: Storage> RawNode<S> {
     /// # Errors
     /// [`Error::ProposalDropped`] when they cannot be appended or forwarded now.
     pub fn propose_entries(&mut self, entries: Vec<Entry>) -> Result<()> {
-        let id = self.raft.id();
-        self.raft.step(Message {
-            msg_type: MessageType::MsgPropose as i32,
-            from: id,
-            entries,
-            ..Default::default()
-        })
+        self.raft.propose(entries)
     }
 
     /// Proposes a membership change (a `ConfChange` or a `ConfChangeV2`).

@@ -3,17 +3,42 @@
 
 mod inflights;
 mod progress;
+mod progress_map;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use inflights::Inflights;
 pub use progress::{Progress, ProgressState};
+pub use progress_map::ProgressMap;
 
 use crate::eraftpb::ConfState;
 use crate::quorum::{JointConfig, VoteResult};
 
-/// Progress of every peer, keyed by id; ordered so iteration is deterministic.
-pub type ProgressMap = BTreeMap<u64, Progress>;
+/// Memberships up to this size are walked without allocating.
+const INLINE_MEMBERS: usize = 8;
+
+/// Member ids copied out of a [`ProgressTracker`], ascending (see
+/// [`ProgressTracker::member_id_list`]).
+///
+/// Invariant: `spilled` is empty or holds every id (and then `len == 0`).
+#[derive(Debug, Clone)]
+pub struct MemberIds {
+    inline: [u64; INLINE_MEMBERS],
+    len: usize,
+    spilled: Vec<u64>,
+}
+
+impl MemberIds {
+    /// The ids, ascending.
+    #[must_use]
+    pub fn as_slice(&self) -> &[u64] {
+        if self.spilled.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spilled
+        }
+    }
+}
 
 /// The membership: voters (possibly joint), learners, and learners-to-be.
 ///
@@ -135,20 +160,46 @@ impl ProgressTracker {
         )
     }
 
-    /// The smallest member id above `after` (the smallest of all for `None`): walks the
-    /// members without collecting them while the caller mutates the rest of the node.
+    /// Every member id (voters and learners), ascending, copied out so the caller may
+    /// mutate the node while walking them. Small memberships are copied onto the stack:
+    /// a broadcast neither allocates nor searches the map once per peer.
     #[must_use]
-    pub fn next_member(&self, after: Option<u64>) -> Option<u64> {
-        use std::ops::Bound::{Excluded, Unbounded};
-        let lower = after.map_or(Unbounded, Excluded);
-        self.progress
-            .range((lower, Unbounded))
-            .next()
-            .map(|(&id, _)| id)
+    pub fn member_id_list(&self) -> MemberIds {
+        let all = self.progress.ids();
+        let mut ids = MemberIds {
+            inline: [0; INLINE_MEMBERS],
+            len: 0,
+            spilled: Vec::new(),
+        };
+        if all.len() <= INLINE_MEMBERS {
+            ids.inline[..all.len()].copy_from_slice(all);
+            ids.len = all.len();
+        } else {
+            ids.spilled = all.to_vec();
+        }
+        ids
     }
 
     /// Every member id (voters and learners), ascending.
     pub fn member_ids(&self) -> impl Iterator<Item = u64> + '_ {
         self.progress.keys().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_id_list_copies_every_id_in_order() {
+        for n in [0u64, 1, 3, INLINE_MEMBERS as u64, INLINE_MEMBERS as u64 + 5] {
+            let mut trk = ProgressTracker::new(4, u64::MAX);
+            // Inserted in descending order: the list still ascends.
+            for id in (1..=n).rev() {
+                trk.progress.insert(id * 10, Progress::new(1, 4, u64::MAX));
+            }
+            let want: Vec<u64> = (1..=n).map(|id| id * 10).collect();
+            assert_eq!(trk.member_id_list().as_slice(), &want[..], "{n} members");
+        }
     }
 }

@@ -142,6 +142,13 @@ impl<F: EngineFactory> LiveCluster<F> {
         &self.runtime
     }
 
+    /// The mailbox of running store `id`, for callers that drive a store directly (a
+    /// benchmark's clients, which record nothing).
+    #[must_use]
+    pub fn mailbox(&self, id: u64) -> Option<StoreMailbox> {
+        self.directory.get(id)
+    }
+
     /// A client that records into `recorder`.
     #[must_use]
     pub fn client(&self, id: u64, recorder: &Recorder, cfg: ClientConfig) -> Client {

@@ -27,7 +27,7 @@ impl<S: Storage> Raft<S> {
             // A leader of this term exists: follow it (§5.2).
             MessageType::MsgAppend => {
                 self.become_follower(m.term, m.from);
-                self.handle_append_entries(&m)
+                self.handle_append_entries(m)
             }
             MessageType::MsgHeartbeat | MessageType::MsgSnapshot => {
                 self.become_follower(m.term, m.from);

@@ -34,7 +34,7 @@ impl<S: Storage> Raft<S> {
             MessageType::MsgAppend => {
                 self.election_elapsed = 0;
                 self.leader_id = m.from;
-                self.handle_append_entries(&m)?;
+                self.handle_append_entries(m)?;
             }
             MessageType::MsgHeartbeat => {
                 self.election_elapsed = 0;
@@ -90,7 +90,7 @@ impl<S: Storage> Raft<S> {
         m.from == INVALID_ID || m.from == self.id
     }
 
-    pub(super) fn handle_append_entries(&mut self, m: &Message) -> Result<()> {
+    pub(super) fn handle_append_entries(&mut self, m: Message) -> Result<()> {
         let committed = self.raft_log.committed;
         if m.index < committed {
             // Everything up to our commit index already matches: say so.
@@ -99,7 +99,7 @@ impl<S: Storage> Raft<S> {
         }
         if let Some(last_new) = self
             .raft_log
-            .maybe_append(m.index, m.log_term, m.commit, &m.entries)?
+            .maybe_append(m.index, m.log_term, m.commit, m.entries)?
         {
             self.send_append_response(m.from, last_new, false, 0, 0);
             return Ok(());

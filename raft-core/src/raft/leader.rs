@@ -25,7 +25,7 @@ impl<S: Storage> Raft<S> {
                 self.check_quorum_active();
                 return Ok(());
             }
-            MessageType::MsgPropose => return self.on_propose(m),
+            MessageType::MsgPropose => return self.on_propose(m.entries),
             MessageType::MsgReadIndex => return self.on_read_index(m),
             _ => {}
         }
@@ -77,8 +77,8 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    fn on_propose(&mut self, m: Message) -> Result<()> {
-        if m.entries.is_empty() {
+    pub(super) fn on_propose(&mut self, entries: Vec<Entry>) -> Result<()> {
+        if entries.is_empty() {
             return Err(Error::InvalidMessage("proposal without entries".into()));
         }
         if !self.trk.progress.contains_key(&self.id) {
@@ -95,7 +95,7 @@ impl<S: Storage> Raft<S> {
         }
         let last_index = self.raft_log.last_index();
         let mut pending_conf_index = self.pending_conf_index;
-        for (i, e) in m.entries.iter().enumerate() {
+        for (i, e) in entries.iter().enumerate() {
             let cc = match EntryType::try_from(e.entry_type) {
                 Ok(EntryType::EntryNormal) => continue,
                 Ok(EntryType::EntryConfChange) => ConfChange::decode(e.data.clone())
@@ -127,7 +127,7 @@ impl<S: Storage> Raft<S> {
             }
             pending_conf_index = last_index + 1 + i as u64;
         }
-        if !self.append_entries(m.entries) {
+        if !self.append_entries(entries) {
             debug!(
                 id = self.id,
                 uncommitted_bytes = self.uncommitted_bytes,
@@ -157,7 +157,7 @@ impl<S: Storage> Raft<S> {
             return false;
         }
         self.uncommitted_bytes += bytes;
-        self.raft_log.append(&entries);
+        self.raft_log.append(entries);
         true
     }
 
@@ -199,9 +199,7 @@ impl<S: Storage> Raft<S> {
 
     /// Sends appends (or empty appends carrying the commit index) to every peer.
     pub fn bcast_append(&mut self) -> Result<()> {
-        let mut peer = None;
-        while let Some(id) = self.trk.next_member(peer) {
-            peer = Some(id);
+        for &id in self.trk.member_id_list().as_slice() {
             if id != self.id {
                 self.maybe_send_append(id, true)?;
             }
@@ -374,9 +372,7 @@ impl<S: Storage> Raft<S> {
     }
 
     fn bcast_heartbeat_with_ctx(&mut self, ctx: Bytes) {
-        let mut peer = None;
-        while let Some(id) = self.trk.next_member(peer) {
-            peer = Some(id);
+        for &id in self.trk.member_id_list().as_slice() {
             if id != self.id {
                 self.send_heartbeat(id, ctx.clone());
             }
@@ -449,7 +445,13 @@ impl<S: Storage> Raft<S> {
             ProgressState::Replicate => pr.inflights.free_to(m.index),
         }
         let matched = pr.matched;
-        if self.maybe_commit()? {
+        // An acknowledgement at or below the commit index cannot raise it, so the quorum
+        // is not counted again for the later acks of an entry. Raising one peer's match
+        // to `matched <= committed` leaves the quorum index where it was or moves it to
+        // at most `matched`; and where it was, if above the commit index, is an entry of
+        // an earlier term (one of this term would have committed when the quorum reached
+        // it), which this leader may not commit by counting.
+        if matched > self.raft_log.committed && self.maybe_commit()? {
             self.on_commit_advanced();
         } else if old_paused {
             // The peer was paused and may have missed a commit index update.

@@ -56,9 +56,10 @@ impl<S: Storage> Raft<S> {
         if self.maybe_commit()? {
             self.on_commit_advanced();
         } else {
-            let ids: Vec<u64> = self.trk.member_ids().filter(|&id| id != self.id).collect();
-            for id in ids {
-                self.maybe_send_append(id, false)?;
+            for &id in self.trk.member_id_list().as_slice() {
+                if id != self.id {
+                    self.maybe_send_append(id, false)?;
+                }
             }
         }
         Ok(cs)
