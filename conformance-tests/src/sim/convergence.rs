@@ -10,6 +10,9 @@ use raft_store::pb::metapb::Region;
 use super::node::Node;
 use crate::cluster::client::epoch;
 
+/// The (engine key, value) pairs of a range.
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The newest version of every region some running store has an initialized peer of.
 pub(crate) fn newest_regions(nodes: &BTreeMap<u64, Node>) -> BTreeMap<u64, Region> {
     let mut newest: BTreeMap<u64, Region> = BTreeMap::new();
@@ -81,7 +84,7 @@ pub(crate) fn replicas_agree(nodes: &BTreeMap<u64, Node>) -> Result<(), String> 
     for (region_id, region) in newest_regions(nodes) {
         let lo = keys::data_key(&region.start_key);
         let hi = keys::data_end_key(&region.end_key);
-        let mut first: Option<(u64, Vec<(Vec<u8>, Vec<u8>)>)> = None;
+        let mut first: Option<(u64, Pairs)> = None;
         for peer in &region.peers {
             let mut data = Vec::new();
             nodes[&peer.store_id]
