@@ -270,12 +270,7 @@ impl Client {
 
     /// The region holding `key` (the newest version wins) and the store to ask.
     fn target(&mut self, key: &[u8]) -> Option<(Region, u64)> {
-        let region = self
-            .regions
-            .values()
-            .filter(|r| raft_store::region_check::key_in_region(key, r))
-            .max_by_key(|r| epoch(r))?
-            .clone();
+        let region = newest_region_for(&self.regions, key)?.clone();
         let running = self.stores.ids();
         let leader = self
             .leaders
@@ -299,12 +294,7 @@ impl Client {
 
     /// Learns `region` if it is newer than what this client knows of it.
     fn learn(&mut self, region: Region) {
-        match self.regions.get(&region.id) {
-            Some(known) if epoch(known) >= epoch(&region) => {}
-            _ => {
-                self.regions.insert(region.id, region);
-            }
-        }
+        learn_region(&mut self.regions, region);
     }
 
     /// Asks every running store which regions it has and which it leads.
@@ -357,6 +347,27 @@ impl Client {
     /// A random number from this client's seeded generator (for workloads).
     pub fn random_below(&mut self, n: u64) -> u64 {
         self.rng.random_range(0..n.max(1))
+    }
+}
+
+/// The newest version known in `regions` of the region holding `key`.
+pub(crate) fn newest_region_for<'a>(
+    regions: &'a BTreeMap<u64, Region>,
+    key: &[u8],
+) -> Option<&'a Region> {
+    regions
+        .values()
+        .filter(|r| raft_store::region_check::key_in_region(key, r))
+        .max_by_key(|r| epoch(r))
+}
+
+/// Keeps `region` in `regions` if it is newer than the version known.
+pub(crate) fn learn_region(regions: &mut BTreeMap<u64, Region>, region: Region) {
+    match regions.get(&region.id) {
+        Some(known) if epoch(known) >= epoch(&region) => {}
+        _ => {
+            regions.insert(region.id, region);
+        }
     }
 }
 

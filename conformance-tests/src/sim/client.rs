@@ -21,7 +21,7 @@ use super::events::{Event, EventQueue};
 use super::network::Network;
 use super::node::Node;
 use super::trace::Trace;
-use crate::cluster::client::{Retry, classify, epoch, request_for};
+use crate::cluster::client::{Retry, classify, learn_region, newest_region_for, request_for};
 use crate::linearizability::{Key, KvInput, KvOutput, Outcome, PendingOp, Recorder, Value};
 
 /// How long one attempt waits for its answer.
@@ -344,12 +344,7 @@ impl SimClient {
         let Some(active) = &mut self.active else {
             return;
         };
-        let region_id = self
-            .regions
-            .values()
-            .filter(|r| raft_store::region_check::key_in_region(&active.key, r))
-            .max_by_key(|r| epoch(r))
-            .map_or(0, |r| r.id);
+        let region_id = newest_region_for(&self.regions, &active.key).map_or(0, |r| r.id);
         match retry {
             Retry::NotLeader(Some(leader)) if leader != store => {
                 self.leaders.insert(region_id, leader);
@@ -435,12 +430,7 @@ impl SimClient {
 
     /// The region holding `key` (the newest version known) and the store to ask.
     fn target(&mut self, key: &[u8], ctx: &mut Ctx<'_>) -> Option<(Region, u64)> {
-        let region = self
-            .regions
-            .values()
-            .filter(|r| raft_store::region_check::key_in_region(key, r))
-            .max_by_key(|r| epoch(r))?
-            .clone();
+        let region = newest_region_for(&self.regions, key)?.clone();
         let running = |s: u64| ctx.nodes.get(&s).is_some_and(|n| n.store().is_some());
         let leader = self
             .leaders
@@ -463,12 +453,7 @@ impl SimClient {
     }
 
     fn learn(&mut self, region: Region) {
-        match self.regions.get(&region.id) {
-            Some(known) if epoch(known) >= epoch(&region) => {}
-            _ => {
-                self.regions.insert(region.id, region);
-            }
-        }
+        learn_region(&mut self.regions, region);
     }
 
     /// Asks every running store which regions it has and which it leads (as the live
