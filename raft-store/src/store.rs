@@ -5,6 +5,7 @@
 //! code (the simulator delivers `Tick`s by virtual time).
 
 mod region_tasks;
+mod stale_peer;
 
 use region_tasks::begin_apply_snapshot;
 
@@ -653,10 +654,16 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             );
             return Ok(());
         }
+        if m.is_tombstone {
+            return self.on_tombstone_message(&m);
+        }
         let Some(msg) = m.message.clone() else {
             debug!(region_id, "raft message without a payload; dropped");
             return Ok(());
         };
+        if self.reply_if_sender_removed(&m) {
+            return Ok(());
+        }
         if msg.msg_type() == MessageType::MsgSnapshot && !self.check_snapshot(&m, &msg) {
             crate::store_metrics::snapshot_failed("check");
             return Ok(());
@@ -683,30 +690,6 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         }
         if let Err(e) = peer.raft_group_mut().step(msg) {
             debug!(region_id, "step: {e}");
-        }
-        Ok(())
-    }
-
-    /// Destroys this store's peer of the message's region if the message is for a newer
-    /// peer of it on this store: the local peer was removed without learning it (it was
-    /// cut off when the removal committed) and the store was added back under a new id.
-    /// Without this the new peer could never be created and the store never caught up.
-    fn maybe_destroy_stale_peer(&mut self, m: &RaftMessage) -> Result<()> {
-        let Some(peer) = self.peers.get(&m.region_id) else {
-            return Ok(());
-        };
-        let to = m.to_peer.unwrap_or_default();
-        let theirs = m.region_epoch.unwrap_or_default().conf_ver;
-        let ours = peer.region().region_epoch.unwrap_or_default().conf_ver;
-        if to.id > peer.meta().id && theirs > ours {
-            info!(
-                store_id = self.store_id,
-                region_id = m.region_id,
-                stale = peer.meta().id,
-                new = to.id,
-                "a newer peer of the region is on this store: destroying the stale one"
-            );
-            self.destroy_peer(m.region_id)?;
         }
         Ok(())
     }

@@ -152,6 +152,45 @@ fn stale_peer_gives_way_to_a_newer_one<F: EngineFactory>(factory: F) {
     );
 }
 
+/// A peer removed while cut off, whose store is not added back, learns of its removal
+/// from the members it campaigns to (an `is_tombstone` reply) and is destroyed (found by
+/// the conf-change scenario: such peers stayed forever, campaigning, with their data).
+fn removed_peer_cut_off_is_told_and_destroyed<F: EngineFactory>(factory: F) {
+    let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
+    c.must_put(b"k", b"v");
+    let leader = c.leader(1);
+    let victim = (1..=3).find(|&id| id != leader).unwrap();
+    let others: Vec<u64> = (1..=3).filter(|&id| id != victim).collect();
+    let cut = c.filters().add(Partition::new(&[&[victim], &others]));
+    c.must_admin(change_peer(ConfChangeType::RemoveNode, victim, victim));
+    c.must_put(b"k2", b"v2");
+    for _ in 0..30 {
+        c.tick();
+    }
+    assert!(
+        c.stores[&victim].peer(1).is_some(),
+        "cut off, the removed peer cannot know yet"
+    );
+    c.filters().remove(cut);
+    for _ in 0..50 {
+        c.tick();
+    }
+    assert!(
+        c.stores[&victim].peer(1).is_none(),
+        "the removed peer was told and destroyed"
+    );
+    assert_eq!(
+        c.kv(victim).get(CF_DEFAULT, &keys::data_key(b"k")).unwrap(),
+        None,
+        "its data is deleted"
+    );
+    // The two members were not disturbed, and a restart keeps the peer destroyed.
+    c.must_put(b"k3", b"v3");
+    c.stop(victim);
+    c.start(victim);
+    assert!(c.stores[&victim].peer(1).is_none());
+}
+
 fn transfer_leader_moves_leadership<F: EngineFactory>(factory: F) {
     let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
     c.must_put(b"k", b"v");
@@ -219,5 +258,6 @@ on_every_engine!(
     removed_peer_is_destroyed_and_its_data_deleted,
     removed_store_hosts_the_region_again,
     stale_peer_gives_way_to_a_newer_one,
+    removed_peer_cut_off_is_told_and_destroyed,
     transfer_leader_moves_leadership
 );
