@@ -495,7 +495,10 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             let storage = peer.raft_group().store();
             let applied = storage.applied_index();
             let truncated = storage.truncated_index();
-            if applied.saturating_sub(truncated) < limit {
+            // Counted from the followers' truncation, not this leader's own: a leader that
+            // caught up by snapshot has a short log while theirs may still be long.
+            let compacted = peer.log_compacted_to();
+            if applied.saturating_sub(compacted) < limit {
                 continue;
             }
             // Keep what a live follower still needs, unless it lags so far that a
@@ -512,7 +515,9 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             let Ok(compact_term) = raft_core::Storage::term(storage, compact_index) else {
                 continue;
             };
-            if compact_index <= truncated {
+            // At this leader's own truncated index the term is still known: such a
+            // compaction truncates only the followers' logs.
+            if compact_index <= compacted {
                 continue;
             }
             proposals.push((

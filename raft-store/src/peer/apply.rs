@@ -273,6 +273,9 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         match admin.cmd_type() {
             AdminCmdType::CompactLog => {
                 let req = admin.compact_log.unwrap_or_default();
+                // Even when it truncates nothing here (this peer's log starts at a later
+                // snapshot), every replica that applies it has truncated this far.
+                self.log_compacted_to = self.log_compacted_to.max(req.compact_index);
                 let storage = self.raft_group.store_mut();
                 let first_index = storage.truncated_index() + 1;
                 if req.compact_index >= first_index && req.compact_index <= storage.applied_index()
