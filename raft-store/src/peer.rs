@@ -28,6 +28,10 @@ struct Proposal {
     term: u64,
     /// One per command in the entry, in order (a batch entry carries several).
     callbacks: Vec<Callback>,
+    /// The exactly-once session `(client_id, sequence)` of each command, `(0, 0)` for
+    /// none: one per callback, in the same order. It tells a command's outcome when a
+    /// snapshot covers its entry ([`Peer::answer_proposals_covered_by_snapshot`]).
+    sessions: Vec<(u64, u64)>,
 }
 
 /// The context that marks an entry whose data is a `RaftCmdBatch`.

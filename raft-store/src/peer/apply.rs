@@ -153,6 +153,61 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         }
     }
 
+    /// Answers the proposals whose entries the snapshot just applied covers (this peer
+    /// never saw those entries apply, and never will: the log below the snapshot is gone).
+    /// A command of an exactly-once session gets its real outcome from the sessions the
+    /// snapshot carried: its recorded response if it applied, `StaleCommand` if its
+    /// session shows it did not, `SequenceForgotten` if the session no longer knows. A
+    /// command without a session (or whose session is gone) gets `OutcomeUnknown`.
+    ///
+    /// # Errors
+    /// An engine failure while loading the sessions.
+    pub fn answer_proposals_covered_by_snapshot(
+        &mut self,
+        answers: &mut Vec<(Callback, RaftCmdResponse)>,
+    ) -> Result<()> {
+        let snapshot_index = self.raft_group.store().applied_index();
+        if self
+            .proposals
+            .front()
+            .is_none_or(|p| p.index > snapshot_index)
+        {
+            return Ok(());
+        }
+        let engine = self.raft_group.store().kv_engine().clone();
+        self.sessions = SessionTable::load(
+            &engine,
+            self.region_id(),
+            self.session_policy,
+            snapshot_index,
+        )?;
+        let region_id = self.region_id();
+        while self
+            .proposals
+            .front()
+            .is_some_and(|p| p.index <= snapshot_index)
+        {
+            let p = self.proposals.pop_front().expect("front exists");
+            for (cb, (client_id, sequence)) in p.callbacks.into_iter().zip(p.sessions) {
+                let known = client_id != 0 && self.sessions.session(client_id).is_some();
+                let resp = match self.sessions.check(client_id, sequence) {
+                    _ if !known => error_response(&Error::OutcomeUnknown { region_id }),
+                    Check::Duplicate(resp) => *resp,
+                    Check::New => error_response(&Error::StaleCommand),
+                    Check::Forgotten {
+                        first_kept_sequence,
+                    } => error_response(&Error::SequenceForgotten {
+                        client_id,
+                        sequence,
+                        first_kept_sequence,
+                    }),
+                };
+                answers.push((cb, resp));
+            }
+        }
+        Ok(())
+    }
+
     fn apply_batch(
         &mut self,
         data: &[u8],

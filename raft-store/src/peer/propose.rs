@@ -81,6 +81,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
                     index,
                     term,
                     callbacks: vec![callback],
+                    sessions: vec![session_of(&req)],
                 });
             }
             Ok(ProposeOutcome::Answered(resp)) => callback(*resp),
@@ -127,6 +128,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         while pending.peek().is_some() {
             let mut commands = Vec::new();
             let mut callbacks = Vec::new();
+            let mut sessions = Vec::new();
             let mut size = 0u64;
             while let Some((req, _)) = pending.peek() {
                 let len = req.encoded_len() as u64 + 8;
@@ -135,6 +137,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
                 }
                 let (req, cb) = pending.next().expect("peeked above");
                 size += len;
+                sessions.push(session_of(&req));
                 commands.push(req);
                 callbacks.push(cb);
             }
@@ -157,6 +160,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
                         index,
                         term,
                         callbacks,
+                        sessions,
                     });
                 }
                 Err(e) => {
@@ -225,6 +229,15 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             other => Error::Raft(other),
         }
     }
+}
+
+/// The exactly-once session `(client_id, sequence)` a command belongs to; `(0, 0)` for
+/// none.
+fn session_of(req: &RaftCmdRequest) -> (u64, u64) {
+    req.header
+        .as_ref()
+        .filter(|h| h.client_id != 0 && h.sequence != 0)
+        .map_or((0, 0), |h| (h.client_id, h.sequence))
 }
 
 /// What proposing did.
