@@ -2,7 +2,7 @@
 //! their own tests in `snapshot.rs`).
 #![allow(clippy::unwrap_used)] // test bodies shared by the per-engine #[test]s
 
-use conformance_tests::cluster::filter::Partition;
+use conformance_tests::cluster::filter::{FilterId, Partition};
 use conformance_tests::cluster::{
     self, Cluster, EngineFactory, change_peer, test_config, transfer_leader,
 };
@@ -121,10 +121,9 @@ fn removed_store_hosts_the_region_again<F: EngineFactory>(factory: F) {
     );
 }
 
-/// A peer removed while cut off never learns it; when its store is added back under a
-/// new peer id, the stale peer gives way to the new one (found by the conf-change
-/// scenario: the new peer's messages were dropped as "for another peer id" forever).
-fn stale_peer_gives_way_to_a_newer_one<F: EngineFactory>(factory: F) {
+/// Three stores holding `k`, and a follower cut off from the others and removed from the
+/// region (it cannot learn of it): the cluster, the follower and its cut.
+fn remove_cut_off_follower<F: EngineFactory>(factory: F) -> (Cluster<F>, u64, FilterId) {
     let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
     c.must_put(b"k", b"v");
     let leader = c.leader(1);
@@ -132,6 +131,14 @@ fn stale_peer_gives_way_to_a_newer_one<F: EngineFactory>(factory: F) {
     let others: Vec<u64> = (1..=3).filter(|&id| id != victim).collect();
     let cut = c.filters().add(Partition::new(&[&[victim], &others]));
     c.must_admin(change_peer(ConfChangeType::RemoveNode, victim, victim));
+    (c, victim, cut)
+}
+
+/// A peer removed while cut off never learns it; when its store is added back under a
+/// new peer id, the stale peer gives way to the new one (found by the conf-change
+/// scenario: the new peer's messages were dropped as "for another peer id" forever).
+fn stale_peer_gives_way_to_a_newer_one<F: EngineFactory>(factory: F) {
+    let (mut c, victim, cut) = remove_cut_off_follower(factory);
     c.must_admin(change_peer(ConfChangeType::AddNode, 10, victim));
     c.must_put(b"k2", b"v2");
     assert_eq!(
@@ -156,13 +163,7 @@ fn stale_peer_gives_way_to_a_newer_one<F: EngineFactory>(factory: F) {
 /// from the members it campaigns to (an `is_tombstone` reply) and is destroyed (found by
 /// the conf-change scenario: such peers stayed forever, campaigning, with their data).
 fn removed_peer_cut_off_is_told_and_destroyed<F: EngineFactory>(factory: F) {
-    let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
-    c.must_put(b"k", b"v");
-    let leader = c.leader(1);
-    let victim = (1..=3).find(|&id| id != leader).unwrap();
-    let others: Vec<u64> = (1..=3).filter(|&id| id != victim).collect();
-    let cut = c.filters().add(Partition::new(&[&[victim], &others]));
-    c.must_admin(change_peer(ConfChangeType::RemoveNode, victim, victim));
+    let (mut c, victim, cut) = remove_cut_off_follower(factory);
     c.must_put(b"k2", b"v2");
     for _ in 0..30 {
         c.tick();
