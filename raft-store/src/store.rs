@@ -512,11 +512,11 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                 .min()
                 .unwrap_or(applied);
             let compact_index = log_gc_compact_index(applied, truncated, replicated, limit);
+            // At this leader's own truncated index the term is still known: a compaction
+            // there truncates only the followers' logs.
             let Ok(compact_term) = raft_core::Storage::term(storage, compact_index) else {
                 continue;
             };
-            // At this leader's own truncated index the term is still known: such a
-            // compaction truncates only the followers' logs.
             if compact_index <= compacted {
                 continue;
             }
