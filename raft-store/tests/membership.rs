@@ -192,6 +192,35 @@ fn removed_peer_cut_off_is_told_and_destroyed<F: EngineFactory>(factory: F) {
     assert!(c.stores[&victim].peer(1).is_none());
 }
 
+/// A store holds at most one peer of a region: adding a second one there is refused
+/// (found by the conf-change scenario: a retried addition on a store that had meanwhile
+/// got a peer made both members, and the store flip-flopped between them forever).
+fn second_peer_on_a_store_is_refused<F: EngineFactory>(factory: F) {
+    let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
+    c.add_empty_store(4);
+    c.must_admin(change_peer(ConfChangeType::AddNode, 10, 4));
+    for (id, store) in [(11, 4), (10, 3)] {
+        let leader = c.leader(1);
+        let mut req = c.request(leader, Vec::new());
+        req.admin_request = Some(change_peer(ConfChangeType::AddNode, id, store));
+        let resp = c.call(leader, req);
+        let error = resp.header.and_then(|h| h.error);
+        assert!(
+            error.is_some_and(|e| e.message.contains("cannot add peer")),
+            "peer {id} on store {store} refused"
+        );
+    }
+    for _ in 0..10 {
+        c.tick();
+    }
+    for id in 1..=4 {
+        let region = c.stores[&id].peer(1).unwrap().region().clone();
+        let mut stores: Vec<u64> = region.peers.iter().map(|p| p.store_id).collect();
+        stores.sort_unstable();
+        assert_eq!(stores, vec![1, 2, 3, 4], "store {id}: {region:?}");
+    }
+}
+
 fn transfer_leader_moves_leadership<F: EngineFactory>(factory: F) {
     let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
     c.must_put(b"k", b"v");
@@ -260,5 +289,6 @@ on_every_engine!(
     removed_store_hosts_the_region_again,
     stale_peer_gives_way_to_a_newer_one,
     removed_peer_cut_off_is_told_and_destroyed,
+    second_peer_on_a_store_is_refused,
     transfer_leader_moves_leadership
 );

@@ -19,7 +19,7 @@ use crate::pb::raft_cmdpb::{
 };
 use crate::pb::raft_serverpb::{PeerState, RaftTruncatedState};
 use crate::peer_storage::{region_peers_from_conf_state, write_region_state};
-use crate::region_check::{check_epoch, check_key_sizes, check_keys};
+use crate::region_check::{check_conf_change, check_epoch, check_key_sizes, check_keys};
 
 /// The kv write batch of one apply round, with reads that see its pending writes.
 type Batch<'a, EK> = ApplyOverlay<'a, EK>;
@@ -469,7 +469,9 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         };
         let mut region = self.region().clone();
         if req.header.is_some() {
-            if let Err(e) = check_epoch(&req, &region) {
+            if let Err(e) =
+                check_epoch(&req, &region).and_then(|()| check_conf_change(&req, &region))
+            {
                 // Rejected alike on every replica: raft-core never sees the change.
                 return Ok(error_response(&e));
             }

@@ -12,7 +12,9 @@ use crate::msg::Callback;
 use crate::pb::raft_cmdpb::{
     AdminCmdType, AdminResponse, RaftCmdBatch, RaftCmdRequest, RaftCmdResponse,
 };
-use crate::region_check::{check_epoch, check_key_sizes, check_keys, is_read_only};
+use crate::region_check::{
+    check_conf_change, check_epoch, check_key_sizes, check_keys, is_read_only,
+};
 
 impl<ER: Engine, EK: Engine> Peer<ER, EK> {
     /// Proposes a client command; the callback answers it once applied, or at once with
@@ -174,6 +176,8 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
     }
 
     fn propose_conf_change(&mut self, req: &RaftCmdRequest) -> Result<ProposeOutcome> {
+        // Checked again when applied, against the region as of that entry.
+        check_conf_change(req, self.region())?;
         let admin = req.admin_request.clone().unwrap_or_default();
         let is_v1 = admin.cmd_type() == AdminCmdType::ChangePeer;
         let changes: Vec<_> = if is_v1 {
