@@ -40,6 +40,14 @@ pub enum Error {
         /// The region's end key (empty: unbounded).
         end_key: Vec<u8>,
     },
+    /// Whether the command applied is unknown: a snapshot covered its log entry before
+    /// this peer saw it apply, and it carried no exactly-once session to tell. Retrying
+    /// it may apply it twice.
+    #[error("region {region_id}: the command's outcome is unknown (a snapshot covered it)")]
+    OutcomeUnknown {
+        /// The region.
+        region_id: u64,
+    },
     /// The store has no peer of this region.
     #[error("region {0} not found")]
     RegionNotFound(u64),

@@ -28,6 +28,10 @@ struct Proposal {
     term: u64,
     /// One per command in the entry, in order (a batch entry carries several).
     callbacks: Vec<Callback>,
+    /// The exactly-once session `(client_id, sequence)` of each command, `(0, 0)` for
+    /// none: one per callback, in the same order. It tells a command's outcome when a
+    /// snapshot covers its entry ([`Peer::answer_proposals_covered_by_snapshot`]).
+    sessions: Vec<(u64, u64)>,
 }
 
 /// The context that marks an entry whose data is a `RaftCmdBatch`.
@@ -70,6 +74,11 @@ pub struct Peer<ER: Engine, EK: Engine> {
     /// Peers heard from, so a peer that does not know its region's membership yet (it
     /// awaits its first snapshot) can still answer the leader.
     peer_cache: HashMap<u64, metapb::Peer>,
+    /// The highest index a CompactLog entry applied here compacted to: every replica that
+    /// applied as far has truncated at least there. Not this peer's own truncated index,
+    /// which a snapshot may have moved further; 0 after a restart (the log GC then
+    /// proposes one compaction it may not need).
+    log_compacted_to: u64,
     /// The region's exactly-once client sessions, as of the applied index.
     sessions: SessionTable,
     session_policy: SessionPolicy,
@@ -137,6 +146,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             applying_snapshot: None,
             held_messages: Vec::new(),
             peer_cache: HashMap::new(),
+            log_compacted_to: 0,
             sessions,
             session_policy,
         })
@@ -251,6 +261,13 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             region_id: self.region_id(),
             leader: self.leader(),
         }
+    }
+
+    /// Where the region's log is compacted on every replica that applied as far as this
+    /// one: the truncation the log GC must count from (see the field).
+    #[must_use]
+    pub fn log_compacted_to(&self) -> u64 {
+        self.log_compacted_to
     }
 
     /// The region's exactly-once client sessions.

@@ -1,5 +1,7 @@
 //! Checks of a request against a region: epoch and key range.
 
+use raft_core::eraftpb::ConfChangeType;
+
 use crate::error::{Error, Result};
 use crate::pb::metapb::Region;
 use crate::pb::raft_cmdpb::{AdminCmdType, CmdType, RaftCmdRequest};
@@ -43,6 +45,44 @@ pub fn check_epoch(req: &RaftCmdRequest, region: &Region) -> Result<()> {
             ),
             current_regions: vec![region.clone()],
         });
+    }
+    Ok(())
+}
+
+/// Fails unless every peer a conf change adds fits the region: a store holds at most one
+/// peer of a region (its peers are kept by region id), and a peer id names one store. An
+/// addition on a store that has another peer of the region (even one this change removes:
+/// in a joint configuration both would be members) is refused; so is an id already used
+/// on another store. Promoting a learner (same id, same store) is allowed.
+///
+/// # Errors
+/// [`Error::Other`] naming the conflicting peers.
+pub fn check_conf_change(req: &RaftCmdRequest, region: &Region) -> Result<()> {
+    let Some(admin) = req.admin_request.as_ref() else {
+        return Ok(());
+    };
+    let changes = admin
+        .change_peer
+        .iter()
+        .chain(admin.change_peer_v2.iter().flat_map(|v| &v.changes));
+    for change in changes {
+        let adds = matches!(
+            ConfChangeType::try_from(change.change_type),
+            Ok(ConfChangeType::AddNode | ConfChangeType::AddLearnerNode)
+        );
+        let Some(new) = change.peer.filter(|_| adds) else {
+            continue;
+        };
+        if let Some(old) = region
+            .peers
+            .iter()
+            .find(|p| (p.store_id == new.store_id) != (p.id == new.id))
+        {
+            return Err(Error::Other(format!(
+                "region {}: cannot add peer {} on store {}: peer {} on store {} is a member",
+                region.id, new.id, new.store_id, old.id, old.store_id
+            )));
+        }
     }
     Ok(())
 }

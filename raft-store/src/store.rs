@@ -5,6 +5,7 @@
 //! code (the simulator delivers `Tick`s by virtual time).
 
 mod region_tasks;
+mod stale_peer;
 
 use region_tasks::begin_apply_snapshot;
 
@@ -494,7 +495,10 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             let storage = peer.raft_group().store();
             let applied = storage.applied_index();
             let truncated = storage.truncated_index();
-            if applied.saturating_sub(truncated) < limit {
+            // Counted from the followers' truncation, not this leader's own: a leader that
+            // caught up by snapshot has a short log while theirs may still be long.
+            let compacted = peer.log_compacted_to();
+            if applied.saturating_sub(compacted) < limit {
                 continue;
             }
             // Keep what a live follower still needs, unless it lags so far that a
@@ -508,10 +512,12 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                 .min()
                 .unwrap_or(applied);
             let compact_index = log_gc_compact_index(applied, truncated, replicated, limit);
+            // At this leader's own truncated index the term is still known: a compaction
+            // there truncates only the followers' logs.
             let Ok(compact_term) = raft_core::Storage::term(storage, compact_index) else {
                 continue;
             };
-            if compact_index <= truncated {
+            if compact_index <= compacted {
                 continue;
             }
             proposals.push((
@@ -653,10 +659,16 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             );
             return Ok(());
         }
+        if m.is_tombstone {
+            return self.on_tombstone_message(&m);
+        }
         let Some(msg) = m.message.clone() else {
             debug!(region_id, "raft message without a payload; dropped");
             return Ok(());
         };
+        if self.reply_if_sender_removed(&m) {
+            return Ok(());
+        }
         if msg.msg_type() == MessageType::MsgSnapshot && !self.check_snapshot(&m, &msg) {
             crate::store_metrics::snapshot_failed("check");
             return Ok(());
@@ -683,33 +695,6 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         }
         if let Err(e) = peer.raft_group_mut().step(msg) {
             debug!(region_id, "step: {e}");
-        }
-        Ok(())
-    }
-
-    /// Destroys this store's peer of the message's region if the message is for a newer
-    /// peer of it on this store: the local peer was removed without learning it (it was
-    /// cut off when the removal committed) and the store was added back under a new id.
-    /// Without this the new peer could never be created and the store never caught up.
-    fn maybe_destroy_stale_peer(&mut self, m: &RaftMessage) -> Result<()> {
-        let Some(peer) = self.peers.get(&m.region_id) else {
-            return Ok(());
-        };
-        let to = m.to_peer.unwrap_or_default();
-        let theirs = m.region_epoch.unwrap_or_default().conf_ver;
-        let ours = peer.region().region_epoch.unwrap_or_default().conf_ver;
-        // Peer ids come from several allocators (an operator's, each store's for split
-        // peers), so they say nothing about age: a message of a newer configuration to
-        // another peer of this region on this store means ours was removed from it.
-        if to.id != peer.meta().id && theirs > ours {
-            info!(
-                store_id = self.store_id,
-                region_id = m.region_id,
-                stale = peer.meta().id,
-                new = to.id,
-                "a newer peer of the region is on this store: destroying the stale one"
-            );
-            self.destroy_peer(m.region_id)?;
         }
         Ok(())
     }

@@ -2,9 +2,12 @@
 #![allow(clippy::unwrap_used)] // test bodies shared by the per-engine #[test]s
 
 use conformance_tests::cluster::filter::Partition;
-use conformance_tests::cluster::{Cluster, EngineFactory, delete, get, put, scan, test_config};
+use conformance_tests::cluster::{
+    Cluster, EngineFactory, change_peer, delete, get, put, scan, test_config, transfer_leader,
+};
 use conformance_tests::on_every_engine;
 use engines::Peekable;
+use raft_core::eraftpb::ConfChangeType;
 use raft_store::keys::{self, CF_DEFAULT, CF_RAFT};
 
 fn put_get_delete_scan<F: EngineFactory>(factory: F) {
@@ -217,6 +220,51 @@ fn log_gc_truncates_and_deletes_the_log<F: EngineFactory>(factory: F) {
     assert_eq!(c.must_get(&[7]), Some(b"v".to_vec()));
 }
 
+/// A leader whose own log was truncated by a snapshot still compacts its followers' logs
+/// (found by the conf-change scenario: a new peer caught up by snapshot became leader,
+/// its own log was short so it never proposed a compaction, and the old members' logs
+/// never shrank). Stores 1–3 run with a GC limit out of reach, so only store 4 (added
+/// with a limit of 10) ever proposes a compaction.
+fn a_leader_installed_by_snapshot_compacts_the_followers_logs<F: EngineFactory>(factory: F) {
+    let gc = |limit| raft_store::Config {
+        raft_log_gc_count_limit: limit,
+        raft_log_gc_tick_ticks: 1,
+        ..test_config()
+    };
+    let mut c = Cluster::with_factory(factory, 3, gc(1000), b"", b"");
+    for i in 0..30u8 {
+        c.must_put(&[i], b"v");
+    }
+    c.cfg = gc(10);
+    c.add_empty_store(4);
+    c.must_admin(change_peer(ConfChangeType::AddNode, 4, 4));
+    for _ in 0..20 {
+        c.tick();
+    }
+    let storage = c.stores[&4].peer(1).unwrap().raft_group().store();
+    assert!(
+        storage.truncated_index() > 30,
+        "store 4 caught up by snapshot"
+    );
+    c.must_admin(transfer_leader(4, 4));
+    for _ in 0..10 {
+        c.tick();
+    }
+    assert_eq!(c.current_leader(1), Some(4));
+    c.must_put(b"after", b"v");
+    for _ in 0..10 {
+        c.tick();
+    }
+    for id in 1..=4 {
+        let storage = c.stores[&id].peer(1).unwrap().raft_group().store();
+        let (applied, truncated) = (storage.applied_index(), storage.truncated_index());
+        assert!(
+            applied - truncated <= 2 * 10,
+            "store {id}: applied {applied}, truncated {truncated}"
+        );
+    }
+}
+
 fn lease_reads_serve_linearizable_values<F: EngineFactory>(factory: F) {
     let cfg = raft_store::Config {
         lease_read: true,
@@ -279,5 +327,6 @@ on_every_engine!(
     leader_failover_keeps_acknowledged_writes,
     restart_of_every_store_recovers_from_the_engines,
     minority_cannot_write_and_catches_up_after_heal,
-    log_gc_truncates_and_deletes_the_log
+    log_gc_truncates_and_deletes_the_log,
+    a_leader_installed_by_snapshot_compacts_the_followers_logs
 );

@@ -2,7 +2,7 @@
 //! their own tests in `snapshot.rs`).
 #![allow(clippy::unwrap_used)] // test bodies shared by the per-engine #[test]s
 
-use conformance_tests::cluster::filter::Partition;
+use conformance_tests::cluster::filter::{FilterId, Partition};
 use conformance_tests::cluster::{
     self, Cluster, EngineFactory, change_peer, test_config, transfer_leader,
 };
@@ -121,10 +121,9 @@ fn removed_store_hosts_the_region_again<F: EngineFactory>(factory: F) {
     );
 }
 
-/// A peer removed while cut off never learns it; when its store is added back under a
-/// new peer id, the stale peer gives way to the new one (found by the conf-change
-/// scenario: the new peer's messages were dropped as "for another peer id" forever).
-fn stale_peer_gives_way_to_a_newer_one<F: EngineFactory>(factory: F) {
+/// Three stores holding `k`, and a follower cut off from the others and removed from the
+/// region (it cannot learn of it): the cluster, the follower and its cut.
+fn remove_cut_off_follower<F: EngineFactory>(factory: F) -> (Cluster<F>, u64, FilterId) {
     let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
     c.must_put(b"k", b"v");
     let leader = c.leader(1);
@@ -132,6 +131,14 @@ fn stale_peer_gives_way_to_a_newer_one<F: EngineFactory>(factory: F) {
     let others: Vec<u64> = (1..=3).filter(|&id| id != victim).collect();
     let cut = c.filters().add(Partition::new(&[&[victim], &others]));
     c.must_admin(change_peer(ConfChangeType::RemoveNode, victim, victim));
+    (c, victim, cut)
+}
+
+/// A peer removed while cut off never learns it; when its store is added back under a
+/// new peer id, the stale peer gives way to the new one (found by the conf-change
+/// scenario: the new peer's messages were dropped as "for another peer id" forever).
+fn stale_peer_gives_way_to_a_newer_one<F: EngineFactory>(factory: F) {
+    let (mut c, victim, cut) = remove_cut_off_follower(factory);
     c.must_admin(change_peer(ConfChangeType::AddNode, 10, victim));
     c.must_put(b"k2", b"v2");
     assert_eq!(
@@ -186,6 +193,68 @@ fn stale_peer_gives_way_to_a_newer_one_with_a_smaller_id<F: EngineFactory>(facto
             .unwrap(),
         Some(b"v2".to_vec())
     );
+}
+
+/// A peer removed while cut off, whose store is not added back, learns of its removal
+/// from the members it campaigns to (an `is_tombstone` reply) and is destroyed (found by
+/// the conf-change scenario: such peers stayed forever, campaigning, with their data).
+fn removed_peer_cut_off_is_told_and_destroyed<F: EngineFactory>(factory: F) {
+    let (mut c, victim, cut) = remove_cut_off_follower(factory);
+    c.must_put(b"k2", b"v2");
+    for _ in 0..30 {
+        c.tick();
+    }
+    assert!(
+        c.stores[&victim].peer(1).is_some(),
+        "cut off, the removed peer cannot know yet"
+    );
+    c.filters().remove(cut);
+    for _ in 0..50 {
+        c.tick();
+    }
+    assert!(
+        c.stores[&victim].peer(1).is_none(),
+        "the removed peer was told and destroyed"
+    );
+    assert_eq!(
+        c.kv(victim).get(CF_DEFAULT, &keys::data_key(b"k")).unwrap(),
+        None,
+        "its data is deleted"
+    );
+    // The two members were not disturbed, and a restart keeps the peer destroyed.
+    c.must_put(b"k3", b"v3");
+    c.stop(victim);
+    c.start(victim);
+    assert!(c.stores[&victim].peer(1).is_none());
+}
+
+/// A store holds at most one peer of a region: adding a second one there is refused
+/// (found by the conf-change scenario: a retried addition on a store that had meanwhile
+/// got a peer made both members, and the store flip-flopped between them forever).
+fn second_peer_on_a_store_is_refused<F: EngineFactory>(factory: F) {
+    let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
+    c.add_empty_store(4);
+    c.must_admin(change_peer(ConfChangeType::AddNode, 10, 4));
+    for (id, store) in [(11, 4), (10, 3)] {
+        let leader = c.leader(1);
+        let mut req = c.request(leader, Vec::new());
+        req.admin_request = Some(change_peer(ConfChangeType::AddNode, id, store));
+        let resp = c.call(leader, req);
+        let error = resp.header.and_then(|h| h.error);
+        assert!(
+            error.is_some_and(|e| e.message.contains("cannot add peer")),
+            "peer {id} on store {store} refused"
+        );
+    }
+    for _ in 0..10 {
+        c.tick();
+    }
+    for id in 1..=4 {
+        let region = c.stores[&id].peer(1).unwrap().region().clone();
+        let mut stores: Vec<u64> = region.peers.iter().map(|p| p.store_id).collect();
+        stores.sort_unstable();
+        assert_eq!(stores, vec![1, 2, 3, 4], "store {id}: {region:?}");
+    }
 }
 
 fn transfer_leader_moves_leadership<F: EngineFactory>(factory: F) {
@@ -256,5 +325,7 @@ on_every_engine!(
     removed_store_hosts_the_region_again,
     stale_peer_gives_way_to_a_newer_one,
     stale_peer_gives_way_to_a_newer_one_with_a_smaller_id,
+    removed_peer_cut_off_is_told_and_destroyed,
+    second_peer_on_a_store_is_refused,
     transfer_leader_moves_leadership
 );

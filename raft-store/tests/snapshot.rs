@@ -407,7 +407,75 @@ fn destroyed_peer_data_is_deleted_and_a_restart_finishes_the_cleanup<F: EngineFa
     assert_eq!(c.must_get(b"k2"), Some(b"v2".to_vec()));
 }
 
+/// A deposed leader whose proposal its successor committed, and which then catches up by
+/// a snapshot covering that entry, answers the proposal with its real outcome, never as
+/// stale (found by the conf-change scenario: the write was answered `StaleCommand`, which
+/// means "not applied", although it had applied; the checker saw a lost write reappear).
+fn proposal_covered_by_a_snapshot_is_answered_with_its_outcome<F: EngineFactory>(factory: F) {
+    use raft_store::pb::raft_cmdpb::RaftCmdResponse;
+    use std::sync::{Arc, Mutex};
+    let mut c = Cluster::with_factory(factory, 3, snap_config(), b"", b"");
+    c.must_put(b"k0", b"v0");
+    let old = c.leader(1);
+    let others: Vec<u64> = (1..=3).filter(|&id| id != old).collect();
+    // The followers get the entry; the leader never hears back, so never commits it.
+    let deaf = c
+        .filters()
+        .add(move |_: u64, to: u64, _: &RaftMessage| to == old);
+    let mut req = c.request(old, vec![put(b"k", b"v")]);
+    let header = req.header.as_mut().unwrap();
+    (
+        header.client_id,
+        header.sequence,
+        header.first_awaited_sequence,
+    ) = (7, 1, 1);
+    let answer: Arc<Mutex<Option<RaftCmdResponse>>> = Arc::default();
+    let slot = answer.clone();
+    c.stores
+        .get_mut(&old)
+        .unwrap()
+        .handle_msgs([StoreMsg::Command {
+            request: Box::new(req),
+            callback: Box::new(move |resp| *slot.lock().unwrap() = Some(resp)),
+        }])
+        .unwrap();
+    c.run();
+    let cut = c
+        .filters()
+        .add(cluster::filter::Partition::new(&[&[old], &others]));
+    c.filters().remove(deaf);
+    // The others elect a leader, which commits the entry, and compact past it.
+    tick_until(&mut c, "a leader among the others", |c| {
+        c.current_leader(1).is_some_and(|l| l != old)
+    });
+    for i in 0..20u8 {
+        c.must_put(&[b'x', i], b"v");
+    }
+    assert!(answer.lock().unwrap().is_none(), "cut off, no answer yet");
+    c.filters().remove(cut);
+    tick_until(&mut c, "the old leader catches up", |c| {
+        c.kv(old)
+            .get(CF_DEFAULT, &keys::data_key(&[b'x', 19]))
+            .unwrap()
+            .is_some()
+    });
+    assert_eq!(
+        c.kv(old).get(CF_DEFAULT, &keys::data_key(b"k")).unwrap(),
+        Some(b"v".to_vec()),
+        "the write applied"
+    );
+    replicates_a_new_write(&mut c, old);
+    let resp = answer
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the proposal was answered");
+    let error = resp.header.and_then(|h| h.error);
+    assert!(error.is_none(), "the write applied, yet answered {error:?}");
+}
+
 on_every_engine!(
+    proposal_covered_by_a_snapshot_is_answered_with_its_outcome,
     follower_catches_up_by_a_snapshot_of_many_chunks,
     restart_mid_apply_finishes_the_apply,
     stale_snapshots_are_rejected,

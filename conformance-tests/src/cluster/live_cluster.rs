@@ -408,8 +408,9 @@ impl<F: EngineFactory> LiveCluster<F> {
 
     /// Waits until, for every region, each running store that is a member of its newest
     /// version has applied up to the highest commit index any store reports for it (the
-    /// stores have caught up). A peer removed while cut off never learns it and is left
-    /// out (raft-store has no stale-peer detection yet).
+    /// stores have caught up), and no running store outside that membership still has an
+    /// initialized peer of it (a peer removed while cut off learns it from the members
+    /// it campaigns to; an uninitialized one never campaigns and may stay).
     ///
     /// # Panics
     /// After `timeout`.
@@ -419,19 +420,23 @@ impl<F: EngineFactory> LiveCluster<F> {
                 return false;
             };
             let running = c.running();
+            let Some(statuses) = running
+                .iter()
+                .map(|&id| c.regions(id).map(|rs| (id, rs)))
+                .collect::<Option<BTreeMap<u64, Vec<RegionStatus>>>>()
+            else {
+                return false;
+            };
             newest.iter().all(|(&region_id, (region, commit))| {
-                let caught_up = region
-                    .peers
-                    .iter()
-                    .map(|p| p.store_id)
-                    .filter(|m| running.contains(m))
-                    .all(|m| {
-                        c.regions(m).is_some_and(|rs| {
-                            rs.iter()
-                                .any(|s| s.region.id == region_id && s.applied_index == *commit)
-                        })
-                    });
-                caught_up && c.leader_of(region_id).is_some()
+                let is_member = |store: u64| region.peers.iter().any(|p| p.store_id == store);
+                statuses.iter().all(|(&store, rs)| {
+                    let local = rs.iter().find(|s| s.region.id == region_id);
+                    if is_member(store) {
+                        local.is_some_and(|s| s.applied_index == *commit)
+                    } else {
+                        local.is_none_or(|s| s.region.peers.is_empty())
+                    }
+                }) && c.leader_of(region_id).is_some()
             })
         });
     }

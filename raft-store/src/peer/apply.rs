@@ -19,7 +19,7 @@ use crate::pb::raft_cmdpb::{
 };
 use crate::pb::raft_serverpb::{PeerState, RaftTruncatedState};
 use crate::peer_storage::{region_peers_from_conf_state, write_region_state};
-use crate::region_check::{check_epoch, check_key_sizes, check_keys};
+use crate::region_check::{check_conf_change, check_epoch, check_key_sizes, check_keys};
 
 /// The kv write batch of one apply round, with reads that see its pending writes.
 type Batch<'a, EK> = ApplyOverlay<'a, EK>;
@@ -153,6 +153,61 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         }
     }
 
+    /// Answers the proposals whose entries the snapshot just applied covers (this peer
+    /// never saw those entries apply, and never will: the log below the snapshot is gone).
+    /// A command of an exactly-once session gets its real outcome from the sessions the
+    /// snapshot carried: its recorded response if it applied, `StaleCommand` if its
+    /// session shows it did not, `SequenceForgotten` if the session no longer knows. A
+    /// command without a session (or whose session is gone) gets `OutcomeUnknown`.
+    ///
+    /// # Errors
+    /// An engine failure while loading the sessions.
+    pub fn answer_proposals_covered_by_snapshot(
+        &mut self,
+        answers: &mut Vec<(Callback, RaftCmdResponse)>,
+    ) -> Result<()> {
+        let snapshot_index = self.raft_group.store().applied_index();
+        if self
+            .proposals
+            .front()
+            .is_none_or(|p| p.index > snapshot_index)
+        {
+            return Ok(());
+        }
+        let engine = self.raft_group.store().kv_engine().clone();
+        self.sessions = SessionTable::load(
+            &engine,
+            self.region_id(),
+            self.session_policy,
+            snapshot_index,
+        )?;
+        let region_id = self.region_id();
+        while self
+            .proposals
+            .front()
+            .is_some_and(|p| p.index <= snapshot_index)
+        {
+            let p = self.proposals.pop_front().expect("front exists");
+            for (cb, (client_id, sequence)) in p.callbacks.into_iter().zip(p.sessions) {
+                let known = client_id != 0 && self.sessions.session(client_id).is_some();
+                let resp = match self.sessions.check(client_id, sequence) {
+                    _ if !known => error_response(&Error::OutcomeUnknown { region_id }),
+                    Check::Duplicate(resp) => *resp,
+                    Check::New => error_response(&Error::StaleCommand),
+                    Check::Forgotten {
+                        first_kept_sequence,
+                    } => error_response(&Error::SequenceForgotten {
+                        client_id,
+                        sequence,
+                        first_kept_sequence,
+                    }),
+                };
+                answers.push((cb, resp));
+            }
+        }
+        Ok(())
+    }
+
     fn apply_batch(
         &mut self,
         data: &[u8],
@@ -273,6 +328,9 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         match admin.cmd_type() {
             AdminCmdType::CompactLog => {
                 let req = admin.compact_log.unwrap_or_default();
+                // Even when it truncates nothing here (this peer's log starts at a later
+                // snapshot), every replica that applies it has truncated this far.
+                self.log_compacted_to = self.log_compacted_to.max(req.compact_index);
                 let storage = self.raft_group.store_mut();
                 let first_index = storage.truncated_index() + 1;
                 if req.compact_index >= first_index && req.compact_index <= storage.applied_index()
@@ -411,7 +469,9 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         };
         let mut region = self.region().clone();
         if req.header.is_some() {
-            if let Err(e) = check_epoch(&req, &region) {
+            if let Err(e) =
+                check_epoch(&req, &region).and_then(|()| check_conf_change(&req, &region))
+            {
                 // Rejected alike on every replica: raft-core never sees the change.
                 return Ok(error_response(&e));
             }

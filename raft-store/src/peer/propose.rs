@@ -12,7 +12,9 @@ use crate::msg::Callback;
 use crate::pb::raft_cmdpb::{
     AdminCmdType, AdminResponse, RaftCmdBatch, RaftCmdRequest, RaftCmdResponse,
 };
-use crate::region_check::{check_epoch, check_key_sizes, check_keys, is_read_only};
+use crate::region_check::{
+    check_conf_change, check_epoch, check_key_sizes, check_keys, is_read_only,
+};
 
 impl<ER: Engine, EK: Engine> Peer<ER, EK> {
     /// Proposes a client command; the callback answers it once applied, or at once with
@@ -81,6 +83,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
                     index,
                     term,
                     callbacks: vec![callback],
+                    sessions: vec![session_of(&req)],
                 });
             }
             Ok(ProposeOutcome::Answered(resp)) => callback(*resp),
@@ -127,6 +130,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         while pending.peek().is_some() {
             let mut commands = Vec::new();
             let mut callbacks = Vec::new();
+            let mut sessions = Vec::new();
             let mut size = 0u64;
             while let Some((req, _)) = pending.peek() {
                 let len = req.encoded_len() as u64 + 8;
@@ -135,6 +139,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
                 }
                 let (req, cb) = pending.next().expect("peeked above");
                 size += len;
+                sessions.push(session_of(&req));
                 commands.push(req);
                 callbacks.push(cb);
             }
@@ -157,6 +162,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
                         index,
                         term,
                         callbacks,
+                        sessions,
                     });
                 }
                 Err(e) => {
@@ -170,6 +176,8 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
     }
 
     fn propose_conf_change(&mut self, req: &RaftCmdRequest) -> Result<ProposeOutcome> {
+        // Checked again when applied, against the region as of that entry.
+        check_conf_change(req, self.region())?;
         let admin = req.admin_request.clone().unwrap_or_default();
         let is_v1 = admin.cmd_type() == AdminCmdType::ChangePeer;
         let changes: Vec<_> = if is_v1 {
@@ -225,6 +233,15 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             other => Error::Raft(other),
         }
     }
+}
+
+/// The exactly-once session `(client_id, sequence)` a command belongs to; `(0, 0)` for
+/// none.
+fn session_of(req: &RaftCmdRequest) -> (u64, u64) {
+    req.header
+        .as_ref()
+        .filter(|h| h.client_id != 0 && h.sequence != 0)
+        .map_or((0, 0), |h| (h.client_id, h.sequence))
 }
 
 /// What proposing did.

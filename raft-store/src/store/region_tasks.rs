@@ -202,6 +202,11 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             // Now the snapshot may be acked; the peer takes its next Ready in this
             // iteration and catches up from the log.
             super::send_messages(peer, held, &mut self.sender);
+            let mut answers = Vec::new();
+            peer.answer_proposals_covered_by_snapshot(&mut answers)?;
+            for (cb, resp) in answers {
+                cb(resp);
+            }
             return Ok(());
         };
         // The staged data was lost or corrupt and the region's data is cleared: forget
@@ -213,6 +218,8 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             "snapshot apply failed; the peer starts over and waits for a new snapshot: {e}"
         );
         peer.raft_group().store().reset_to_uninitialized()?;
+        // The peer is replaced: whatever waits on it has an outcome it cannot learn.
+        peer.fail_all(&crate::error::Error::OutcomeUnknown { region_id });
         let meta = *peer.meta();
         let region = peer.region().clone();
         let end = keys::data_end_key(&region.end_key);
