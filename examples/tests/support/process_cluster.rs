@@ -1,7 +1,8 @@
 //! A cluster of real `raftkv-server` processes on loopback for end-to-end tests: free
-//! ports, one TOML config and fjall data dir per node in a temp dir, SIGKILL / SIGTERM /
-//! restart, and a Drop guard that kills every child (and prints their logs when the test
-//! failed).
+//! ports, one TOML config and data dir per node in a temp dir (fjall by default, or another
+//! engine), the raft log fsynced before every acknowledgement (`sync_log`), SIGKILL /
+//! SIGTERM / restart, and a Drop guard that kills every child (and prints their logs when
+//! the test failed).
 #![allow(clippy::unwrap_used, clippy::print_stderr, dead_code)]
 
 use std::net::{SocketAddr, TcpListener};
@@ -75,6 +76,25 @@ pub fn sigterm(child: &Child) {
     assert!(status.success(), "kill -TERM {} failed", child.id());
 }
 
+/// How the servers of a [`ProcessCluster`] are configured.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The raft tick (elections take 10 to 20 ticks).
+    pub tick_ms: u64,
+    /// The `engine` setting: `fjall`, or `heed` (with the examples' `heed` feature).
+    pub engine: &'static str,
+}
+
+impl Default for Options {
+    /// [`TICK_MS`] on fjall.
+    fn default() -> Self {
+        Self {
+            tick_ms: TICK_MS,
+            engine: "fjall",
+        }
+    }
+}
+
 /// One server of the cluster.
 #[derive(Debug)]
 pub struct ServerProcess {
@@ -141,8 +161,20 @@ impl ProcessCluster {
 
     /// [`start`](Self::start) with another raft tick (elections take 10 to 20 ticks).
     pub async fn start_with_tick(n: usize, tick_ms: u64) -> Self {
+        Self::start_with(
+            n,
+            Options {
+                tick_ms,
+                ..Options::default()
+            },
+        )
+        .await
+    }
+
+    /// [`start`](Self::start) with `options`.
+    pub async fn start_with(n: usize, options: Options) -> Self {
         for attempt in 1..=START_ATTEMPTS {
-            let mut cluster = Self::configure(n, tick_ms);
+            let mut cluster = Self::configure(n, &options);
             for s in &mut cluster.servers {
                 s.spawn();
             }
@@ -161,7 +193,8 @@ impl ProcessCluster {
     }
 
     /// Writes the configs of `n` servers on fresh ports.
-    fn configure(n: usize, tick_ms: u64) -> Self {
+    fn configure(n: usize, options: &Options) -> Self {
+        let Options { tick_ms, engine } = options;
         let dir = tempfile::tempdir().unwrap();
         let addrs = free_addrs(2 * n);
         let peers: Vec<String> = (0..n)
@@ -176,8 +209,8 @@ impl ProcessCluster {
                     &config,
                     format!(
                         "node_id = {id}\nlisten = \"{}\"\nmetrics_listen = \"{}\"\n\
-                         peers = [{}]\ndata_dir = {:?}\nengine = \"fjall\"\ntick_ms = {tick_ms}\n\
-                         drain_timeout_ms = {DRAIN_TIMEOUT_MS}\n",
+                         peers = [{}]\ndata_dir = {:?}\nengine = \"{engine}\"\ntick_ms = {tick_ms}\n\
+                         drain_timeout_ms = {DRAIN_TIMEOUT_MS}\n[store]\nsync_log = true\n",
                         addrs[i],
                         addrs[n + i],
                         peers.join(", "),
@@ -276,6 +309,30 @@ impl ProcessCluster {
             }
             assert!(Instant::now() < deadline, "no leader elected in time");
             tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The highest applied index store `id` reports (`None`: it does not answer).
+    pub async fn applied_index(&self, id: u64) -> Option<u64> {
+        let admin = AdminClient::connect([self.server(id).addr.to_string()])
+            .unwrap()
+            .with_timeout(Duration::from_secs(1));
+        let status = admin.status(0).await.ok()?;
+        status.regions.iter().map(|r| r.applied_index).max()
+    }
+
+    /// Waits until every running store has applied at least what store `leader` had
+    /// applied when called (the restarted ones caught up).
+    pub async fn wait_caught_up(&self, leader: u64) {
+        let target = self
+            .applied_index(leader)
+            .await
+            .expect("the leader answers its status");
+        for s in self.servers.iter().filter(|s| s.is_running()) {
+            wait_for(&format!("store {} to apply index {target}", s.id), || async {
+                self.applied_index(s.id).await.is_some_and(|a| a >= target)
+            })
+            .await;
         }
     }
 
