@@ -166,11 +166,7 @@ impl Worker {
             })
             .await;
         if let Some(o) = answer {
-            let now = if o.succeeded {
-                new
-            } else {
-                value(o.previous)
-            };
+            let now = if o.succeeded { new } else { value(o.previous) };
             self.seen.insert(key, now);
         }
     }
@@ -181,7 +177,12 @@ impl Worker {
         self.ops += 1;
         let unique = format!("{}.{}", self.id, self.ops).into_bytes();
         if self.rng.random_range(0..100) < 20 {
-            let mut log = self.seen.get(LOG_KEY).cloned().flatten().unwrap_or_default();
+            let mut log = self
+                .seen
+                .get(LOG_KEY)
+                .cloned()
+                .flatten()
+                .unwrap_or_default();
             if !log.is_empty() {
                 log.push(b' ');
             }
@@ -277,10 +278,8 @@ async fn check_history(cluster: &ProcessCluster, recorder: &Recorder) {
     if let Err(lost) = check_no_lost_writes(&history, &finals) {
         panic!("an acknowledged write was lost: {lost}");
     }
-    let log: BTreeMap<Key, Option<Value>> = finals
-        .into_iter()
-        .filter(|(k, _)| k == LOG_KEY)
-        .collect();
+    let log: BTreeMap<Key, Option<Value>> =
+        finals.into_iter().filter(|(k, _)| k == LOG_KEY).collect();
     if let Err(violation) = check_appends(&history, &log) {
         panic!("{violation}");
     }
@@ -291,25 +290,33 @@ async fn check_history(cluster: &ProcessCluster, recorder: &Recorder) {
     assert!(ok > 100, "too little work to check: {ok} operations");
 }
 
-/// The crash test on `nodes` servers of `engine`: [`kills`] SIGKILLs of a random server
-/// (half the time the leader; a single node otherwise) at random points of the workload,
-/// each restarted from its data dir; on three nodes the last kill takes every server at
-/// once. Then the history is checked.
-async fn crash_test(name: &str, engine: &'static str, nodes: usize) {
+/// Snapshots applied (a histogram's count, any server).
+const SNAPSHOTS_APPLIED: &str = "raftstore_snapshot_apply_seconds_count";
+
+/// `[store]` settings that compact the log after a few entries, so a store that was down
+/// catches up by snapshot (and may be killed while receiving or applying one).
+const TINY_LOG_GC: &str = "raft_log_gc_count_limit = 5\nraft_log_gc_tick_ticks = 2\n";
+
+/// The crash test on `nodes` servers configured by `options`: [`kills`] SIGKILLs of a
+/// random server (half the time the leader; a single node otherwise) at random points of
+/// the workload, each restarted from its data dir; on three nodes the last kill takes
+/// every server at once. Then the history is checked. Returns how many snapshots the
+/// servers applied (each process's count read just before it was killed, and at the end).
+async fn crash_test(name: &str, nodes: usize, options: Options) -> f64 {
     let seed = seed(name);
     let mut rng = StdRng::seed_from_u64(seed);
-    let options = Options {
-        engine,
-        ..Options::default()
-    };
     let mut cluster = ProcessCluster::start_with(nodes, options).await;
     let recorder = Recorder::new();
     let workload = Workload::start(&cluster, &recorder, seed);
+    let mut snapshots = 0.0;
     let kills = kills();
     for round in 1..=kills {
         workload
             .progress(rng.random_range(10..60), "operations before a kill")
             .await;
+        // Fault timing, not synchronization: a random instant within the next operations
+        // (mid-append, mid-fsync, mid-apply), not right after an acknowledgement.
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..50))).await;
         let everyone = nodes > 1 && round == kills;
         let victims: Vec<u64> = if everyone {
             (1..=nodes as u64).collect()
@@ -325,15 +332,14 @@ async fn crash_test(name: &str, engine: &'static str, nodes: usize) {
             workload.acked()
         );
         for &id in &victims {
+            snapshots += cluster.metric(id, SNAPSHOTS_APPLIED).await.unwrap_or(0.0);
             cluster.kill(id).await;
         }
         if victims.len() < nodes {
-            // A majority is up: service goes on without the killed store.
+            // A majority is up: service goes on without the killed store (long enough
+            // for a tiny log-GC limit to compact past it).
             workload
-                .progress(
-                    rng.random_range(5..30),
-                    "operations while a store is down",
-                )
+                .progress(rng.random_range(10..40), "operations while a store is down")
                 .await;
         }
         for &id in &victims {
@@ -347,33 +353,64 @@ async fn crash_test(name: &str, engine: &'static str, nodes: usize) {
     let leader = cluster.leader().await;
     cluster.wait_caught_up(leader).await;
     check_history(&cluster, &recorder).await;
+    for id in 1..=nodes as u64 {
+        snapshots += cluster.metric(id, SNAPSHOTS_APPLIED).await.unwrap_or(0.0);
+    }
+    snapshots
+}
+
+fn on(engine: &'static str) -> Options {
+    Options {
+        engine,
+        ..Options::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_fjall_three_nodes() {
-    crash_test("kill9_fjall_three_nodes", "fjall", 3).await;
+    crash_test("kill9_fjall_three_nodes", 3, on("fjall")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_fjall_single_node() {
-    crash_test("kill9_fjall_single_node", "fjall", 1).await;
+    crash_test("kill9_fjall_single_node", 1, on("fjall")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_fjall_three_nodes_catching_up_by_snapshot() {
+    let options = Options {
+        store: TINY_LOG_GC,
+        ..on("fjall")
+    };
+    let snapshots = crash_test(
+        "kill9_fjall_three_nodes_catching_up_by_snapshot",
+        3,
+        options,
+    )
+    .await;
+    eprintln!("snapshots applied: {snapshots}");
+    assert!(snapshots > 0.0, "no restarted store caught up by snapshot");
 }
 
 #[cfg(feature = "heed")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_heed_three_nodes() {
-    crash_test("kill9_heed_three_nodes", "heed", 3).await;
+    crash_test("kill9_heed_three_nodes", 3, on("heed")).await;
 }
 
 #[cfg(feature = "heed")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_heed_single_node() {
-    crash_test("kill9_heed_single_node", "heed", 1).await;
+    crash_test("kill9_heed_single_node", 1, on("heed")).await;
 }
 
 /// The counter's value, read linearizably.
 async fn counter(client: &Client) -> String {
-    let v = client.get("counter").await.unwrap().expect("the counter exists");
+    let v = client
+        .get("counter")
+        .await
+        .unwrap()
+        .expect("the counter exists");
     String::from_utf8(v.to_vec()).unwrap()
 }
 

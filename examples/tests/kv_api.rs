@@ -14,9 +14,9 @@ use raftkv_examples::{Client, Error, Node, NodeConfig};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-mod support;
 #[path = "support/raw_cas.rs"]
 mod raw_cas;
+mod support;
 use raw_cas::{cas_request, send_until_served};
 use support::{TICK_MS, endpoints, leader, shutdown, start_cluster, start_cluster_with};
 
@@ -152,7 +152,8 @@ async fn a_retried_write_applies_once_across_a_leader_change_and_a_restart() {
         Some(&b"other"[..])
     );
     // Write 2 says the client awaits nothing below 2: write 1 is forgotten, a typed error.
-    let second = send_until_served(&endpoints(&nodes), &cas_request(42, 2, 2, "k2", None, "x")).await;
+    let second =
+        send_until_served(&endpoints(&nodes), &cas_request(42, 2, 2, "k2", None, "x")).await;
     assert!(second.succeed, "{second:?}");
     let late = send_until_served(&endpoints(&nodes), &req).await;
     let forgotten = late

@@ -14,8 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use process_cluster::{DEADLINE, ProcessCluster, wait_for};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use process_cluster::{DEADLINE, ProcessCluster, http_get, wait_for};
 use tokio::time::Instant;
 
 const CLI: &str = env!("CARGO_BIN_EXE_raftkv");
@@ -147,18 +146,6 @@ fn assert_success(out: &Output) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// A plain HTTP/1.0 GET of `path` on `addr`; the whole response.
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.unwrap();
-    body
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

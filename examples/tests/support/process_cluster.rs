@@ -11,6 +11,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use raftkv_examples::{AdminClient, Client};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::time::Instant;
 
 /// The server binary under test.
@@ -76,6 +77,18 @@ pub fn sigterm(child: &Child) {
     assert!(status.success(), "kill -TERM {} failed", child.id());
 }
 
+/// A plain HTTP/1.0 GET of `path` on `addr`; the whole response.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    body
+}
+
 /// How the servers of a [`ProcessCluster`] are configured.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -83,6 +96,8 @@ pub struct Options {
     pub tick_ms: u64,
     /// The `engine` setting: `fjall`, or `heed` (with the examples' `heed` feature).
     pub engine: &'static str,
+    /// More `[store]` settings, TOML lines (e.g. `raft_log_gc_count_limit = 20`).
+    pub store: &'static str,
 }
 
 impl Default for Options {
@@ -91,6 +106,7 @@ impl Default for Options {
         Self {
             tick_ms: TICK_MS,
             engine: "fjall",
+            store: "",
         }
     }
 }
@@ -194,7 +210,11 @@ impl ProcessCluster {
 
     /// Writes the configs of `n` servers on fresh ports.
     fn configure(n: usize, options: &Options) -> Self {
-        let Options { tick_ms, engine } = options;
+        let Options {
+            tick_ms,
+            engine,
+            store,
+        } = options;
         let dir = tempfile::tempdir().unwrap();
         let addrs = free_addrs(2 * n);
         let peers: Vec<String> = (0..n)
@@ -210,7 +230,7 @@ impl ProcessCluster {
                     format!(
                         "node_id = {id}\nlisten = \"{}\"\nmetrics_listen = \"{}\"\n\
                          peers = [{}]\ndata_dir = {:?}\nengine = \"{engine}\"\ntick_ms = {tick_ms}\n\
-                         drain_timeout_ms = {DRAIN_TIMEOUT_MS}\n[store]\nsync_log = true\n",
+                         drain_timeout_ms = {DRAIN_TIMEOUT_MS}\n[store]\nsync_log = true\n{store}\n",
                         addrs[i],
                         addrs[n + i],
                         peers.join(", "),
@@ -329,11 +349,27 @@ impl ProcessCluster {
             .await
             .expect("the leader answers its status");
         for s in self.servers.iter().filter(|s| s.is_running()) {
-            wait_for(&format!("store {} to apply index {target}", s.id), || async {
-                self.applied_index(s.id).await.is_some_and(|a| a >= target)
-            })
+            wait_for(
+                &format!("store {} to apply index {target}", s.id),
+                || async { self.applied_index(s.id).await.is_some_and(|a| a >= target) },
+            )
             .await;
         }
+    }
+
+    /// The sum of the samples of metric `name` (any labels) that running store `id`
+    /// exports since it started (`None`: it does not answer or has no such sample).
+    pub async fn metric(&self, id: u64, name: &str) -> Option<f64> {
+        let text = http_get(self.server(id).metrics_addr, "/metrics").await;
+        let samples: Vec<f64> = text
+            .lines()
+            .filter(|line| {
+                line.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with([' ', '{']))
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+            .collect();
+        (!samples.is_empty()).then(|| samples.iter().sum())
     }
 
     /// SIGKILLs store `id` and reaps it.
