@@ -274,6 +274,13 @@ async fn check_history(cluster: &ProcessCluster, recorder: &Recorder) {
          steps, {:?}",
         report.searched, report.steps, report.elapsed
     );
+    if !report.is_linearizable() {
+        let path =
+            std::env::temp_dir().join(format!("raftkv-crash-{}.history", std::process::id()));
+        let ops: Vec<String> = history.ops().iter().map(ToString::to_string).collect();
+        std::fs::write(&path, ops.join("\n")).unwrap();
+        eprintln!("the whole history: {}", path.display());
+    }
     report.assert_linearizable();
     if let Err(lost) = check_no_lost_writes(&history, &finals) {
         panic!("an acknowledged write was lost: {lost}");

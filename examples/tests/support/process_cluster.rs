@@ -29,6 +29,9 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 /// How often a condition is polled (processes give no event to wait on).
 const POLL: Duration = Duration::from_millis(25);
 
+/// Set (to anything) to keep a failed test's configs, data dirs and server logs.
+pub const KEEP_ENV: &str = "RAFTKV_TEST_KEEP";
+
 /// Whole-cluster start attempts when a picked port turns out to be taken.
 const START_ATTEMPTS: usize = 3;
 
@@ -416,6 +419,10 @@ impl Drop for ProcessCluster {
             }
         }
         if std::thread::panicking() {
+            if std::env::var_os(KEEP_ENV).is_some() {
+                self.dir.disable_cleanup(true);
+                eprintln!("{KEEP_ENV}: kept {}", self.dir.path().display());
+            }
             for s in &self.servers {
                 let log = s.log_text();
                 let tail: Vec<_> = log.lines().rev().take(40).collect();
