@@ -302,7 +302,7 @@ const SNAPSHOTS_APPLIED: &str = "raftstore_snapshot_apply_seconds_count";
 
 /// `[store]` settings that compact the log after a few entries, so a store that was down
 /// catches up by snapshot (and may be killed while receiving or applying one).
-const TINY_LOG_GC: &str = "raft_log_gc_count_limit = 5\nraft_log_gc_tick_ticks = 2\n";
+const TINY_LOG_GC: &str = "raft_log_gc_count_limit = 2\nraft_log_gc_tick_ticks = 2\n";
 
 /// The crash test on `nodes` servers configured by `options`: [`kills`] SIGKILLs of a
 /// random server (half the time the leader; a single node otherwise) at random points of
