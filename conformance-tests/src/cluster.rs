@@ -26,7 +26,7 @@ use raft_store::pb::raft_cmdpb::{
 use raft_store::pb::raft_serverpb::RaftMessage;
 use raft_store::{Config, RaftMessageSender, SnapManager, Store, StoreMsg};
 
-mod client;
+pub(crate) mod client;
 mod engine_factory;
 pub mod filter;
 pub mod live;
@@ -83,6 +83,23 @@ pub fn first_region(n: u64, start: &[u8], end: &[u8]) -> Region {
             })
             .collect(),
     }
+}
+
+/// Stages the data of a snapshot message from `src` on `dst`, as a transport does: `None`
+/// for other messages, else whether it was delivered (a failure, or a store without a
+/// snapshot directory, loses the message).
+pub(crate) fn transfer_snapshot(
+    src: Option<&SnapManager>,
+    dst: Option<&SnapManager>,
+    msg: &RaftMessage,
+) -> Option<bool> {
+    msg.message.as_ref()?.snapshot.as_ref()?;
+    let (Some(src), Some(dst)) = (src, dst) else {
+        return Some(false);
+    };
+    let staged = raft_store::snapshot::message_descriptor(msg)
+        .and_then(|meta| raft_store::snapshot::snap_manager::transfer(src, dst, &meta));
+    Some(staged.is_ok())
 }
 
 /// Writes `region` into the engines of stores `1..=n` (cluster id 1).
@@ -240,7 +257,9 @@ impl<F: EngineFactory> Cluster<F> {
                 // A snapshot's staged data moves with its message, verified on arrival;
                 // the sender learns the outcome, as from a transport.
                 let from = msg.from_peer.map_or(0, |p| p.store_id);
-                if let Some(delivered) = self.transfer_snapshot(from, to, &msg) {
+                if let Some(delivered) =
+                    transfer_snapshot(self.snap_mgrs.get(&from), self.snap_mgrs.get(&to), &msg)
+                {
                     per_store
                         .entry(from)
                         .or_default()
@@ -265,18 +284,6 @@ impl<F: EngineFactory> Cluster<F> {
             }
         }
         panic!("network did not quiesce");
-    }
-
-    /// Stages the data of a snapshot message on the receiver: `None` for other messages,
-    /// else whether it was delivered (a failure loses the message).
-    fn transfer_snapshot(&self, from: u64, to: u64, msg: &RaftMessage) -> Option<bool> {
-        msg.message.as_ref()?.snapshot.as_ref()?;
-        let (Some(src), Some(dst)) = (self.snap_mgrs.get(&from), self.snap_mgrs.get(&to)) else {
-            return Some(false);
-        };
-        let staged = raft_store::snapshot::message_descriptor(msg)
-            .and_then(|meta| raft_store::snapshot::snap_manager::transfer(src, dst, &meta));
-        Some(staged.is_ok())
     }
 
     /// One tick on every store, then delivers messages until the network is quiet.

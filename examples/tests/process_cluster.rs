@@ -329,13 +329,9 @@ async fn a_leader_that_lost_its_quorum_still_stops_gracefully() {
     // The node stops within the test deadline, long before the client would give up.
     let exit = cluster.terminate(leader).await;
     assert!(exit.success(), "exit {exit}:\n{}", cluster.log(leader));
-    assert!(
-        cluster
-            .log(leader)
-            .contains("requests still in flight after the drain timeout"),
-        "{}",
-        cluster.log(leader)
-    );
+    // Whether the write was still in flight at the SIGTERM (the drain timeout then logs
+    // it) or between two client retries is up to the scheduler, so the log is not
+    // checked: the point is the bounded, clean exit with a write pending.
     if stuck.is_finished() {
         assert!(
             stuck.await.unwrap().is_err(),

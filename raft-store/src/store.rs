@@ -698,7 +698,10 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         let to = m.to_peer.unwrap_or_default();
         let theirs = m.region_epoch.unwrap_or_default().conf_ver;
         let ours = peer.region().region_epoch.unwrap_or_default().conf_ver;
-        if to.id > peer.meta().id && theirs > ours {
+        // Peer ids come from several allocators (an operator's, each store's for split
+        // peers), so they say nothing about age: a message of a newer configuration to
+        // another peer of this region on this store means ours was removed from it.
+        if to.id != peer.meta().id && theirs > ours {
             info!(
                 store_id = self.store_id,
                 region_id = m.region_id,

@@ -83,9 +83,9 @@ enum Attempt {
     Lost,
 }
 
-/// What to do after an error answer.
+/// What to do after an error answer (shared with the simulator's clients).
 #[derive(Debug)]
-enum Retry {
+pub(crate) enum Retry {
     /// Not the leader; the hint names the leader's store if known.
     NotLeader(Option<u64>),
     /// Routing is stale; these regions (maybe none) are newer.
@@ -182,8 +182,7 @@ impl Client {
         self.run(key, KvInput::Delete).await
     }
 
-    /// Runs and records one operation. Compare-and-swap is not supported by the store yet
-    /// and fails without being sent.
+    /// Runs and records one operation.
     pub async fn run(&mut self, key: &[u8], input: KvInput) -> Outcome {
         let pending = self.recorder.invoke(self.id, key, input.clone());
         let outcome = self.execute(key, &input).await;
@@ -192,12 +191,7 @@ impl Client {
     }
 
     async fn execute(&mut self, key: &[u8], input: &KvInput) -> Outcome {
-        let request = match input {
-            KvInput::Get => requests::get(key),
-            KvInput::Put(value) => requests::put(key, value),
-            KvInput::Delete => requests::delete(key),
-            KvInput::Cas { .. } => return Outcome::Failed,
-        };
+        let request = request_for(key, input);
         let sequence = if input.is_write() {
             self.sequence += 1;
             self.sequence - 1
@@ -276,12 +270,7 @@ impl Client {
 
     /// The region holding `key` (the newest version wins) and the store to ask.
     fn target(&mut self, key: &[u8]) -> Option<(Region, u64)> {
-        let region = self
-            .regions
-            .values()
-            .filter(|r| raft_store::region_check::key_in_region(key, r))
-            .max_by_key(|r| epoch(r))?
-            .clone();
+        let region = newest_region_for(&self.regions, key)?.clone();
         let running = self.stores.ids();
         let leader = self
             .leaders
@@ -305,12 +294,7 @@ impl Client {
 
     /// Learns `region` if it is newer than what this client knows of it.
     fn learn(&mut self, region: Region) {
-        match self.regions.get(&region.id) {
-            Some(known) if epoch(known) >= epoch(&region) => {}
-            _ => {
-                self.regions.insert(region.id, region);
-            }
-        }
+        learn_region(&mut self.regions, region);
     }
 
     /// Asks every running store which regions it has and which it leads.
@@ -366,15 +350,46 @@ impl Client {
     }
 }
 
+/// The newest version known in `regions` of the region holding `key`.
+pub(crate) fn newest_region_for<'a>(
+    regions: &'a BTreeMap<u64, Region>,
+    key: &[u8],
+) -> Option<&'a Region> {
+    regions
+        .values()
+        .filter(|r| raft_store::region_check::key_in_region(key, r))
+        .max_by_key(|r| epoch(r))
+}
+
+/// Keeps `region` in `regions` if it is newer than the version known.
+pub(crate) fn learn_region(regions: &mut BTreeMap<u64, Region>, region: Region) {
+    match regions.get(&region.id) {
+        Some(known) if epoch(known) >= epoch(&region) => {}
+        _ => {
+            regions.insert(region.id, region);
+        }
+    }
+}
+
 /// A region's epoch as an ordered pair; both parts only grow.
-fn epoch(region: &Region) -> (u64, u64) {
+pub(crate) fn epoch(region: &Region) -> (u64, u64) {
     region
         .region_epoch
         .map_or((0, 0), |e| (e.version, e.conf_ver))
 }
 
+/// The request that runs `input` on `key`.
+pub(crate) fn request_for(key: &[u8], input: &KvInput) -> raft_store::pb::raft_cmdpb::Request {
+    match input {
+        KvInput::Get => requests::get(key),
+        KvInput::Put(value) => requests::put(key, value),
+        KvInput::Delete => requests::delete(key),
+        KvInput::Cas { expected, new } => requests::cas(key, expected.as_deref(), new.as_deref()),
+    }
+}
+
 /// The output of a successful answer, or what to do about an error.
-fn classify(resp: &RaftCmdResponse, input: &KvInput) -> Result<KvOutput, Retry> {
+pub(crate) fn classify(resp: &RaftCmdResponse, input: &KvInput) -> Result<KvOutput, Retry> {
     if let Some(e) = resp.header.as_ref().and_then(|h| h.error.as_ref()) {
         return Err(classify_error(e));
     }
@@ -389,11 +404,21 @@ fn classify(resp: &RaftCmdResponse, input: &KvInput) -> Result<KvOutput, Retry> 
         }
         KvInput::Put(_) => KvOutput::Put,
         KvInput::Delete => KvOutput::Delete,
-        KvInput::Cas { .. } => return Err(Retry::Fatal),
+        KvInput::Cas { .. } => {
+            let cas = resp
+                .responses
+                .first()
+                .and_then(|r| r.cas.as_ref())
+                .ok_or(Retry::Ambiguous)?;
+            KvOutput::Cas {
+                succeeded: cas.succeeded,
+                previous: cas.previous_found.then(|| cas.previous_value.to_vec()),
+            }
+        }
     })
 }
 
-fn classify_error(e: &errorpb::Error) -> Retry {
+pub(crate) fn classify_error(e: &errorpb::Error) -> Retry {
     if let Some(not_leader) = &e.not_leader {
         Retry::NotLeader(not_leader.leader.map(|p| p.store_id))
     } else if let Some(epoch) = &e.epoch_not_match {

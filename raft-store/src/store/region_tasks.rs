@@ -277,7 +277,10 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                 let local = peer.region().region_epoch.unwrap_or_default();
                 let theirs = region.region_epoch.unwrap_or_default();
                 let raft = peer.raft_group().raft();
-                if peer.is_applying_snapshot() {
+                // A snapshot raft accepted but the store has not started applying yet
+                // counts too: a duplicate of it in the same batch must not delete the
+                // staged data the apply is about to read.
+                if peer.is_applying_snapshot() || raft.raft_log().has_pending_snapshot() {
                     Some("the peer is applying one already")
                 } else if peer.raft_group().store().is_initialized()
                     && (theirs.conf_ver < local.conf_ver || theirs.version < local.version)
@@ -300,11 +303,12 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             return true;
         };
         warn!(region_id, %key, "dropping a snapshot: {reason}");
-        let applying = self
-            .peers
-            .get(&region_id)
-            .and_then(|p| p.applying_snapshot());
-        if applying != Some(key) {
+        let peer = self.peers.get(&region_id);
+        let applying = peer.and_then(|p| p.applying_snapshot());
+        // A pending snapshot's key is not known here: keep the data (the sweep deletes it
+        // once unreferenced).
+        let pending = peer.is_some_and(|p| p.raft_group().raft().raft_log().has_pending_snapshot());
+        if applying != Some(key) && !pending {
             self.snap_mgr.delete(SnapKind::Received, key);
         }
         false
