@@ -9,69 +9,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use raftkv_examples::client::ScanOptions;
-use raftkv_examples::proto::kvrpc::kv_client::KvClient;
-use raftkv_examples::proto::kvrpc::{self, Context};
+use raftkv_examples::proto::kvrpc;
 use raftkv_examples::{Client, Error, Node, NodeConfig};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
+#[path = "support/raw_cas.rs"]
+mod raw_cas;
 mod support;
+use raw_cas::{cas_request, send_until_served};
 use support::{TICK_MS, endpoints, leader, shutdown, start_cluster, start_cluster_with};
-
-/// A compare-and-swap of `key` from absent to `value`, as write `sequence` of `client_id`
-/// awaiting nothing below `first_awaited`.
-fn cas_request(
-    client_id: u64,
-    sequence: u64,
-    first_awaited: u64,
-    key: &str,
-    value: &str,
-) -> kvrpc::RawCompareAndSwapRequest {
-    kvrpc::RawCompareAndSwapRequest {
-        context: Some(Context {
-            client_id,
-            sequence,
-            first_awaited_sequence: first_awaited,
-            ..Context::default()
-        }),
-        key: Bytes::copy_from_slice(key.as_bytes()),
-        value: Bytes::copy_from_slice(value.as_bytes()),
-        previous_not_exist: true,
-        ..Default::default()
-    }
-}
-
-/// Sends `req` over raw gRPC to each node in turn until one serves it (no routing or
-/// leadership error), as a client retrying the same request would.
-async fn send_until_served(
-    nodes: &[Node],
-    req: &kvrpc::RawCompareAndSwapRequest,
-) -> kvrpc::RawCompareAndSwapResponse {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        for n in nodes {
-            let Ok(mut kv) = KvClient::connect(format!("http://{}", n.addr())).await else {
-                continue;
-            };
-            let Ok(resp) = kv.raw_compare_and_swap(req.clone()).await else {
-                continue;
-            };
-            let resp = resp.into_inner();
-            let retry = resp.region_error.as_ref().is_some_and(|e| {
-                e.not_leader.is_some()
-                    || e.stale_command.is_some()
-                    || e.epoch_not_match.is_some()
-                    || e.region_not_found.is_some()
-            });
-            if !retry {
-                return resp;
-            }
-        }
-        assert!(Instant::now() < deadline, "no node served the request");
-        // Polling for a leader: there is no event to wait on from outside.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compare_and_swap_semantics() {
@@ -179,19 +126,19 @@ async fn a_retried_write_applies_once_across_a_leader_change_and_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (mut nodes, configs) = start_fjall_cluster(dir.path()).await;
     let client = Client::connect(endpoints(&nodes)).unwrap();
-    let req = cas_request(42, 1, 1, "k", "first");
-    let first = send_until_served(&nodes, &req).await;
+    let req = cas_request(42, 1, 1, "k", None, "first");
+    let first = send_until_served(&endpoints(&nodes), &req).await;
     assert!(first.succeed && first.previous_not_exist, "{first:?}");
     // Applying it again would fail (the key exists): a retry gets the first answer.
-    assert_eq!(send_until_served(&nodes, &req).await, first);
+    assert_eq!(send_until_served(&endpoints(&nodes), &req).await, first);
     client.put("k", "other").await.unwrap();
-    assert_eq!(send_until_served(&nodes, &req).await, first);
+    assert_eq!(send_until_served(&endpoints(&nodes), &req).await, first);
     // After a leader change.
     let old = leader(&nodes).await;
     let new = (1..=3).find(|&id| id != old).unwrap();
     client.transfer_leader(1, new).await.unwrap();
     assert_eq!(leader(&nodes).await, new);
-    assert_eq!(send_until_served(&nodes, &req).await, first);
+    assert_eq!(send_until_served(&endpoints(&nodes), &req).await, first);
     // After every node restarts from its data dir.
     for n in nodes.drain(..) {
         n.shutdown().await.unwrap();
@@ -199,15 +146,16 @@ async fn a_retried_write_applies_once_across_a_leader_change_and_a_restart() {
     for cfg in configs {
         nodes.push(Node::start(cfg).await.unwrap());
     }
-    assert_eq!(send_until_served(&nodes, &req).await, first);
+    assert_eq!(send_until_served(&endpoints(&nodes), &req).await, first);
     assert_eq!(
         client.get("k").await.unwrap().as_deref(),
         Some(&b"other"[..])
     );
     // Write 2 says the client awaits nothing below 2: write 1 is forgotten, a typed error.
-    let second = send_until_served(&nodes, &cas_request(42, 2, 2, "k2", "x")).await;
+    let second =
+        send_until_served(&endpoints(&nodes), &cas_request(42, 2, 2, "k2", None, "x")).await;
     assert!(second.succeed, "{second:?}");
-    let late = send_until_served(&nodes, &req).await;
+    let late = send_until_served(&endpoints(&nodes), &req).await;
     let forgotten = late
         .region_error
         .and_then(|e| e.sequence_forgotten)
@@ -268,8 +216,8 @@ async fn requests_span_split_regions_and_split_regions_keep_sessions() {
     let nodes = start_splitting_cluster().await;
     let client = Client::connect(endpoints(&nodes)).unwrap();
     // An exactly-once write on the last key, applied by region 1 before any split.
-    let req = cas_request(77, 1, 1, "zz", "once");
-    let first = send_until_served(&nodes, &req).await;
+    let req = cas_request(77, 1, 1, "zz", None, "once");
+    let first = send_until_served(&endpoints(&nodes), &req).await;
     assert!(first.succeed, "{first:?}");
     let pairs: Vec<(Bytes, Bytes)> = (0..40)
         .map(|i| (key(i), Bytes::from(vec![b'v'; 100])))
@@ -280,7 +228,7 @@ async fn requests_span_split_regions_and_split_regions_keep_sessions() {
     // session it copied.
     let zz = client.region_for_key("zz").await.unwrap();
     assert_ne!(zz.id, 1, "{regions:?}");
-    assert_eq!(send_until_served(&nodes, &req).await, first);
+    assert_eq!(send_until_served(&endpoints(&nodes), &req).await, first);
 
     let mut all: Vec<Bytes> = (0..40).map(key).collect();
     all.push(Bytes::from("zz"));

@@ -14,8 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use process_cluster::{DEADLINE, ProcessCluster, wait_for};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use process_cluster::{DEADLINE, ProcessCluster, http_get, wait_for};
 use tokio::time::Instant;
 
 const CLI: &str = env!("CARGO_BIN_EXE_raftkv");
@@ -45,15 +44,6 @@ async fn writer(
     }
 }
 
-/// The highest applied index store `id` reports for region 1.
-async fn applied_index(cluster: &ProcessCluster, id: u64) -> Option<u64> {
-    let admin = raftkv_examples::AdminClient::connect([cluster.server(id).addr.to_string()])
-        .unwrap()
-        .with_timeout(Duration::from_secs(1));
-    let status = admin.status(0).await.ok()?;
-    status.regions.iter().map(|r| r.applied_index).max()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
     let mut cluster = ProcessCluster::start(3).await;
@@ -79,13 +69,7 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
 
     cluster.restart(old_leader).await;
     // It catches up with the log while the workload goes on.
-    let target = applied_index(&cluster, new_leader).await.unwrap();
-    wait_for("the restarted store to catch up", || async {
-        applied_index(&cluster, old_leader)
-            .await
-            .is_some_and(|a| a >= target)
-    })
-    .await;
+    cluster.wait_caught_up(new_leader).await;
     stop.store(true, Ordering::Relaxed);
     for w in writers {
         w.await.unwrap();
@@ -162,18 +146,6 @@ fn assert_success(out: &Output) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// A plain HTTP/1.0 GET of `path` on `addr`; the whole response.
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.unwrap();
-    body
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

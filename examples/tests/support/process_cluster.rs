@@ -1,7 +1,8 @@
 //! A cluster of real `raftkv-server` processes on loopback for end-to-end tests: free
-//! ports, one TOML config and fjall data dir per node in a temp dir, SIGKILL / SIGTERM /
-//! restart, and a Drop guard that kills every child (and prints their logs when the test
-//! failed).
+//! ports, one TOML config and data dir per node in a temp dir (fjall by default, or another
+//! engine), the raft log fsynced before every acknowledgement (`sync_log`), SIGKILL /
+//! SIGTERM / restart, and a Drop guard that kills every child (and prints their logs when
+//! the test failed).
 #![allow(clippy::unwrap_used, clippy::print_stderr, dead_code)]
 
 use std::net::{SocketAddr, TcpListener};
@@ -10,6 +11,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use raftkv_examples::{AdminClient, Client};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::time::Instant;
 
 /// The server binary under test.
@@ -26,6 +28,9 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// How often a condition is polled (processes give no event to wait on).
 const POLL: Duration = Duration::from_millis(25);
+
+/// Set (to anything) to keep a failed test's configs, data dirs and server logs.
+pub const KEEP_ENV: &str = "RAFTKV_TEST_KEEP";
 
 /// Whole-cluster start attempts when a picked port turns out to be taken.
 const START_ATTEMPTS: usize = 3;
@@ -73,6 +78,40 @@ pub fn sigterm(child: &Child) {
         .status()
         .expect("run kill -TERM");
     assert!(status.success(), "kill -TERM {} failed", child.id());
+}
+
+/// A plain HTTP/1.0 GET of `path` on `addr`; the whole response.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    body
+}
+
+/// How the servers of a [`ProcessCluster`] are configured.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The raft tick (elections take 10 to 20 ticks).
+    pub tick_ms: u64,
+    /// The `engine` setting: `fjall`, or `heed` (with the examples' `heed` feature).
+    pub engine: &'static str,
+    /// More `[store]` settings, TOML lines (e.g. `raft_log_gc_count_limit = 20`).
+    pub store: &'static str,
+}
+
+impl Default for Options {
+    /// [`TICK_MS`] on fjall.
+    fn default() -> Self {
+        Self {
+            tick_ms: TICK_MS,
+            engine: "fjall",
+            store: "",
+        }
+    }
 }
 
 /// One server of the cluster.
@@ -141,8 +180,20 @@ impl ProcessCluster {
 
     /// [`start`](Self::start) with another raft tick (elections take 10 to 20 ticks).
     pub async fn start_with_tick(n: usize, tick_ms: u64) -> Self {
+        Self::start_with(
+            n,
+            Options {
+                tick_ms,
+                ..Options::default()
+            },
+        )
+        .await
+    }
+
+    /// [`start`](Self::start) with `options`.
+    pub async fn start_with(n: usize, options: Options) -> Self {
         for attempt in 1..=START_ATTEMPTS {
-            let mut cluster = Self::configure(n, tick_ms);
+            let mut cluster = Self::configure(n, &options);
             for s in &mut cluster.servers {
                 s.spawn();
             }
@@ -161,7 +212,12 @@ impl ProcessCluster {
     }
 
     /// Writes the configs of `n` servers on fresh ports.
-    fn configure(n: usize, tick_ms: u64) -> Self {
+    fn configure(n: usize, options: &Options) -> Self {
+        let Options {
+            tick_ms,
+            engine,
+            store,
+        } = options;
         let dir = tempfile::tempdir().unwrap();
         let addrs = free_addrs(2 * n);
         let peers: Vec<String> = (0..n)
@@ -176,8 +232,8 @@ impl ProcessCluster {
                     &config,
                     format!(
                         "node_id = {id}\nlisten = \"{}\"\nmetrics_listen = \"{}\"\n\
-                         peers = [{}]\ndata_dir = {:?}\nengine = \"fjall\"\ntick_ms = {tick_ms}\n\
-                         drain_timeout_ms = {DRAIN_TIMEOUT_MS}\n",
+                         peers = [{}]\ndata_dir = {:?}\nengine = \"{engine}\"\ntick_ms = {tick_ms}\n\
+                         drain_timeout_ms = {DRAIN_TIMEOUT_MS}\n[store]\nsync_log = true\n{store}\n",
                         addrs[i],
                         addrs[n + i],
                         peers.join(", "),
@@ -279,6 +335,46 @@ impl ProcessCluster {
         }
     }
 
+    /// The highest applied index store `id` reports (`None`: it does not answer).
+    pub async fn applied_index(&self, id: u64) -> Option<u64> {
+        let admin = AdminClient::connect([self.server(id).addr.to_string()])
+            .unwrap()
+            .with_timeout(Duration::from_secs(1));
+        let status = admin.status(0).await.ok()?;
+        status.regions.iter().map(|r| r.applied_index).max()
+    }
+
+    /// Waits until every running store has applied at least what store `leader` had
+    /// applied when called (the restarted ones caught up).
+    pub async fn wait_caught_up(&self, leader: u64) {
+        let target = self
+            .applied_index(leader)
+            .await
+            .expect("the leader answers its status");
+        for s in self.servers.iter().filter(|s| s.is_running()) {
+            wait_for(
+                &format!("store {} to apply index {target}", s.id),
+                || async { self.applied_index(s.id).await.is_some_and(|a| a >= target) },
+            )
+            .await;
+        }
+    }
+
+    /// The sum of the samples of metric `name` (any labels) that running store `id`
+    /// exports since it started (`None`: it does not answer or has no such sample).
+    pub async fn metric(&self, id: u64, name: &str) -> Option<f64> {
+        let text = http_get(self.server(id).metrics_addr, "/metrics").await;
+        let samples: Vec<f64> = text
+            .lines()
+            .filter(|line| {
+                line.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with([' ', '{']))
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+            .collect();
+        (!samples.is_empty()).then(|| samples.iter().sum())
+    }
+
     /// SIGKILLs store `id` and reaps it.
     pub async fn kill(&mut self, id: u64) {
         let server = self.server_mut(id);
@@ -323,6 +419,10 @@ impl Drop for ProcessCluster {
             }
         }
         if std::thread::panicking() {
+            if std::env::var_os(KEEP_ENV).is_some() {
+                self.dir.disable_cleanup(true);
+                eprintln!("{KEEP_ENV}: kept {}", self.dir.path().display());
+            }
             for s in &self.servers {
                 let log = s.log_text();
                 let tail: Vec<_> = log.lines().rev().take(40).collect();

@@ -134,15 +134,19 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         answers: &mut Vec<(Callback, RaftCmdResponse)>,
     ) {
         let stale = || error_response(&Error::StaleCommand);
+        // An entry without commands (a leader's no-op) is no proposal's entry, and every
+        // callback of a proposal has its own response: an empty default answer would
+        // read as a success that applied nothing.
+        let is_command = responses.is_some();
         let mut responses = responses.unwrap_or_default().into_iter();
         while let Some(p) = self.proposals.front() {
             if p.index > index {
                 break;
             }
             let p = self.proposals.pop_front().expect("front exists");
-            if p.index == index && p.term == term {
+            if p.index == index && p.term == term && is_command {
                 for cb in p.callbacks {
-                    answers.push((cb, responses.next().unwrap_or_default()));
+                    answers.push((cb, responses.next().unwrap_or_else(stale)));
                 }
             } else {
                 // Another entry took this proposal's place: it will never apply.

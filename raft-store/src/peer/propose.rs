@@ -125,7 +125,24 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
 
     /// Proposes the writes that arrived in this loop iteration, as few entries as the
     /// entry size limit allows: one command alone as is, several as a `RaftCmdBatch`.
+    ///
+    /// Writes are queued while this peer leads, but a message later in the same loop
+    /// iteration may have deposed it. A follower's raft forwards a proposal to the leader
+    /// and reports success without appending it, so the proposal would be registered at
+    /// an index holding another entry and answered with that entry's result (an empty
+    /// answer for a leader's no-op). A deposed peer refuses its queued writes instead, with
+    /// `NotLeader`: the client retries them on the new leader, exactly once.
     pub fn flush_writes(&mut self, cfg: &Config) {
+        if self.write_batch.is_empty() {
+            return;
+        }
+        if !self.is_leader() {
+            let err = self.not_leader();
+            for (_, cb) in std::mem::take(&mut self.write_batch) {
+                cb(error_response(&err));
+            }
+            return;
+        }
         let mut pending = std::mem::take(&mut self.write_batch).into_iter().peekable();
         while pending.peek().is_some() {
             let mut commands = Vec::new();
