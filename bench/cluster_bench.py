@@ -148,10 +148,15 @@ def cpu_seconds(cluster):
 def measured(cluster, clients, read_ratio, **kw):
     """A bench run plus what the servers did meanwhile: CPU (cores busy, summed over
     the three servers) and fsyncs per second (summed)."""
+    import resource
     cpu0, m0 = cpu_seconds(cluster), cluster.all_metrics()
+    c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = cluster.bench(clients, SECS, read_ratio, **kw)
+    c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu1, m1 = cpu_seconds(cluster), cluster.all_metrics()
     secs = r["elapsed_secs"]
+    # The bench client's CPU (its run includes a second of connecting and reporting).
+    r["client_cores"] = (c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime) / secs
     cores = (sum(cpu1) - sum(cpu0)) / secs
     syncs = sum(delta(a, b, "raftstore_raft_sync_write_seconds_count") for a, b in zip(m0, m1))
     entries = sum(delta(a, b, "raftstore_proposals_total") for a, b in zip(m0, m1))
@@ -162,7 +167,7 @@ def scaling_row(label, r, cores, syncs):
     cls = r["read"] if r["read"]["ops"] else r["write"]
     lat = cls["latency_us"]
     return (f"| {label} | {r['ops_per_sec']:.0f} | {ms(lat['p50'])} | {ms(lat['p99'])} | "
-            f"{r['errors']} | {cores:.2f} | {syncs:.0f} | {load_avg()} |")
+            f"{r['errors']} | {cores:.2f} | {r['client_cores']:.2f} | {syncs:.0f} | {load_avg()} |")
 
 
 def region_ids(cluster):
@@ -206,9 +211,9 @@ def spread_leaders(cluster):
 
 
 def scaling():
-    header = ("| {} | ops/s | p50 ms | p99 ms | errors | server CPU (cores) | fsyncs/s "
-              "(3 servers) | load (1/5/15) |")
-    rule = "|---|---:|---:|---:|---:|---:|---:|---|"
+    header = ("| {} | ops/s | p50 ms | p99 ms | errors | server CPU (cores) | client CPU "
+              "(cores) | fsyncs/s (3 servers) | load (1/5/15) |")
+    rule = "|---|---:|---:|---:|---:|---:|---:|---:|---|"
     print(f"Each run {SECS:g} s, fjall, fsync on, 8-byte keys over 10,000 keys, "
           f"{VALUE}-byte values. Server CPU: cores busy, summed over the three servers "
           "(the bench client uses the rest of the 2 cores).")
