@@ -19,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SECTIONS=(machine raft_core store)
+SECTIONS=(machine raft_core store e2e scaling memory)
 OUT=${BENCH_OUT:-BENCHMARKS.md}
 LOG_DIR=${BENCH_LOG_DIR:-target/bench-logs}
 mkdir -p "$LOG_DIR"
@@ -79,6 +79,32 @@ section_store() {
   section_header "$cmd" "$load"
   markdown_only <"$log"
 }
+
+# The release binaries the cluster sections run: the server (with the heed engine), the
+# CLI and the fsync probe. Built once per run.
+RELEASE_BUILT=""
+build_release() {
+  [ -n "$RELEASE_BUILT" ] && return
+  stamp "release build of raftkv-server, raftkv and fsync_floor"
+  cargo build --release -p raftkv-examples --features heed --bins --example fsync_floor >&2
+  RELEASE_BUILT=1
+}
+
+# A section run by bench/cluster_bench.py on 3-node raftkv-server clusters on loopback.
+cluster_section() {
+  local name=$1 cmd="python3 bench/cluster_bench.py $1"
+  local load log="$LOG_DIR/$name.log"
+  build_release
+  load=$(load_avg)
+  stamp "cluster bench: $cmd"
+  python3 bench/cluster_bench.py "$name" >"$log"
+  section_header "$cmd" "$load"
+  cat "$log"
+}
+
+section_e2e() { cluster_section e2e; }
+section_scaling() { cluster_section scaling; }
+section_memory() { cluster_section memory; }
 
 # ----- writing ---------------------------------------------------------------------
 

@@ -277,6 +277,7 @@ impl KvService {
                 region_id: r.region_id,
             });
         } else if let Some(b) = &e.server_is_busy {
+            metrics::counter!("raftkv_server_busy_total").increment(1);
             out.server_is_busy = Some(ServerIsBusy {
                 reason: b.reason.clone(),
                 backoff_ms: b.backoff_ms,

@@ -51,4 +51,8 @@ fn describe() {
         "Time to answer a client RPC, by service and method."
     );
     metrics::describe_gauge!("raftkv_rpc_in_flight", "Client RPCs being served.");
+    metrics::describe_counter!(
+        "raftkv_server_busy_total",
+        "Requests shed with ServerIsBusy (full mailbox, too many uncommitted bytes)."
+    );
 }

@@ -300,8 +300,11 @@ impl Node {
         let rpc_metrics = RpcMetricsLayer::new();
         let in_flight = rpc_metrics.in_flight();
         let (stop_server, stopped) = oneshot::channel::<()>();
+        // Accepted connections get TCP_NODELAY from the incoming stream: the builder's
+        // `tcp_nodelay` is ignored with `serve_with_incoming*`, and without it a small
+        // response behind an unacknowledged one waits for the peer's delayed ACK (40 ms).
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let server = Server::builder()
-            .tcp_nodelay(true)
             .initial_stream_window_size(grpc_config.stream_window_bytes)
             .initial_connection_window_size(grpc_config.connection_window_bytes)
             .layer(rpc_metrics)
@@ -312,7 +315,7 @@ impl Node {
             )
             .add_service(AdminServer::new(admin))
             .add_service(transport.service())
-            .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
+            .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
             });
         let server = tokio::spawn(server);

@@ -802,14 +802,14 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         // Group commit: one write and at most one fsync for every peer's Ready. The clock
         // read here only feeds a metric; it never steers the state machines.
         let write_started = std::time::Instant::now();
-        raft_engine.write(
-            &raft_wb,
-            WriteOptions {
-                sync: must_sync && cfg.sync_log,
-            },
-        )?;
-
-        crate::store_metrics::group_commit(readies.len(), write_started.elapsed().as_secs_f64());
+        let sync = must_sync && cfg.sync_log;
+        raft_engine.write(&raft_wb, WriteOptions { sync })?;
+        crate::store_metrics::group_commit(
+            readies.len(),
+            sync,
+            write_started.elapsed().as_secs_f64(),
+        );
+        let apply_started = std::time::Instant::now();
         let mut kv_wb = kv_engine.write_batch();
         let mut answers: Vec<(Callback, RaftCmdResponse)> = Vec::new();
         let mut results = Vec::new();
@@ -856,6 +856,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         });
         if !kv_wb.is_empty() {
             kv_engine.write(&kv_wb, WriteOptions { sync: must_sync_kv })?;
+            crate::store_metrics::apply_round(apply_started.elapsed().as_secs_f64());
         }
         for peer in peers.values_mut().filter(|p| !p.is_applying_snapshot()) {
             let applied = peer.raft_group().store().applied_index();

@@ -7,6 +7,8 @@
 //! | `raftstore_applied_entries_total` | counter | log entries applied |
 //! | `raftstore_ready_batch_peers` | histogram | peers whose Ready one group commit carried |
 //! | `raftstore_raft_write_seconds` | histogram | duration of the group-commit write (fsync included) |
+//! | `raftstore_raft_sync_write_seconds` | histogram | duration of the group-commit writes that fsync |
+//! | `raftstore_apply_seconds` | histogram | one round of applying committed entries and writing them to the kv engine |
 //! | `raftstore_snapshot_generated_bytes_total` | counter | bytes of snapshots staged by generation |
 //! | `raftstore_snapshot_generated_keys_total` | counter | records in generated snapshots |
 //! | `raftstore_snapshot_generate_seconds` | histogram | duration of one generation |
@@ -32,10 +34,19 @@ pub fn applied_entries(n: usize) {
     metrics::counter!("raftstore_applied_entries_total").increment(n as u64);
 }
 
-/// Records one group commit: how many peers it carried and how long the write took.
-pub fn group_commit(peers: usize, seconds: f64) {
+/// Records one group commit: how many peers it carried, whether it was fsynced and how
+/// long the write took.
+pub fn group_commit(peers: usize, synced: bool, seconds: f64) {
     metrics::histogram!("raftstore_ready_batch_peers").record(peers as f64);
     metrics::histogram!("raftstore_raft_write_seconds").record(seconds);
+    if synced {
+        metrics::histogram!("raftstore_raft_sync_write_seconds").record(seconds);
+    }
+}
+
+/// Records one round of applying committed entries (the kv-engine write included).
+pub fn apply_round(seconds: f64) {
+    metrics::histogram!("raftstore_apply_seconds").record(seconds);
 }
 
 /// Records one generated snapshot.

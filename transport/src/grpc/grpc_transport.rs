@@ -183,12 +183,14 @@ impl GrpcTransport {
     /// [`Error::Io`] if the server fails.
     pub async fn serve(&self, listener: TcpListener) -> Result<()> {
         let config = &self.shared.config;
+        // The builder's `tcp_nodelay` does not reach a given incoming stream: set it here
+        // (small frames must not wait for a delayed ACK).
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         Server::builder()
-            .tcp_nodelay(true)
             .initial_stream_window_size(config.stream_window_bytes)
             .initial_connection_window_size(config.connection_window_bytes)
             .add_service(self.service())
-            .serve_with_incoming_shutdown(TcpIncoming::from(listener), self.shared.closed())
+            .serve_with_incoming_shutdown(incoming, self.shared.closed())
             .await
             .map_err(|error| Error::Io(std::io::Error::other(error)))
     }

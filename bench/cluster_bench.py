@@ -1,0 +1,354 @@
+#!/usr/bin/env python3
+"""End-to-end benchmarks on raftkv-server clusters; prints Markdown for bench/run.sh.
+
+    python3 bench/cluster_bench.py e2e       puts/gets per engine, the fsync floor, a latency breakdown
+    python3 bench/cluster_bench.py scaling   throughput and p99 as clients and regions grow
+    python3 bench/cluster_bench.py memory    RSS with many keys and a long log; overload
+
+Expects release builds of raftkv-server, raftkv and the fsync_floor example (run.sh
+builds them). Knobs: BENCH_SECS (seconds per run, default 6), BENCH_ENGINES (default
+"fjall heed"; heed is skipped when the server was built without it).
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cluster import Cluster, fsync_floor, load_avg  # noqa: E402
+
+SECS = float(os.environ.get("BENCH_SECS", "6"))
+ENGINES = os.environ.get("BENCH_ENGINES", "fjall heed").split()
+VALUE = 256
+
+
+def ms(us):
+    return f"{us / 1000:.2f}"
+
+
+def metric(snapshot, name, labels=""):
+    """The sum of `name` series whose labels contain `labels`."""
+    total = 0.0
+    for key, value in snapshot.items():
+        base, _, rest = key.partition("{")
+        if base == name and labels in rest:
+            total += value
+    return total
+
+
+def delta(before, after, name, labels=""):
+    return metric(after, name, labels) - metric(before, name, labels)
+
+
+def row(engine, what, clients, r, load, floor=None):
+    cls = r["read"] if r["read"]["ops"] else r["write"]
+    lat = cls["latency_us"]
+    cells = [engine, what, str(clients), f"{r['ops_per_sec']:.0f}", ms(lat["p50"]),
+             ms(lat["p99"]), ms(lat["p999"]), str(r["errors"])]
+    if floor is not None:
+        rate, p50, _ = floor
+        cells += [f"{r['ops_per_sec'] / rate:.2f}×", f"{lat['p50'] / p50:.2f}×"]
+    cells.append(load)
+    return "| " + " | ".join(cells) + " |"
+
+
+def breakdown(cluster, r, before, after):
+    """Single-client put latency split by the servers' metrics (means over the run)."""
+    ops = r["write"]["ops"]
+    put = 'method="RawPut"'
+    leader = max(range(3), key=lambda i: delta(before[i], after[i], "raftkv_rpc_requests_total", put))
+    followers = [i for i in range(3) if i != leader]
+
+    def mean(i, name, labels=""):
+        n = delta(before[i], after[i], f"{name}_count", labels)
+        return (delta(before[i], after[i], f"{name}_sum", labels) / n * 1e6, n) if n else (0.0, 0)
+
+    client = r["write"]["latency_us"]["mean"]
+    server, _ = mean(leader, "raftkv_rpc_duration_seconds", put)
+    lsync, lsyncs = mean(leader, "raftstore_raft_sync_write_seconds")
+    fsyncs = [mean(i, "raftstore_raft_sync_write_seconds") for i in followers]
+    fsync_f = sum(m for m, _ in fsyncs) / len(fsyncs)
+    apply_total = delta(before[leader], after[leader], "raftstore_apply_seconds_sum") * 1e6
+    apply = apply_total / ops if ops else 0.0
+    # The leader's fsync and the followers' (plus the hop to them) overlap; the longer
+    # one is on the critical path.
+    replicate = max(lsync, fsync_f)
+    rest = server - replicate - apply
+    lines = [
+        "| part | mean µs | share |",
+        "|---|---:|---:|",
+        f"| client ↔ leader (gRPC, loopback, client CPU) | {client - server:.0f} | {(client - server) / client:.0%} |",
+        f"| fsync: max(leader {lsync:.0f}, followers {fsync_f:.0f}) | {replicate:.0f} | {replicate / client:.0%} |",
+        f"| apply (state machine + kv write), per put | {apply:.0f} | {apply / client:.0%} |",
+        f"| raft hops, waits and CPU on the servers (the rest) | {rest:.0f} | {rest / client:.0%} |",
+        f"| **total (client mean)** | **{client:.0f}** | |",
+        "",
+        f"Leader fsyncs per put: {lsyncs / ops:.2f}; follower fsyncs per put: "
+        f"{sum(n for _, n in fsyncs) / len(fsyncs) / ops:.2f} (over {ops} puts).",
+    ]
+    return lines
+
+
+def e2e():
+    floor = fsync_floor(3.0)
+    rate, p50, p99 = floor
+    print(f"Disk floor (same run, same directory as the data dirs): one writer fdatasyncs "
+          f"{rate:.0f} times/s, p50 {ms(p50)} ms, p99 {ms(p99)} ms.")
+    print()
+    print("Each run lasts", f"{SECS:g} s; 8-byte keys over 10,000 keys, {VALUE}-byte values, fsync on; "
+          "the bench client runs on the same 2 cores as the three servers. ×floor: ops/s "
+          "divided by the fdatasync rate, and p50 divided by the fdatasync p50.")
+    print()
+    print("| engine | workload | clients | ops/s | p50 ms | p99 ms | p99.9 ms | errors "
+          "| ops/s ÷ fsync/s | p50 ÷ fsync p50 | load (1/5/15) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    notes = []
+    for engine in ENGINES:
+        try:
+            cluster = Cluster(engine)
+        except RuntimeError as e:
+            if engine != "fjall" and "heed" in str(e):
+                notes.append(f"{engine}: skipped (the server was built without it).")
+                continue
+            raise
+        with cluster:
+            before = cluster.all_metrics()
+            r = cluster.bench(1, SECS, 0.0)
+            after = cluster.all_metrics()
+            print(row(engine, "put", 1, r, load_avg(), floor))
+            notes.append((engine, breakdown(cluster, r, before, after)))
+            for c in (64, 1000):
+                print(row(engine, "put", c, cluster.bench(c, SECS, 0.0), load_avg(), floor))
+            for c in (1, 1000):
+                r = cluster.bench(c, SECS, 1.0, preload=(c == 1))
+                print(row(engine, "linearizable get", c, r, load_avg(), floor))
+    print()
+    for note in notes:
+        if isinstance(note, str):
+            print(note)
+            print()
+            continue
+        engine, lines = note
+        print(f"Single-client put latency on {engine}, from the servers' metrics over the same run:")
+        print()
+        print("\n".join(lines))
+        print()
+
+
+def cpu_seconds(cluster):
+    """User+system CPU seconds used so far by each server process."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = []
+    for i in range(len(cluster.procs)):
+        with open(f"/proc/{cluster.pid(i)}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        out.append((int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def measured(cluster, clients, read_ratio, **kw):
+    """A bench run plus what the servers did meanwhile: CPU (cores busy, summed over
+    the three servers) and fsyncs per second (summed)."""
+    import resource
+    cpu0, m0 = cpu_seconds(cluster), cluster.all_metrics()
+    c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = cluster.bench(clients, SECS, read_ratio, **kw)
+    c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu1, m1 = cpu_seconds(cluster), cluster.all_metrics()
+    secs = r["elapsed_secs"]
+    # The bench client's CPU (its run includes a second of connecting and reporting).
+    r["client_cores"] = (c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime) / secs
+    cores = (sum(cpu1) - sum(cpu0)) / secs
+    syncs = sum(delta(a, b, "raftstore_raft_sync_write_seconds_count") for a, b in zip(m0, m1))
+    entries = sum(delta(a, b, "raftstore_proposals_total") for a, b in zip(m0, m1))
+    return r, cores, syncs / secs, entries
+
+
+def scaling_row(label, r, cores, syncs):
+    cls = r["read"] if r["read"]["ops"] else r["write"]
+    lat = cls["latency_us"]
+    return (f"| {label} | {r['ops_per_sec']:.0f} | {ms(lat['p50'])} | {ms(lat['p99'])} | "
+            f"{r['errors']} | {cores:.2f} | {r['client_cores']:.2f} | {syncs:.0f} | {load_avg()} |")
+
+
+def region_ids(cluster):
+    import json
+    r = cluster.cli("--json", "status")
+    if r.returncode != 0:
+        return 0
+    ids = set()
+    for line in r.stdout.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        doc = json.loads(line)
+        for node in doc if isinstance(doc, list) else [doc]:
+            ids.update(reg["id"] for reg in node.get("regions", []))
+    return sorted(ids)
+
+
+def region_count(cluster):
+    return len(region_ids(cluster))
+
+
+def split_into(cluster, regions, keys):
+    """Loads every key, then waits until the split checker carved about `regions`
+    regions (the store config sets the sizes); returns how many there are."""
+    import time
+    cluster.bench(16, 0.5, 1.0, keys=keys, preload=True)
+    deadline = time.time() + 120
+    n = region_count(cluster)
+    while n < regions * 0.9 and time.time() < deadline:
+        time.sleep(1)
+        n = region_count(cluster)
+    return n
+
+
+def spread_leaders(cluster):
+    """Moves region leaders round-robin over the stores (there is no placement driver)."""
+    for n, region in enumerate(region_ids(cluster)):
+        cluster.cli("transfer-leader", "--region", str(region), "--to", str(n % 3 + 1),
+                    timeout=30)
+
+
+def scaling():
+    header = ("| {} | ops/s | p50 ms | p99 ms | errors | server CPU (cores) | client CPU "
+              "(cores) | fsyncs/s (3 servers) | load (1/5/15) |")
+    rule = "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+    print(f"Each run {SECS:g} s, fjall, fsync on, 8-byte keys over 10,000 keys, "
+          f"{VALUE}-byte values. Server CPU: cores busy, summed over the three servers "
+          "(the bench client uses the rest of the 2 cores).")
+    print()
+    print("Puts by clients, one region:")
+    print()
+    print(header.format("clients"))
+    print(rule)
+    with Cluster("fjall") as cluster:
+        for c in (1, 4, 16, 64, 256, 1024):
+            r, cores, syncs, _ = measured(cluster, c, 0.0)
+            print(scaling_row(c, r, cores, syncs))
+        print()
+        print("Linearizable gets by clients, one region:")
+        print()
+        print(header.format("clients"))
+        print(rule)
+        cluster.bench(16, 0.5, 1.0, preload=True)
+        for c in (1, 16, 256, 1024):
+            r, cores, syncs, _ = measured(cluster, c, 1.0)
+            print(scaling_row(c, r, cores, syncs))
+    print()
+    print("Puts by 256 clients as regions grow (pre-split by size after loading the keys, "
+          "leaders spread round-robin over the 3 stores):")
+    print()
+    print(header.format("regions"))
+    print(rule)
+    keys = 10_000
+    total = keys * (8 + 1 + VALUE)
+    for regions in (1, 16, 256):
+        store = {}
+        if regions > 1:
+            split = total // regions
+            store = {"region_split_size_bytes": split,
+                     "region_max_size_bytes": split + split // 4,
+                     "split_check_tick_ticks": 1}
+        with Cluster("fjall", store=store) as cluster:
+            n = split_into(cluster, regions, keys) if regions > 1 else 1
+            if regions > 1:
+                spread_leaders(cluster)
+            r, cores, syncs, _ = measured(cluster, 256, 0.0, keys=keys)
+            print(scaling_row(f"{regions} (got {n})", r, cores, syncs))
+
+
+def leader_commit_index(cluster):
+    """The commit index of region 1 as its leader reports it (0 when unknown)."""
+    import json
+    r = cluster.cli("--json", "status")
+    best = 0
+    for line in r.stdout.splitlines():
+        if not line.strip():
+            continue
+        doc = json.loads(line)
+        for node in doc if isinstance(doc, list) else [doc]:
+            for reg in node.get("regions", []):
+                if reg["id"] == 1 and reg["is_leader"]:
+                    best = max(best, reg["commit_index"])
+    return best
+
+
+def rss_line(cluster):
+    return ", ".join(f"store {i + 1}: {cluster.rss_kib(i) / 1024:.0f} MiB" for i in range(3))
+
+
+def memory():
+    import threading
+    import time
+    keys = int(os.environ.get("BENCH_MEMORY_KEYS", "1000000"))
+    entries = int(os.environ.get("BENCH_MEMORY_ENTRIES", "1000000"))
+    cap = float(os.environ.get("BENCH_MEMORY_LOAD_SECS", "300"))
+    print(f"A 3-node fjall cluster holding {keys:,} keys ({VALUE}-byte values) and a log "
+          f"of up to {entries:,} entries (log GC limit raised to 2,000,000 entries; "
+          "`sync_log = false` for this part only, so the load takes a minute rather than "
+          "an hour — durability does not change what is held in memory).")
+    print()
+    store = {"raft_log_gc_count_limit": 2_000_000, "sync_log": False}
+    with Cluster("fjall", store=store) as cluster:
+        idle = rss_line(cluster)
+        started = time.time()
+        cluster.bench(64, 0.5, 1.0, keys=keys, preload=True)
+        loaded = rss_line(cluster)
+        # One put per loop iteration of the leader is one entry: few clients give
+        # entries fastest.
+        while leader_commit_index(cluster) < entries and time.time() - started < cap:
+            cluster.bench(4, 10, 0.0, keys=keys)
+        index = leader_commit_index(cluster)
+        time.sleep(2)
+        print("| state | RSS | load (1/5/15) |")
+        print("|---|---|---|")
+        print(f"| started, empty | {idle} | |")
+        print(f"| {keys:,} keys loaded (batched) | {loaded} | |")
+        print(f"| + log of {index:,} entries (commit index), {keys:,} keys | "
+              f"{rss_line(cluster)} | {load_avg()} |")
+    print()
+    limit_mib = int(os.environ.get("BENCH_OVERLOAD_UNCOMMITTED_MIB", "16"))
+    value = 64 << 10
+    print(f"Overload: fsync on, {value >> 10} KiB values, closed-loop clients whose "
+          f"requests in flight exceed the leader's `raft_max_uncommitted_bytes` "
+          f"({limit_mib} MiB here): the leader's RSS is sampled every 0.2 s; "
+          "`busy` counts the requests the servers shed with ServerIsBusy "
+          "(`raftkv_server_busy_total`; the client retries them with backoff).")
+    print()
+    print("| clients | offered in flight | ops/s | p99 ms | busy answers | max leader RSS "
+          "| load (1/5/15) |")
+    print("|---:|---:|---:|---:|---:|---:|---|")
+    store = {"raft_max_uncommitted_bytes": limit_mib << 20}
+    with Cluster("fjall", store=store) as cluster:
+        for clients in (64, 512, 2048):
+            before = cluster.all_metrics()
+            peak = [0]
+            done = threading.Event()
+
+            def sample():
+                while not done.is_set():
+                    peak[0] = max(peak[0], max(cluster.rss_kib(i) for i in range(3)))
+                    time.sleep(0.2)
+
+            t = threading.Thread(target=sample)
+            t.start()
+            try:
+                r = cluster.bench(clients, SECS, 0.0, keys=1000, value_size=value)
+            finally:
+                done.set()
+                t.join()
+            after = cluster.all_metrics()
+            busy = sum(delta(a, b, "raftkv_server_busy_total") for a, b in zip(before, after))
+            print(f"| {clients} | {clients * value >> 20} MiB | {r['ops_per_sec']:.0f} | "
+                  f"{ms(r['write']['latency_us']['p99'])} | {busy:.0f} | "
+                  f"{peak[0] / 1024:.0f} MiB | {load_avg()} |")
+
+
+def main():
+    what = sys.argv[1] if len(sys.argv) > 1 else "e2e"
+    {"e2e": e2e, "scaling": scaling, "memory": memory}[what]()
+
+
+if __name__ == "__main__":
+    main()
