@@ -123,6 +123,10 @@ mod tests {
             (|c| c.max_inflight_msgs = 0, "max_inflight_msgs"),
             (|c| c.max_inflight_bytes = 0, "max_inflight_bytes"),
             (|c| c.max_msg_bytes = 0, "max_msg_bytes"),
+            (
+                |c| c.max_committed_bytes_per_ready = 0,
+                "max_committed_bytes_per_ready",
+            ),
             (|c| c.max_uncommitted_bytes = 0, "max_uncommitted_bytes"),
             (
                 |c| {

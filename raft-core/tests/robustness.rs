@@ -7,7 +7,8 @@
 mod network;
 
 use network::{
-    Network, ent, make_leader, msg, new_raft, new_raft_peers, read_messages, storage_with_log,
+    Network, ent, make_leader, msg, new_raft, new_raft_peers, read_messages, snapshot,
+    storage_with_log,
 };
 use proptest::prelude::*;
 use raft_core::eraftpb::{
@@ -16,20 +17,6 @@ use raft_core::eraftpb::{
 use raft_core::{Error, StateRole};
 
 use MessageType::*;
-
-fn snapshot(index: u64, term: u64, voters: &[u64]) -> Snapshot {
-    Snapshot {
-        data: Default::default(),
-        metadata: Some(SnapshotMetadata {
-            conf_state: Some(ConfState {
-                voters: voters.to_vec(),
-                ..Default::default()
-            }),
-            index,
-            term,
-        }),
-    }
-}
 
 /// Unknown message type numbers and `MsgUnspecified` (a default or corrupt message) are
 /// refused with `InvalidMessage`, never mistaken for another type.

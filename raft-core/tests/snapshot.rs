@@ -6,24 +6,10 @@
 mod network;
 
 use bytes::Bytes;
-use network::{Network, msg, new_raft, new_raft_peers, read_messages, storage_with_log};
-use raft_core::eraftpb::{ConfState, MessageType::*, Snapshot, SnapshotMetadata};
+use network::{Network, msg, new_raft, new_raft_peers, read_messages, snapshot, storage_with_log};
+use raft_core::eraftpb::MessageType::*;
 use raft_core::tracker::ProgressState;
 use raft_core::{SnapshotStatus, StateRole, Storage};
-
-fn snapshot(index: u64, term: u64, voters: &[u64]) -> Snapshot {
-    Snapshot {
-        data: Bytes::from_static(b"state"),
-        metadata: Some(SnapshotMetadata {
-            conf_state: Some(ConfState {
-                voters: voters.to_vec(),
-                ..Default::default()
-            }),
-            index,
-            term,
-        }),
-    }
-}
 
 /// A cluster where node 3 missed entries 2..=4, which the leader has compacted into a
 /// snapshot at index 4.

@@ -12,6 +12,19 @@ fn count(net: &Network, t: raft_core::eraftpb::MessageType) -> usize {
     net.delivered.iter().filter(|m| m.msg_type() == t).count()
 }
 
+/// Three nodes led by 1, with a transfer to 3 pending: 3 is isolated, so it never
+/// catches up and the transfer stays in progress.
+fn transfer_pending_to_isolated_3() -> Network {
+    let mut net = Network::new(&[1, 2, 3]);
+    net.elect(1);
+    net.isolate(3);
+    net.raw(1)
+        .transfer_leader(3)
+        .expect("a leader accepts a transfer to a member");
+    net.drain();
+    net
+}
+
 /// Thesis §3.10: the leader sends TimeoutNow to an up-to-date transferee, which starts an
 /// election at once and wins it.
 #[test]
@@ -57,11 +70,7 @@ fn lagging_transferee_is_caught_up_before_timeout_now() {
 /// aborted and the leader resumes accepting proposals.
 #[test]
 fn transfer_aborts_after_election_timeout() {
-    let mut net = Network::new(&[1, 2, 3]);
-    net.elect(1);
-    net.isolate(3);
-    net.raw(1).transfer_leader(3).unwrap();
-    net.drain();
+    let mut net = transfer_pending_to_isolated_3();
     assert_eq!(net.raft(1).lead_transferee(), 3);
     net.tick(1, 9);
     assert_eq!(
@@ -80,11 +89,7 @@ fn transfer_aborts_after_election_timeout() {
 /// transferee can catch up and the transfer can finish.
 #[test]
 fn proposals_are_dropped_while_transferring() {
-    let mut net = Network::new(&[1, 2, 3]);
-    net.elect(1);
-    net.isolate(3);
-    net.raw(1).transfer_leader(3).unwrap();
-    net.drain();
+    let mut net = transfer_pending_to_isolated_3();
     let last = net.raft(1).raft_log().last_index();
     assert!(matches!(net.propose(1, b"x"), Err(Error::ProposalDropped)));
     // A proposal forwarded by a follower is dropped by the leader as well.
@@ -148,11 +153,7 @@ fn transfer_overrides_lease_and_skips_prevote() {
 /// Thesis §3.10: a new transfer to another node replaces one in progress.
 #[test]
 fn new_transfer_replaces_pending_one() {
-    let mut net = Network::new(&[1, 2, 3]);
-    net.elect(1);
-    net.isolate(3);
-    net.raw(1).transfer_leader(3).unwrap();
-    net.drain();
+    let mut net = transfer_pending_to_isolated_3();
     assert_eq!(net.raft(1).lead_transferee(), 3);
     net.raw(1).transfer_leader(2).unwrap();
     net.drain();

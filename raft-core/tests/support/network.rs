@@ -4,9 +4,11 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
+use bytes::Bytes;
 use prost::Message as _;
 use raft_core::eraftpb::{
     ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, MessageType,
+    Snapshot, SnapshotMetadata,
 };
 use raft_core::{ConfChangeI, Config, MemStorage, Raft, RawNode, ReadState, StateRole};
 
@@ -508,4 +510,20 @@ pub fn make_leader(r: &mut Raft<MemStorage>) {
     r.become_candidate();
     r.become_leader();
     read_messages(r);
+}
+
+/// A snapshot at `(index, term)` of a configuration with `voters`, carrying a small
+/// opaque state.
+pub fn snapshot(index: u64, term: u64, voters: &[u64]) -> Snapshot {
+    Snapshot {
+        data: Bytes::from_static(b"state"),
+        metadata: Some(SnapshotMetadata {
+            conf_state: Some(ConfState {
+                voters: voters.to_vec(),
+                ..Default::default()
+            }),
+            index,
+            term,
+        }),
+    }
 }

@@ -583,9 +583,18 @@ impl Sim {
     }
 
     fn live_ids(&self) -> Vec<u64> {
+        self.ids_where(true)
+    }
+
+    /// Nodes that are crashed (not running).
+    fn down_ids(&self) -> Vec<u64> {
+        self.ids_where(false)
+    }
+
+    fn ids_where(&self, live: bool) -> Vec<u64> {
         self.nodes
             .values()
-            .filter(|n| n.live.is_some())
+            .filter(|n| n.live.is_some() == live)
             .map(|n| n.id)
             .collect()
     }
@@ -602,12 +611,7 @@ impl Sim {
 
     fn random_step(&mut self) -> Check {
         let live = self.live_ids();
-        let down: Vec<u64> = self
-            .nodes
-            .values()
-            .filter(|n| n.live.is_none())
-            .map(|n| n.id)
-            .collect();
+        let down = self.down_ids();
         let ready: Vec<u64> = live
             .iter()
             .copied()

@@ -235,12 +235,7 @@ impl Sim {
         if self.partition.take().is_some() {
             self.record(Event::Heal);
         }
-        let down: Vec<u64> = self
-            .nodes
-            .values()
-            .filter(|n| n.live.is_none())
-            .map(|n| n.id)
-            .collect();
+        let down = self.down_ids();
         for id in down {
             self.start(id)?;
         }
