@@ -200,13 +200,6 @@ pub fn client_session_range(region_id: u64) -> (Vec<u8>, Vec<u8>) {
     )
 }
 
-/// The client id in a session key of `region_id`, or `None` for any other key.
-#[must_use]
-pub fn client_session_client_id(key: &[u8], region_id: u64) -> Option<u64> {
-    let rest = key.strip_prefix(client_session_clock_key(region_id).as_slice())?;
-    Some(u64::from_be_bytes(rest.try_into().ok()?))
-}
-
 /// The key of a region's `RegionLocalState`.
 #[must_use]
 pub fn region_state_key(region_id: u64) -> Vec<u8> {
@@ -277,15 +270,9 @@ mod tests {
         for client in [0, 1, u64::MAX] {
             let k = client_session_key(7, client);
             assert!(lo <= k && k < hi);
-            assert_eq!(client_session_client_id(&k, 7), Some(client));
-            assert_eq!(client_session_client_id(&k, 8), None);
             assert!(!(client_session_range(8).0 <= k && k < client_session_range(8).1));
         }
         assert!(lo <= client_session_clock_key(7) && client_session_clock_key(7) < hi);
-        assert_eq!(
-            client_session_client_id(&client_session_clock_key(7), 7),
-            None
-        );
         // Neither the apply state nor the region state falls inside it.
         for k in [apply_state_key(7), region_state_key(7)] {
             assert!(!(lo <= k && k < hi));

@@ -27,11 +27,16 @@ struct Proposal {
     index: u64,
     term: u64,
     /// One per command in the entry, in order (a batch entry carries several).
-    callbacks: Vec<Callback>,
-    /// The exactly-once session `(client_id, sequence)` of each command, `(0, 0)` for
-    /// none: one per callback, in the same order. It tells a command's outcome when a
-    /// snapshot covers its entry ([`Peer::answer_proposals_covered_by_snapshot`]).
-    sessions: Vec<(u64, u64)>,
+    commands: Vec<ProposedCommand>,
+}
+
+/// One command of a proposed entry.
+struct ProposedCommand {
+    callback: Callback,
+    /// The command's exactly-once session `(client_id, sequence)`, `(0, 0)` for none. It
+    /// tells the command's outcome when a snapshot covers its entry
+    /// ([`Peer::answer_proposals_covered_by_snapshot`]).
+    session: (u64, u64),
 }
 
 /// The context that marks an entry whose data is a `RaftCmdBatch`.
@@ -287,8 +292,8 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
     /// Answers every waiting proposal and read with `err` (the peer is going away).
     pub fn fail_all(&mut self, err: &Error) {
         for p in self.proposals.drain(..) {
-            for cb in p.callbacks {
-                cb(error_response(err));
+            for c in p.commands {
+                (c.callback)(error_response(err));
             }
         }
         for (_, cb) in self.write_batch.drain(..) {

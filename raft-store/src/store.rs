@@ -952,10 +952,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         let region = peer.region().clone();
         self.tombstones
             .insert(region_id, region.region_epoch.unwrap_or_default());
-        if self.region_ranges.get(&keys::data_end_key(&region.end_key)) == Some(&region_id) {
-            self.region_ranges
-                .remove(&keys::data_end_key(&region.end_key));
-        }
+        unregister_range(&mut self.region_ranges, &region.end_key, region_id);
         // The tombstone is durable before the data goes (a restart finishes the cleanup,
         // never resurrects the peer). A stale peer replaced by a newer one of this store
         // (`maybe_destroy_stale_peer`) reaches here without one from apply.
@@ -978,6 +975,15 @@ fn log_gc_compact_index(applied: u64, truncated: u64, replicated: u64, limit: u6
         replicated.min(applied)
     } else {
         applied
+    }
+}
+
+/// Removes the entry of the region ending at user key `end_key` from `region_ranges` if
+/// it is `region_id`'s (another region may own that end by now).
+fn unregister_range(region_ranges: &mut BTreeMap<Vec<u8>, u64>, end_key: &[u8], region_id: u64) {
+    let end = keys::data_end_key(end_key);
+    if region_ranges.get(&end) == Some(&region_id) {
+        region_ranges.remove(&end);
     }
 }
 

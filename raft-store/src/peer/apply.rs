@@ -145,13 +145,13 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             }
             let p = self.proposals.pop_front().expect("front exists");
             if p.index == index && p.term == term && is_command {
-                for cb in p.callbacks {
-                    answers.push((cb, responses.next().unwrap_or_else(stale)));
+                for c in p.commands {
+                    answers.push((c.callback, responses.next().unwrap_or_else(stale)));
                 }
             } else {
                 // Another entry took this proposal's place: it will never apply.
-                for cb in p.callbacks {
-                    answers.push((cb, stale()));
+                for c in p.commands {
+                    answers.push((c.callback, stale()));
                 }
             }
         }
@@ -192,7 +192,8 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             .is_some_and(|p| p.index <= snapshot_index)
         {
             let p = self.proposals.pop_front().expect("front exists");
-            for (cb, (client_id, sequence)) in p.callbacks.into_iter().zip(p.sessions) {
+            for c in p.commands {
+                let (client_id, sequence) = c.session;
                 let known = client_id != 0 && self.sessions.session(client_id).is_some();
                 let resp = match self.sessions.check(client_id, sequence) {
                     _ if !known => error_response(&Error::OutcomeUnknown { region_id }),
@@ -206,7 +207,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
                         first_kept_sequence,
                     }),
                 };
-                answers.push((cb, resp));
+                answers.push((c.callback, resp));
             }
         }
         Ok(())
@@ -219,15 +220,9 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         batch: &mut Batch<'_, EK>,
         results: &mut Vec<ApplyResult>,
     ) -> Result<Vec<RaftCmdResponse>> {
-        let commands = match RaftCmdBatch::decode(data) {
+        let commands = match self.decode_logged::<RaftCmdBatch>(data, "command batch") {
             Ok(b) => b,
-            Err(e) => {
-                error!(
-                    region_id = self.region_id(),
-                    "undecodable command batch: {e}"
-                );
-                return Ok(vec![error_response(&Error::Corruption(e.to_string()))]);
-            }
+            Err(e) => return Ok(vec![error_response(&e)]),
         };
         commands
             .commands
@@ -243,19 +238,23 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         batch: &mut Batch<'_, EK>,
         results: &mut Vec<ApplyResult>,
     ) -> Result<RaftCmdResponse> {
-        let req = match RaftCmdRequest::decode(data) {
-            Ok(r) => r,
-            Err(e) => {
-                // Every replica fails the same way on the same bytes, so skipping keeps
-                // them consistent.
-                error!(
-                    region_id = self.region_id(),
-                    "undecodable command in the log: {e}"
-                );
-                return Ok(error_response(&Error::Corruption(e.to_string())));
-            }
-        };
-        self.apply_request(req, index, batch, results)
+        match self.decode_logged::<RaftCmdRequest>(data, "command") {
+            Ok(req) => self.apply_request(req, index, batch, results),
+            Err(e) => Ok(error_response(&e)),
+        }
+    }
+
+    /// Decodes the data of a command entry. On failure the entry is answered with the
+    /// `Corruption` error and skipped: every replica fails the same way on the same
+    /// bytes, so skipping keeps them consistent.
+    fn decode_logged<M: prost::Message + Default>(&self, data: &[u8], what: &str) -> Result<M> {
+        M::decode(data).map_err(|e| {
+            error!(
+                region_id = self.region_id(),
+                "undecodable {what} in the log: {e}"
+            );
+            Error::Corruption(e.to_string())
+        })
     }
 
     fn apply_request(

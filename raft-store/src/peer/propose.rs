@@ -5,7 +5,7 @@ use prost::Message as _;
 use raft_core::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use tracing::debug;
 
-use super::{BATCH_CONTEXT, Peer, Proposal, error_response};
+use super::{BATCH_CONTEXT, Peer, Proposal, ProposedCommand, error_response};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::msg::Callback;
@@ -82,8 +82,10 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
                 self.proposals.push_back(Proposal {
                     index,
                     term,
-                    callbacks: vec![callback],
-                    sessions: vec![session_of(&req)],
+                    commands: vec![ProposedCommand {
+                        callback,
+                        session: session_of(&req),
+                    }],
                 });
             }
             Ok(ProposeOutcome::Answered(resp)) => callback(*resp),
@@ -145,26 +147,27 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         }
         let mut pending = std::mem::take(&mut self.write_batch).into_iter().peekable();
         while pending.peek().is_some() {
+            let mut requests = Vec::new();
             let mut commands = Vec::new();
-            let mut callbacks = Vec::new();
-            let mut sessions = Vec::new();
             let mut size = 0u64;
             while let Some((req, _)) = pending.peek() {
                 let len = req.encoded_len() as u64 + 8;
-                if !commands.is_empty() && size + len > cfg.raft_entry_max_bytes {
+                if !requests.is_empty() && size + len > cfg.raft_entry_max_bytes {
                     break;
                 }
-                let (req, cb) = pending.next().expect("peeked above");
+                let (req, callback) = pending.next().expect("peeked above");
                 size += len;
-                sessions.push(session_of(&req));
-                commands.push(req);
-                callbacks.push(cb);
+                commands.push(ProposedCommand {
+                    callback,
+                    session: session_of(&req),
+                });
+                requests.push(req);
             }
-            let n = commands.len();
+            let n = requests.len();
             let (context, data) = if n == 1 {
-                (bytes::Bytes::new(), commands.remove(0).encode_to_vec())
+                (bytes::Bytes::new(), requests.remove(0).encode_to_vec())
             } else {
-                let batch = RaftCmdBatch { commands };
+                let batch = RaftCmdBatch { commands: requests };
                 (
                     bytes::Bytes::from_static(BATCH_CONTEXT),
                     batch.encode_to_vec(),
@@ -173,19 +176,17 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             match self.raft_group.propose(context, data.into()) {
                 Ok(()) => {
                     crate::store_metrics::proposal(n);
-                    let raft = self.raft_group.raft();
-                    let (index, term) = (raft.raft_log().last_index(), raft.term());
+                    let (index, term) = self.last_entry();
                     self.proposals.push_back(Proposal {
                         index,
                         term,
-                        callbacks,
-                        sessions,
+                        commands,
                     });
                 }
                 Err(e) => {
                     let err = self.map_propose_error(e);
-                    for cb in callbacks {
-                        cb(error_response(&err));
+                    for c in commands {
+                        (c.callback)(error_response(&err));
                     }
                 }
             }
@@ -233,12 +234,15 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         Ok(self.proposed_at_last_index())
     }
 
-    fn proposed_at_last_index(&self) -> ProposeOutcome {
+    /// The index and term of the entry just proposed: the last of the log.
+    fn last_entry(&self) -> (u64, u64) {
         let raft = self.raft_group.raft();
-        ProposeOutcome::Proposed {
-            index: raft.raft_log().last_index(),
-            term: raft.term(),
-        }
+        (raft.raft_log().last_index(), raft.term())
+    }
+
+    fn proposed_at_last_index(&self) -> ProposeOutcome {
+        let (index, term) = self.last_entry();
+        ProposeOutcome::Proposed { index, term }
     }
 
     fn map_propose_error(&self, e: raft_core::Error) -> Error {

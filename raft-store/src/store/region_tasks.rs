@@ -11,7 +11,7 @@ use engines::Engine;
 use raft_core::eraftpb::{self, Snapshot};
 use tracing::{debug, info, warn};
 
-use super::{RegionDispatch, Store};
+use super::{RegionDispatch, Store, unregister_range};
 use crate::error::Result;
 use crate::keys::{self, SnapRange, region_snapshot_ranges};
 use crate::pb::metapb::Region;
@@ -43,9 +43,8 @@ pub(super) fn begin_apply_snapshot<ER: Engine, EK: Engine>(
         .store_mut()
         .begin_apply_snapshot(&meta, raft_wb)?;
     let region = peer.region().clone();
-    let old_end = keys::data_end_key(&old.end_key);
-    if was_initialized && region_ranges.get(&old_end) == Some(&region_id) {
-        region_ranges.remove(&old_end);
+    if was_initialized {
+        unregister_range(region_ranges, &old.end_key, region_id);
     }
     region_ranges.insert(keys::data_end_key(&region.end_key), region_id);
     // What the peer owned and the snapshot's region does not cover (a split it missed)
@@ -221,11 +220,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         // The peer is replaced: whatever waits on it has an outcome it cannot learn.
         peer.fail_all(&crate::error::Error::OutcomeUnknown { region_id });
         let meta = *peer.meta();
-        let region = peer.region().clone();
-        let end = keys::data_end_key(&region.end_key);
-        if self.region_ranges.get(&end) == Some(&region_id) {
-            self.region_ranges.remove(&end);
-        }
+        unregister_range(&mut self.region_ranges, &peer.region().end_key, region_id);
         self.peers.remove(&region_id);
         self.insert_peer(
             Region {
