@@ -7,7 +7,7 @@ use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
 use crate::proto::kvrpc::admin_client::AdminClient as AdminStub;
-use crate::proto::kvrpc::{StatusRequest, StatusResponse, TransferLeaderRequest};
+use crate::proto::kvrpc::{RegionStatus, StatusRequest, StatusResponse, TransferLeaderRequest};
 
 /// How often [`AdminClient::transfer_leader`] polls the nodes while it waits.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -21,6 +21,16 @@ pub struct Leader {
     pub endpoint: String,
     /// The leader's term.
     pub term: u64,
+}
+
+impl StatusResponse {
+    /// The status of `region_id` if the answering store leads it.
+    #[must_use]
+    pub fn led_region(&self, region_id: u64) -> Option<&RegionStatus> {
+        self.regions
+            .iter()
+            .find(|r| r.is_leader && r.region.as_ref().is_some_and(|i| i.id == region_id))
+    }
 }
 
 /// An `Admin` client; each call asks one node or all of them, within a timeout.
@@ -116,13 +126,11 @@ impl AdminClient {
             .into_iter()
             .filter_map(|(endpoint, status)| {
                 let status = status.ok()?;
-                let region = status.regions.iter().find(|r| {
-                    r.is_leader && r.region.as_ref().is_some_and(|i| i.id == region_id)
-                })?;
+                let term = status.led_region(region_id)?.term;
                 Some(Leader {
                     store_id: status.store_id,
                     endpoint,
-                    term: region.term,
+                    term,
                 })
             })
             .max_by_key(|l| l.term)

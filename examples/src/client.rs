@@ -51,14 +51,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::join_all;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
 use crate::node::MAX_KV_MESSAGE_BYTES;
 use crate::proto::kvrpc::admin_client::AdminClient;
 use crate::proto::kvrpc::kv_client::KvClient;
 use crate::proto::kvrpc::{self, Context, RegionError, RegionInfo};
-use crate::region_cache::RegionCache;
+use crate::region_cache::{RegionCache, clip_end, clip_start, reaches};
 
 /// The first backoff after a retryable error; doubled up to [`BACKOFF_MAX`].
 const BACKOFF_INITIAL: Duration = Duration::from_millis(20);
@@ -145,6 +145,16 @@ impl From<Error> for Miss {
     }
 }
 
+impl Miss {
+    /// Backs off before the caller plans again, or gives up with the error.
+    async fn back_off(self, attempts: &mut Attempts) -> Result<()> {
+        match self {
+            Miss::Replan => attempts.backoff(Duration::ZERO).await,
+            Miss::Fail(e) => Err(e),
+        }
+    }
+}
+
 /// Retry bookkeeping of one call: its deadline, backoff and last failure.
 #[derive(Debug, Clone)]
 struct Attempts {
@@ -214,20 +224,6 @@ fn kv(channel: Channel) -> KvClient<Channel> {
         .max_encoding_message_size(MAX_KV_MESSAGE_BYTES)
 }
 
-/// Whether `region` ends at or after `end` (empty = the end of the key space).
-fn reaches(region: &RegionInfo, end: &[u8]) -> bool {
-    region.end_key.is_empty() || (!end.is_empty() && end <= &region.end_key[..])
-}
-
-/// `end` clipped to the region's end.
-fn clip_end(end: &Bytes, region: &RegionInfo) -> Bytes {
-    if reaches(region, end) {
-        end.clone()
-    } else {
-        region.end_key.clone()
-    }
-}
-
 /// A KV client of a raftkv cluster. See the [module docs](self) for routing, retries and
 /// exactly-once writes.
 #[derive(Debug)]
@@ -276,8 +272,7 @@ impl Client {
         }
         for seed in &client.seeds {
             // Only parsed here: channels are made on first use, inside a runtime.
-            Endpoint::from_shared(format!("http://{seed}"))
-                .map_err(|_| Error::InvalidEndpoint(seed.clone()))?;
+            crate::endpoint::endpoint(seed)?;
         }
         Ok(client)
     }
@@ -478,8 +473,7 @@ impl Client {
             {
                 Ok(_) if reaches(&region, &end) => return Ok(()),
                 Ok(_) => cursor = region.end_key.clone(),
-                Err(Miss::Replan) => attempts.backoff(Duration::ZERO).await?,
-                Err(Miss::Fail(e)) => return Err(e),
+                Err(miss) => miss.back_off(&mut attempts).await?,
             }
         }
     }
@@ -547,12 +541,7 @@ impl Client {
                 continue;
             };
             let (part_start, part_end) = if options.reverse {
-                let s = if start < region.start_key {
-                    region.start_key.clone()
-                } else {
-                    start.clone()
-                };
-                (s, clip_end(&cursor, &region))
+                (clip_start(&start, &region), clip_end(&cursor, &region))
             } else {
                 (cursor.clone(), clip_end(&end, &region))
             };
@@ -574,11 +563,10 @@ impl Client {
             };
             let resp = match self.call_region(&region, None, &mut attempts, &call).await {
                 Ok(resp) => resp,
-                Err(Miss::Replan) => {
-                    attempts.backoff(Duration::ZERO).await?;
+                Err(miss) => {
+                    miss.back_off(&mut attempts).await?;
                     continue;
                 }
-                Err(Miss::Fail(e)) => return Err(e),
             };
             out.extend(resp.kvs.into_iter().map(|p| (p.key, p.value)));
             let full = options.limit != 0 && out.len() >= options.limit as usize;
@@ -640,7 +628,9 @@ impl Client {
     pub async fn transfer_leader(&self, region_id: u64, to_store_id: u64) -> Result<()> {
         let mut attempts = Attempts::new(self.deadline());
         loop {
-            let region = self.region_by_id(region_id, &mut attempts).await?;
+            let Some(region) = self.locate_id(region_id, &mut attempts).await? else {
+                continue;
+            };
             let call = |ch, _ctx| {
                 let req = kvrpc::TransferLeaderRequest {
                     region_id,
@@ -648,13 +638,9 @@ impl Client {
                 };
                 async move { AdminClient::new(ch).transfer_leader(req).await }
             };
-            match self.call_region(&region, None, &mut attempts, &call).await {
-                Ok(_) => {}
-                Err(Miss::Replan) => {
-                    attempts.backoff(Duration::ZERO).await?;
-                    continue;
-                }
-                Err(Miss::Fail(e)) => return Err(e),
+            if let Err(miss) = self.call_region(&region, None, &mut attempts, &call).await {
+                miss.back_off(&mut attempts).await?;
+                continue;
             }
             // The transfer takes an election round; a lagging target may refuse it.
             let retry_at = Instant::now() + Duration::from_secs(1);
@@ -740,18 +726,12 @@ impl Client {
         F: Fn(Channel) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<R>, tonic::Status>>,
     {
-        let mut attempts = Attempts::new(self.deadline());
-        loop {
-            let region = self.region_by_id(region_id, &mut attempts).await?;
-            match self
-                .call_region(&region, None, &mut attempts, &|ch, _ctx| call(ch))
-                .await
-            {
-                Ok(resp) => return Ok(resp),
-                Err(Miss::Replan) => attempts.backoff(Duration::ZERO).await?,
-                Err(Miss::Fail(e)) => return Err(e),
-            }
-        }
+        self.routed(
+            |routes| routes.regions.get(region_id).cloned(),
+            None,
+            |ch, _ctx| call(ch),
+        )
+        .await
     }
 
     fn deadline(&self) -> Instant {
@@ -789,11 +769,7 @@ impl Client {
         if let Some(ch) = channels.get(addr) {
             return Ok(ch.clone());
         }
-        let ch = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|_| Error::InvalidEndpoint(addr.to_string()))?
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let ch = crate::endpoint::lazy_channel(addr)?;
         channels.insert(addr.to_string(), ch.clone());
         Ok(ch)
     }
@@ -860,15 +836,14 @@ impl Client {
             .await
     }
 
-    async fn region_by_id(&self, region_id: u64, attempts: &mut Attempts) -> Result<RegionInfo> {
-        loop {
-            let found = self
-                .locate_by(attempts, |routes| routes.regions.get(region_id).cloned())
-                .await?;
-            if let Some(r) = found {
-                return Ok(r);
-            }
-        }
+    /// The cached region `region_id`.
+    async fn locate_id(
+        &self,
+        region_id: u64,
+        attempts: &mut Attempts,
+    ) -> Result<Option<RegionInfo>> {
+        self.locate_by(attempts, |routes| routes.regions.get(region_id).cloned())
+            .await
     }
 
     async fn locate_by(
@@ -895,15 +870,31 @@ impl Client {
         F: Fn(Channel, Context) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<R>, tonic::Status>>,
     {
+        self.routed(|routes| routes.regions.by_key(key).cloned(), seq, call)
+            .await
+    }
+
+    /// Runs `call` on the cached region `find` picks (re-planned after every routing
+    /// change) until it succeeds or fails for good.
+    async fn routed<R, F, Fut>(
+        &self,
+        find: impl Fn(&Routes) -> Option<RegionInfo>,
+        seq: Option<u64>,
+        call: F,
+    ) -> Result<R>
+    where
+        R: Answer,
+        F: Fn(Channel, Context) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<R>, tonic::Status>>,
+    {
         let mut attempts = Attempts::new(self.deadline());
         loop {
-            let Some(region) = self.locate(key, &mut attempts).await? else {
+            let Some(region) = self.locate_by(&mut attempts, &find).await? else {
                 continue;
             };
             match self.call_region(&region, seq, &mut attempts, &call).await {
                 Ok(resp) => return Ok(resp),
-                Err(Miss::Replan) => attempts.backoff(Duration::ZERO).await?,
-                Err(Miss::Fail(e)) => return Err(e),
+                Err(miss) => miss.back_off(&mut attempts).await?,
             }
         }
     }
@@ -1132,13 +1123,10 @@ impl Client {
             AdminClient::new(ch).status(kvrpc::StatusRequest {}),
         )
         .await;
-        answer.ok().and_then(|r| r.ok()).is_some_and(|status| {
-            status
-                .into_inner()
-                .regions
-                .iter()
-                .any(|r| r.is_leader && r.region.as_ref().is_some_and(|i| i.id == region_id))
-        })
+        answer
+            .ok()
+            .and_then(|r| r.ok())
+            .is_some_and(|status| status.get_ref().led_region(region_id).is_some())
     }
 }
 

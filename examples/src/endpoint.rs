@@ -39,14 +39,23 @@ pub fn parse_list(list: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// The gRPC endpoint of `addr` (`host:port`); parsing needs no runtime, unlike
+/// [`lazy_channel`].
+///
+/// # Errors
+/// [`Error::InvalidEndpoint`] when `addr` is not a valid URI authority.
+pub fn endpoint(addr: &str) -> Result<Endpoint> {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|_| Error::InvalidEndpoint(addr.to_string()))
+}
+
 /// A channel to `addr` (`host:port`) that connects on first use, so the node may be down
 /// when it is made.
 ///
 /// # Errors
 /// [`Error::InvalidEndpoint`] when `addr` is not a valid URI authority.
 pub fn lazy_channel(addr: &str) -> Result<Channel> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|_| Error::InvalidEndpoint(addr.to_string()))?
+    Ok(endpoint(addr)?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .connect_lazy())

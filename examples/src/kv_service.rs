@@ -35,7 +35,7 @@ use crate::proto::kvrpc::{
     self, Context, EpochNotMatch, KeyNotInRegion, KvPair, NotLeader, RegionError, RegionInfo,
     RegionNotFound, SequenceForgotten, ServerIsBusy, StaleCommand,
 };
-use crate::region_cache::{RegionCache, RegionLike};
+use crate::region_cache::{RegionCache, RegionLike, clip_end, clip_start, reaches};
 
 /// Why a command failed.
 #[derive(Debug)]
@@ -356,24 +356,6 @@ fn bad_request(msg: &str) -> Failure {
     Failure::Other(format!("bad request: {msg}"))
 }
 
-/// `end` clipped to the region's end (empty = unbounded on both sides).
-fn clip_end(end: &Bytes, region: &Region) -> Bytes {
-    if !region.end_key.is_empty() && (end.is_empty() || *end > region.end_key) {
-        region.end_key.clone()
-    } else {
-        end.clone()
-    }
-}
-
-/// `start` raised to the region's start.
-fn clip_start(start: &Bytes, region: &Region) -> Bytes {
-    if *start < region.start_key {
-        region.start_key.clone()
-    } else {
-        start.clone()
-    }
-}
-
 /// The first response of a successful command.
 fn first(resp: RaftCmdResponse) -> Response {
     resp.responses.into_iter().next().unwrap_or_default()
@@ -432,10 +414,7 @@ impl KvService {
                     }]
                 })
                 .await?;
-            let done = region.end_key.is_empty()
-                || (!end.is_empty() && end <= region.end_key)
-                || pinned(ctx).is_some();
-            if done {
+            if reaches(&region, &end) || pinned(ctx).is_some() {
                 return Ok(());
             }
             cursor = region.end_key;

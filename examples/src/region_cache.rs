@@ -75,6 +75,30 @@ pub fn contains<R: RegionLike>(r: &R, key: &[u8]) -> bool {
     key >= &r.start_key()[..] && (r.end_key().is_empty() || key < &r.end_key()[..])
 }
 
+/// Whether `r` ends at or after `end` (empty = the end of the key space): a range ending
+/// at `end` needs no region after `r`.
+pub fn reaches<R: RegionLike>(r: &R, end: &[u8]) -> bool {
+    r.end_key().is_empty() || (!end.is_empty() && end <= &r.end_key()[..])
+}
+
+/// `end` (empty = unbounded) clipped to the end of `r`.
+pub fn clip_end<R: RegionLike>(end: &Bytes, r: &R) -> Bytes {
+    if reaches(r, end) {
+        end.clone()
+    } else {
+        r.end_key().clone()
+    }
+}
+
+/// `start` raised to the start of `r`.
+pub fn clip_start<R: RegionLike>(start: &Bytes, r: &R) -> Bytes {
+    if start < r.start_key() {
+        r.start_key().clone()
+    } else {
+        start.clone()
+    }
+}
+
 /// Non-overlapping regions, by id and by start key.
 ///
 /// Invariant: `by_start` maps each cached region's start key to its id, one entry per
@@ -298,5 +322,21 @@ mod tests {
         assert!(c.insert(moved));
         assert!(!c.insert(region(9, "t", "", 3)));
         assert_eq!(c.get(9).unwrap().store_ids, vec![1, 4]);
+    }
+
+    #[test]
+    fn ranges_are_clipped_to_a_region() {
+        let b = |s: &str| Bytes::copy_from_slice(s.as_bytes());
+        let bounded = region(1, "b", "d", 1);
+        assert!(reaches(&bounded, b"c") && reaches(&bounded, b"d"));
+        assert!(!reaches(&bounded, b"e") && !reaches(&bounded, b""));
+        assert_eq!(clip_end(&b("c"), &bounded), b("c"));
+        assert_eq!(clip_end(&b("e"), &bounded), b("d"));
+        assert_eq!(clip_end(&b(""), &bounded), b("d"));
+        assert_eq!(clip_start(&b("a"), &bounded), b("b"));
+        assert_eq!(clip_start(&b("c"), &bounded), b("c"));
+        let last = region(2, "d", "", 1);
+        assert!(reaches(&last, b"") && reaches(&last, b"z"));
+        assert_eq!(clip_end(&b(""), &last), b(""));
     }
 }

@@ -11,7 +11,7 @@ use raftkv_examples::{Client, Error, Node, NodeConfig};
 use tokio::net::TcpListener;
 
 mod support;
-use support::{ENTRY_MAX_BYTES, TICK_MS, endpoints, leader, shutdown, start_cluster};
+use support::{ENTRY_MAX_BYTES, TICK_MS, endpoints, leader, node, shutdown, start_cluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_get_delete_scan_through_the_client() {
@@ -35,11 +35,7 @@ async fn put_get_delete_scan_through_the_client() {
     assert_eq!(&limited[0].0[..], b"k0");
     // The leader's status reports region 1 with its indexes past the 11 writes.
     let leader_id = leader(&nodes).await;
-    let leader_addr = nodes
-        .iter()
-        .find(|n| n.store_id() == leader_id)
-        .expect("leader node")
-        .addr();
+    let leader_addr = node(&nodes, leader_id).addr();
     let mut admin = AdminClient::connect(format!("http://{leader_addr}"))
         .await
         .expect("connect");
@@ -63,11 +59,7 @@ async fn batch_calls_and_delete_range_over_raw_grpc() {
     let client = Client::connect(endpoints(&nodes)).expect("client");
     client.put("warmup", "x").await.expect("put");
     let leader = leader(&nodes).await;
-    let addr = nodes
-        .iter()
-        .find(|n| n.store_id() == leader)
-        .expect("leader node")
-        .addr();
+    let addr = node(&nodes, leader).addr();
     let mut kv = KvClient::connect(format!("http://{addr}"))
         .await
         .expect("connect");

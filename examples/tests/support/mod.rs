@@ -63,11 +63,7 @@ pub async fn leader_of(nodes: &[Node], region_id: u64) -> u64 {
             };
             if let Ok(status) = admin.status(kvrpc::StatusRequest {}).await {
                 let status = status.into_inner();
-                let leads = status
-                    .regions
-                    .iter()
-                    .any(|r| r.is_leader && r.region.as_ref().is_some_and(|i| i.id == region_id));
-                if leads {
+                if status.led_region(region_id).is_some() {
                     return status.store_id;
                 }
             }
