@@ -32,6 +32,7 @@ pub mod filter;
 pub mod live;
 mod live_cluster;
 mod requests;
+pub(crate) mod routing;
 pub mod workload;
 
 pub use client::{Client, ClientConfig};

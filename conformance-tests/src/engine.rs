@@ -63,7 +63,7 @@ mod write_batch;
 
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use engines::Engine;
 
@@ -209,7 +209,7 @@ pub fn run<F: EngineFactory>(test_name: &str, factory: F) {
     if let Some(dir) = std::env::var_os(CRASH_CHILD_ENV) {
         durability::crash_child(&factory, Path::new(&dir));
     }
-    let seed = seed();
+    let seed = crate::env::seed(SEED_ENV);
     eprintln!("engine suite: seed {seed} (replay with {SEED_ENV}={seed})");
     let mut failures = Vec::new();
     for (name, case) in cases::<F>() {
@@ -245,13 +245,4 @@ pub fn run<F: EngineFactory>(test_name: &str, factory: F) {
         failures.len(),
         failures.join("\n")
     );
-}
-
-fn seed() -> u64 {
-    if let Some(seed) = std::env::var(SEED_ENV).ok().and_then(|s| s.parse().ok()) {
-        return seed;
-    }
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }

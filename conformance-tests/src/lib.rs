@@ -9,6 +9,7 @@
 
 pub mod cluster;
 pub mod engine;
+pub mod env;
 pub mod linearizability;
 pub mod sim;
 pub mod transport;

@@ -16,11 +16,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use conformance_tests::env::u64_var as env_u64;
 use conformance_tests::sim::{SimConfig, SimReport, run_seed};
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
 
 fn config(seed: u64) -> SimConfig {
     SimConfig {

@@ -1,22 +1,19 @@
 //! [`Client`]: a key-value client of a [`LiveCluster`](super::LiveCluster) that routes and
 //! retries like the real client and records every operation into a history.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
-use raft_store::pb::errorpb;
-use raft_store::pb::metapb::Region;
-use raft_store::pb::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse, RequestHeader};
+use raft_store::pb::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
 use raft_store::{RegionStatus, StoreMailbox, StoreMsg};
 use rand::rngs::StdRng;
-use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
-use super::requests;
-use crate::linearizability::{KvInput, KvOutput, Outcome, Recorder};
+use super::routing::{Retry, Routes, Session, classify};
+use crate::linearizability::{KvInput, Outcome, Recorder};
 
 /// The mailboxes of a cluster's running stores, kept current by the cluster as stores
 /// stop and start. Cloning yields another handle on the same directory.
@@ -83,21 +80,6 @@ enum Attempt {
     Lost,
 }
 
-/// What to do after an error answer (shared with the simulator's clients).
-#[derive(Debug)]
-pub(crate) enum Retry {
-    /// Not the leader; the hint names the leader's store if known.
-    NotLeader(Option<u64>),
-    /// Routing is stale; these regions (maybe none) are newer.
-    Reroute(Vec<Region>),
-    /// Not applied; try again after a pause.
-    Backoff,
-    /// May have been applied (the error does not say it was not).
-    Ambiguous,
-    /// Not applied, and retrying cannot help.
-    Fatal,
-}
-
 /// A client of a live cluster: one operation at a time, each recorded (invocation before
 /// the first attempt leaves, return after the final answer) into a shared [`Recorder`].
 ///
@@ -115,18 +97,13 @@ pub struct Client {
     stores: StoreDirectory,
     recorder: Recorder,
     cfg: ClientConfig,
-    /// The newest version of each region this client has seen.
-    regions: BTreeMap<u64, Region>,
-    /// The store believed to lead each region.
-    leaders: HashMap<u64, u64>,
+    routes: Routes,
     rng: StdRng,
     /// The exactly-once session this client's writes belong to: unique per `Client`
     /// value, since its sequence numbers start again at 1 (a workload makes a new client
     /// with the same history id every round; reusing a session would make the stores
     /// answer new writes with old results).
-    session_id: u64,
-    /// Sequence number of the next write (sent in the request header).
-    sequence: u64,
+    session: Session,
 }
 
 /// Hands out session ids unique within the process.
@@ -139,7 +116,7 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("id", &self.id)
-            .field("regions", &self.regions.len())
+            .field("regions", &self.routes.len())
             .finish_non_exhaustive()
     }
 }
@@ -153,11 +130,9 @@ impl Client {
             stores,
             recorder,
             cfg,
-            regions: BTreeMap::new(),
-            leaders: HashMap::new(),
+            routes: Routes::default(),
             rng: StdRng::seed_from_u64(id),
-            session_id: next_session_id(),
-            sequence: 1,
+            session: Session::new(next_session_id()),
         }
     }
 
@@ -191,36 +166,22 @@ impl Client {
     }
 
     async fn execute(&mut self, key: &[u8], input: &KvInput) -> Outcome {
-        let request = request_for(key, input);
-        let sequence = if input.is_write() {
-            self.sequence += 1;
-            self.sequence - 1
-        } else {
-            0
-        };
+        let sequence = self.session.sequence_for(input);
         let deadline = Instant::now() + self.cfg.op_timeout;
         // Whether an attempt may have taken effect: then running out of time leaves the
         // outcome unknown rather than failed.
         let mut maybe_applied = false;
         while Instant::now() < deadline {
-            let Some((region, store)) = self.target(key) else {
+            let running = self.stores.ids();
+            let Some((region, store)) =
+                self.routes
+                    .target(key, |s| running.contains(&s), &mut self.rng)
+            else {
                 self.refresh().await;
                 tokio::time::sleep(self.cfg.backoff).await;
                 continue;
             };
-            let req = RaftCmdRequest {
-                header: Some(RequestHeader {
-                    region_id: region.id,
-                    region_epoch: region.region_epoch,
-                    client_id: if sequence > 0 { self.session_id } else { 0 },
-                    sequence,
-                    // One write in flight at a time: nothing older is awaited.
-                    first_awaited_sequence: sequence,
-                    ..Default::default()
-                }),
-                requests: vec![request.clone()],
-                admin_request: None,
-            };
+            let req = self.session.command(&region, key, input, sequence, 0);
             let retry = match self.attempt(store, req).await {
                 Attempt::Answer(resp) => match classify(&resp, input) {
                     Ok(output) => return Outcome::Ok(output),
@@ -231,31 +192,31 @@ impl Client {
             };
             match retry {
                 Retry::NotLeader(Some(leader)) if leader != store => {
-                    self.leaders.insert(region.id, leader);
+                    self.routes.set_leader(region.id, leader);
                 }
                 Retry::NotLeader(_) => {
-                    self.leaders.remove(&region.id);
+                    self.routes.forget_leader(region.id);
                     self.refresh().await;
                     tokio::time::sleep(self.cfg.backoff).await;
                 }
                 Retry::Reroute(regions) => {
-                    self.leaders.remove(&region.id);
+                    self.routes.forget_leader(region.id);
                     if regions.is_empty() {
                         self.refresh().await;
                     }
-                    regions.into_iter().for_each(|r| self.learn(r));
+                    regions.into_iter().for_each(|r| self.routes.learn(r));
                 }
                 Retry::Backoff => tokio::time::sleep(self.cfg.backoff).await,
                 // The stores deduplicate by (session, sequence): retrying the same write
                 // applies it at most once and returns the first result.
                 Retry::Ambiguous if input.is_write() => {
                     maybe_applied = true;
-                    self.leaders.remove(&region.id);
+                    self.routes.forget_leader(region.id);
                     self.refresh().await;
                     tokio::time::sleep(self.cfg.backoff).await;
                 }
                 Retry::Ambiguous => {
-                    self.leaders.remove(&region.id);
+                    self.routes.forget_leader(region.id);
                     self.refresh().await;
                 }
                 Retry::Fatal => return Outcome::Failed,
@@ -266,35 +227,6 @@ impl Client {
         } else {
             Outcome::Failed
         }
-    }
-
-    /// The region holding `key` (the newest version wins) and the store to ask.
-    fn target(&mut self, key: &[u8]) -> Option<(Region, u64)> {
-        let region = newest_region_for(&self.regions, key)?.clone();
-        let running = self.stores.ids();
-        let leader = self
-            .leaders
-            .get(&region.id)
-            .copied()
-            .filter(|s| running.contains(s) && region.peers.iter().any(|p| p.store_id == *s));
-        let store = match leader {
-            Some(store) => store,
-            None => {
-                let candidates: Vec<u64> = region
-                    .peers
-                    .iter()
-                    .map(|p| p.store_id)
-                    .filter(|s| running.contains(s))
-                    .collect();
-                *candidates.choose(&mut self.rng)?
-            }
-        };
-        Some((region, store))
-    }
-
-    /// Learns `region` if it is newer than what this client knows of it.
-    fn learn(&mut self, region: Region) {
-        learn_region(&mut self.regions, region);
     }
 
     /// Asks every running store which regions it has and which it leads.
@@ -313,12 +245,7 @@ impl Client {
             let Ok(Ok(statuses)) = tokio::time::timeout(self.cfg.attempt_timeout, rx).await else {
                 continue;
             };
-            for status in statuses {
-                if status.is_leader {
-                    self.leaders.insert(status.region.id, store);
-                }
-                self.learn(status.region);
-            }
+            self.routes.learn_statuses(store, statuses);
         }
     }
 
@@ -347,91 +274,5 @@ impl Client {
     /// A random number from this client's seeded generator (for workloads).
     pub fn random_below(&mut self, n: u64) -> u64 {
         self.rng.random_range(0..n.max(1))
-    }
-}
-
-/// The newest version known in `regions` of the region holding `key`.
-pub(crate) fn newest_region_for<'a>(
-    regions: &'a BTreeMap<u64, Region>,
-    key: &[u8],
-) -> Option<&'a Region> {
-    regions
-        .values()
-        .filter(|r| raft_store::region_check::key_in_region(key, r))
-        .max_by_key(|r| epoch(r))
-}
-
-/// Keeps `region` in `regions` if it is newer than the version known.
-pub(crate) fn learn_region(regions: &mut BTreeMap<u64, Region>, region: Region) {
-    match regions.get(&region.id) {
-        Some(known) if epoch(known) >= epoch(&region) => {}
-        _ => {
-            regions.insert(region.id, region);
-        }
-    }
-}
-
-/// A region's epoch as an ordered pair; both parts only grow.
-pub(crate) fn epoch(region: &Region) -> (u64, u64) {
-    region
-        .region_epoch
-        .map_or((0, 0), |e| (e.version, e.conf_ver))
-}
-
-/// The request that runs `input` on `key`.
-pub(crate) fn request_for(key: &[u8], input: &KvInput) -> raft_store::pb::raft_cmdpb::Request {
-    match input {
-        KvInput::Get => requests::get(key),
-        KvInput::Put(value) => requests::put(key, value),
-        KvInput::Delete => requests::delete(key),
-        KvInput::Cas { expected, new } => requests::cas(key, expected.as_deref(), new.as_deref()),
-    }
-}
-
-/// The output of a successful answer, or what to do about an error.
-pub(crate) fn classify(resp: &RaftCmdResponse, input: &KvInput) -> Result<KvOutput, Retry> {
-    if let Some(e) = resp.header.as_ref().and_then(|h| h.error.as_ref()) {
-        return Err(classify_error(e));
-    }
-    Ok(match input {
-        KvInput::Get => {
-            let get = resp
-                .responses
-                .first()
-                .and_then(|r| r.get.as_ref())
-                .ok_or(Retry::Ambiguous)?;
-            KvOutput::Get(get.found.then(|| get.value.to_vec()))
-        }
-        KvInput::Put(_) => KvOutput::Put,
-        KvInput::Delete => KvOutput::Delete,
-        KvInput::Cas { .. } => {
-            let cas = resp
-                .responses
-                .first()
-                .and_then(|r| r.cas.as_ref())
-                .ok_or(Retry::Ambiguous)?;
-            KvOutput::Cas {
-                succeeded: cas.succeeded,
-                previous: cas.previous_found.then(|| cas.previous_value.to_vec()),
-            }
-        }
-    })
-}
-
-pub(crate) fn classify_error(e: &errorpb::Error) -> Retry {
-    if let Some(not_leader) = &e.not_leader {
-        Retry::NotLeader(not_leader.leader.map(|p| p.store_id))
-    } else if let Some(epoch) = &e.epoch_not_match {
-        Retry::Reroute(epoch.current_regions.clone())
-    } else if e.key_not_in_region.is_some() || e.store_not_match.is_some() {
-        Retry::Reroute(Vec::new())
-    } else if e.stale_command.is_some() || e.server_is_busy.is_some() {
-        Retry::Backoff
-    } else if e.raft_entry_too_large.is_some() {
-        Retry::Fatal
-    } else {
-        // RegionNotFound may come from a peer destroyed with the command pending (its
-        // entry may still commit elsewhere); anything unclassified is treated the same.
-        Retry::Ambiguous
     }
 }

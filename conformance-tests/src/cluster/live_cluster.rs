@@ -23,6 +23,7 @@ use transport::Transport as _;
 use transport::channel::{ChannelNetwork, ChannelTransport};
 
 use super::client::StoreDirectory;
+use super::routing::epoch;
 use super::{
     Client, ClientConfig, EngineFactory, FilteredSender, Filters, bootstrap, first_region,
 };
@@ -393,7 +394,6 @@ impl<F: EngineFactory> LiveCluster<F> {
         let mut newest: BTreeMap<u64, (Region, u64)> = BTreeMap::new();
         for id in self.running() {
             for s in self.regions(id)? {
-                let epoch = |r: &Region| r.region_epoch.map(|e| (e.version, e.conf_ver));
                 let entry = newest
                     .entry(s.region.id)
                     .or_insert_with(|| (s.region.clone(), 0));

@@ -10,18 +10,16 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use raft_store::pb::metapb::Region;
-use raft_store::pb::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse, RequestHeader};
+use raft_store::pb::raft_cmdpb::RaftCmdResponse;
 use rand::Rng;
 use rand::rngs::StdRng;
-use rand::seq::IndexedRandom;
 
 use super::config::Micros;
 use super::events::{Event, EventQueue};
 use super::network::Network;
 use super::node::Node;
 use super::trace::Trace;
-use crate::cluster::client::{Retry, classify, learn_region, newest_region_for, request_for};
+use crate::cluster::routing::{Retry, Routes, Session, classify};
 use crate::linearizability::{Key, KvInput, KvOutput, Outcome, PendingOp, Recorder, Value};
 
 /// How long one attempt waits for its answer.
@@ -76,21 +74,18 @@ enum Source {
 pub(crate) struct SimClient {
     /// Its index in the simulator (events name it by index).
     index: usize,
-    /// Its name in the history, and its exactly-once session id.
+    /// Its name in the history (and the id of its exactly-once session).
     id: u64,
     recorder: Recorder,
     source: Source,
     op_timeout: Micros,
-    regions: BTreeMap<u64, Region>,
-    leaders: BTreeMap<u64, u64>,
-    sequence: u64,
+    routes: Routes,
+    session: Session,
     next_token: u64,
     waiting: Waiting,
     active: Option<Active>,
     /// The last value this client saw of each key (the expectation of its CASes).
     seen: BTreeMap<Key, Option<Value>>,
-    /// Operations finished: ok, failed, unknown.
-    pub(crate) outcomes: [u64; 3],
     /// The final reads of a script client.
     pub(crate) results: BTreeMap<Key, Option<Value>>,
     /// Script reads that did not succeed.
@@ -129,14 +124,12 @@ impl SimClient {
             recorder,
             source,
             op_timeout,
-            regions: BTreeMap::new(),
-            leaders: BTreeMap::new(),
-            sequence: 1,
+            routes: Routes::default(),
+            session: Session::new(id),
             next_token: 0,
             waiting: Waiting::Idle,
             active: None,
             seen: BTreeMap::new(),
-            outcomes: [0; 3],
             results: BTreeMap::new(),
             failed_reads: Vec::new(),
         }
@@ -241,7 +234,7 @@ impl SimClient {
             }
             Source::Random { keys, .. } => {
                 let key = key(ctx.rng.random_range(0..*keys));
-                let value = format!("c{}-{}", self.id, self.sequence).into_bytes();
+                let value = format!("c{}-{}", self.id, self.session.next_sequence()).into_bytes();
                 let input = match ctx.rng.random_range(0..20) {
                     0..=5 => KvInput::Get,
                     6..=11 => KvInput::Put(value),
@@ -261,12 +254,7 @@ impl SimClient {
                 (key, KvInput::Get)
             }
         };
-        let sequence = if input.is_write() {
-            self.sequence += 1;
-            self.sequence - 1
-        } else {
-            0
-        };
+        let sequence = self.session.sequence_for(&input);
         let pending = self.recorder.invoke(self.id, &key, input.clone());
         self.active = Some(Active {
             key,
@@ -294,29 +282,19 @@ impl SimClient {
             self.finish(outcome, ctx);
             return;
         }
-        let key = active.key.clone();
-        let Some((region, store)) = self.target(&key, ctx) else {
+        let running = |s: u64| ctx.nodes.get(&s).is_some_and(|n| n.store().is_some());
+        let Some((region, store)) = self.routes.target(&active.key, running, ctx.rng) else {
             self.refresh(ctx);
             self.backoff(ctx);
             return;
         };
-        let Some(active) = &self.active else {
-            return;
-        };
-        let sequence = active.sequence;
-        let req = RaftCmdRequest {
-            header: Some(RequestHeader {
-                region_id: region.id,
-                region_epoch: region.region_epoch,
-                client_id: if sequence > 0 { self.id } else { 0 },
-                sequence,
-                first_awaited_sequence: sequence,
-                timestamp_ms: ctx.queue.now() / 1000,
-                ..Default::default()
-            }),
-            requests: vec![request_for(&active.key, &active.input)],
-            admin_request: None,
-        };
+        let req = self.session.command(
+            &region,
+            &active.key,
+            &active.input,
+            active.sequence,
+            ctx.queue.now() / 1000,
+        );
         let token = self.token();
         self.waiting = Waiting::Answer { token, store };
         let delay = ctx.network.delay(ctx.rng);
@@ -344,23 +322,23 @@ impl SimClient {
         let Some(active) = &mut self.active else {
             return;
         };
-        let region_id = newest_region_for(&self.regions, &active.key).map_or(0, |r| r.id);
+        let region_id = self.routes.region_for(&active.key).map_or(0, |r| r.id);
         match retry {
             Retry::NotLeader(Some(leader)) if leader != store => {
-                self.leaders.insert(region_id, leader);
+                self.routes.set_leader(region_id, leader);
                 self.attempt(ctx);
             }
             Retry::NotLeader(_) | Retry::Backoff => {
-                self.leaders.remove(&region_id);
+                self.routes.forget_leader(region_id);
                 self.refresh(ctx);
                 self.backoff(ctx);
             }
             Retry::Reroute(regions) => {
-                self.leaders.remove(&region_id);
+                self.routes.forget_leader(region_id);
                 if regions.is_empty() {
                     self.refresh(ctx);
                 }
-                regions.into_iter().for_each(|r| self.learn(r));
+                regions.into_iter().for_each(|r| self.routes.learn(r));
                 self.backoff(ctx);
             }
             // The stores deduplicate by (session, sequence): retrying the same write
@@ -369,7 +347,7 @@ impl SimClient {
                 if active.input.is_write() {
                     active.maybe_applied = true;
                 }
-                self.leaders.remove(&region_id);
+                self.routes.forget_leader(region_id);
                 self.refresh(ctx);
                 self.backoff(ctx);
             }
@@ -419,41 +397,8 @@ impl SimClient {
                 }
             }
         }
-        self.outcomes[match outcome {
-            Outcome::Ok(_) => 0,
-            Outcome::Failed => 1,
-            Outcome::Unknown => 2,
-        }] += 1;
         active.pending.complete(outcome);
         self.think(ctx);
-    }
-
-    /// The region holding `key` (the newest version known) and the store to ask.
-    fn target(&mut self, key: &[u8], ctx: &mut Ctx<'_>) -> Option<(Region, u64)> {
-        let region = newest_region_for(&self.regions, key)?.clone();
-        let running = |s: u64| ctx.nodes.get(&s).is_some_and(|n| n.store().is_some());
-        let leader = self
-            .leaders
-            .get(&region.id)
-            .copied()
-            .filter(|s| region.peers.iter().any(|p| p.store_id == *s));
-        let store = match leader {
-            Some(store) => store,
-            None => {
-                let candidates: Vec<u64> = region
-                    .peers
-                    .iter()
-                    .map(|p| p.store_id)
-                    .filter(|&s| running(s))
-                    .collect();
-                *candidates.choose(ctx.rng)?
-            }
-        };
-        Some((region, store))
-    }
-
-    fn learn(&mut self, region: Region) {
-        learn_region(&mut self.regions, region);
     }
 
     /// Asks every running store which regions it has and which it leads (as the live
@@ -463,12 +408,7 @@ impl SimClient {
             let Some(store) = node.store() else {
                 continue;
             };
-            for status in store.region_statuses() {
-                if status.is_leader {
-                    self.leaders.insert(status.region.id, id);
-                }
-                self.learn(status.region);
-            }
+            self.routes.learn_statuses(id, store.region_statuses());
         }
     }
 }

@@ -8,7 +8,7 @@ use raft_store::keys::{self, CF_DEFAULT};
 use raft_store::pb::metapb::Region;
 
 use super::node::Node;
-use crate::cluster::client::epoch;
+use crate::cluster::routing::{epoch, learn_region};
 
 /// The (engine key, value) pairs of a range.
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -18,15 +18,8 @@ pub(crate) fn newest_regions(nodes: &BTreeMap<u64, Node>) -> BTreeMap<u64, Regio
     let mut newest: BTreeMap<u64, Region> = BTreeMap::new();
     for store in nodes.values().filter_map(Node::store) {
         for status in store.region_statuses() {
-            let region = status.region;
-            if region.peers.is_empty() {
-                continue;
-            }
-            match newest.get(&region.id) {
-                Some(known) if epoch(known) >= epoch(&region) => {}
-                _ => {
-                    newest.insert(region.id, region);
-                }
+            if !status.region.peers.is_empty() {
+                learn_region(&mut newest, status.region);
             }
         }
     }

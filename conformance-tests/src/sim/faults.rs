@@ -80,12 +80,7 @@ impl Simulator {
     }
 
     fn crash(&mut self) -> bool {
-        let running: Vec<u64> = self
-            .nodes
-            .iter()
-            .filter(|(_, n)| n.store().is_some())
-            .map(|(&id, _)| id)
-            .collect();
+        let running = self.stores(true);
         if self.nodes.len() - running.len() >= MAX_DOWN {
             return false;
         }

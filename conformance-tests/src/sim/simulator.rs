@@ -190,6 +190,15 @@ impl Simulator {
         self.durable.insert(id, durable);
     }
 
+    /// The stores that are running (`up`), or that are down.
+    pub(super) fn stores(&self, up: bool) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.store().is_some() == up)
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
     fn with_client(&mut self, i: usize, f: impl FnOnce(&mut SimClient, &mut Ctx<'_>)) {
         let mut ctx = Ctx {
             queue: &mut self.queue,
@@ -455,13 +464,7 @@ impl Simulator {
         self.network.filters.clear();
         self.network.loss = 0.0;
         self.network.duplicate = 0.0;
-        let down: Vec<u64> = self
-            .nodes
-            .iter()
-            .filter(|(_, n)| n.store().is_none())
-            .map(|(&id, _)| id)
-            .collect();
-        for id in down {
+        for id in self.stores(false) {
             self.start_store(id)?;
         }
         for c in &mut self.clients {
@@ -553,17 +556,12 @@ pub fn run_seed(cfg: &SimConfig) -> Result<SimReport, SimFailure> {
     if let Err(lost) = check_no_lost_writes(&history, &finals) {
         return Err(sim.failure(format!("an acknowledged write was lost: {lost}")));
     }
-    let mut outcomes = [0; 3];
-    for c in &sim.clients {
-        for (total, n) in outcomes.iter_mut().zip(c.outcomes) {
-            *total += n;
-        }
-    }
+    let (ok, failed, unknown) = history.outcome_counts();
     Ok(SimReport {
         seed: cfg.seed,
         trace_digest: sim.trace.digest(),
         trace_len: sim.trace.events(),
-        outcomes,
+        outcomes: [ok, failed, unknown].map(|n| n as u64),
         faults: sim.faults.clone(),
         regions: super::convergence::newest_regions(&sim.nodes).len(),
         end_us: sim.queue.now(),
