@@ -899,7 +899,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                 ApplyResult::ConfChange {
                     region_id,
                     removed_self: true,
-                } => self.destroy_peer(region_id)?,
+                } => self.destroy_peer(region_id, TombstoneWrite::AlreadyDurable)?,
                 ApplyResult::ConfChange { .. } => {}
                 ApplyResult::Split { derived, regions } => self.on_split(derived, regions)?,
             }
@@ -938,9 +938,9 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         Ok(())
     }
 
-    /// Removes a peer that is no longer a member (its `Tombstone` state is durable) and
-    /// has its data deleted by the region worker.
-    fn destroy_peer(&mut self, region_id: u64) -> Result<()> {
+    /// Removes a peer that is no longer a member and has its data deleted by the region
+    /// worker. `tombstone` says whether its `Tombstone` state is already on disk.
+    fn destroy_peer(&mut self, region_id: u64, tombstone: TombstoneWrite) -> Result<()> {
         let Some(mut peer) = self.peers.remove(&region_id) else {
             return Ok(());
         };
@@ -954,16 +954,27 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             .insert(region_id, region.region_epoch.unwrap_or_default());
         unregister_range(&mut self.region_ranges, &region.end_key, region_id);
         // The tombstone is durable before the data goes (a restart finishes the cleanup,
-        // never resurrects the peer). A stale peer replaced by a newer one of this store
-        // (`maybe_destroy_stale_peer`) reaches here without one from apply.
-        let mut kv_wb = self.kv_engine.write_batch();
-        crate::peer_storage::write_region_state(&mut kv_wb, &region, PeerState::Tombstone)?;
-        self.kv_engine.write(&kv_wb, WriteOptions::synced())?;
+        // never resurrects the peer).
+        if tombstone == TombstoneWrite::Needed {
+            let mut kv_wb = self.kv_engine.write_batch();
+            crate::peer_storage::write_region_state(&mut kv_wb, &region, PeerState::Tombstone)?;
+            self.kv_engine.write(&kv_wb, WriteOptions::synced())?;
+        }
         self.pending_destroys.insert(region_id);
         self.pending_region_tasks
             .push_back(RegionTask::Destroy { region });
         Ok(())
     }
+}
+
+/// Whether [`Store::destroy_peer`] must write the peer's `Tombstone` state itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TombstoneWrite {
+    /// Apply wrote it, synced, in the batch of the conf change that removed the peer.
+    AlreadyDurable,
+    /// The peer learned of its removal from another store (a tombstone reply, or a
+    /// message to a newer peer of its region on this store): nothing local wrote it.
+    Needed,
 }
 
 /// Where a leader compacts its log: up to what every follower has (`replicated`, the

@@ -18,7 +18,7 @@
 use engines::Engine;
 use tracing::{debug, info};
 
-use super::Store;
+use super::{Store, TombstoneWrite};
 use crate::error::Result;
 use crate::pb::raft_serverpb::RaftMessage;
 use crate::sender::RaftMessageSender;
@@ -99,7 +99,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             ours,
             "told this peer was removed from its region: destroying it"
         );
-        self.destroy_peer(m.region_id)
+        self.destroy_peer(m.region_id, TombstoneWrite::Needed)
     }
 
     /// Destroys this store's peer of the message's region if the message is for a newer
@@ -136,6 +136,6 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             new = to.id,
             "a newer peer of the region is on this store: destroying the stale one"
         );
-        self.destroy_peer(m.region_id)
+        self.destroy_peer(m.region_id, TombstoneWrite::Needed)
     }
 }
