@@ -33,5 +33,5 @@ mod safety;
 mod simulator;
 mod trace;
 
-pub use config::{SimConfig, split_with_conf_change};
+pub use config::SimConfig;
 pub use simulator::{SimFailure, SimReport, run_seed};

@@ -6,8 +6,6 @@
 //! - `SIM_SEED=n`: replays seed `n` alone (with `RUST_LOG` for the stores' logs).
 //! - `SIM_THREADS` (default: the available cores, at most 4): seeds run in parallel,
 //!   each on one thread (seeds are independent; each is deterministic on its own).
-//! - `SIM_SPLIT_CONF_CHANGE=1`: seeds combine splits with conf changes (opt-in: a known
-//!   liveness bug, see `conformance_tests::sim::split_with_conf_change`).
 //!
 //! A failure prints its seed and the command that replays it.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
@@ -27,12 +25,9 @@ fn config(seed: u64) -> SimConfig {
 }
 
 fn replay_command(seed: u64) -> String {
-    let mut seconds = env_u64("SIM_SECONDS")
+    let seconds = env_u64("SIM_SECONDS")
         .map(|s| format!("SIM_SECONDS={s} "))
         .unwrap_or_default();
-    if conformance_tests::sim::split_with_conf_change() {
-        seconds.push_str("SIM_SPLIT_CONF_CHANGE=1 ");
-    }
     format!(
         "{seconds}SIM_SEED={seed} cargo test -p conformance-tests --test simulation -- \
          --nocapture simulated_seeds"

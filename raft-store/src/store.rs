@@ -43,8 +43,8 @@ pub struct Store<ER: Engine, EK: Engine, S: RaftMessageSender> {
     peers: BTreeMap<u64, Peer<ER, EK>>,
     /// Initialized regions by the data key their range ends at, for routing by key.
     region_ranges: BTreeMap<Vec<u8>, u64>,
-    /// Regions whose peer here was destroyed, with the epoch at that time: messages from
-    /// that epoch or older are stale.
+    /// Regions whose peer here was destroyed, with an epoch at which that peer was no
+    /// longer a member: messages from an older conf_ver are stale.
     tombstones: HashMap<u64, RegionEpoch>,
     sender: S,
     ticks: u64,
@@ -700,13 +700,22 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
     }
 
     /// Creates an uninitialized peer for a region this store does not have, when a leader
-    /// contacts it (the peer was just added); its data arrives by snapshot.
+    /// or a candidate contacts it (the peer was added); its data arrives by snapshot.
+    ///
+    /// Vote requests create it too: a group whose new members do not exist yet may have no
+    /// quorum without them (a voter added while another was down), and then no leader
+    /// would ever contact them. An uninitialized peer never acknowledged anything, so its
+    /// vote, given on an empty log, is one Raft allows.
     fn maybe_create_peer(&mut self, m: &RaftMessage, msg: &eraftpb::Message) -> Result<bool> {
-        let from_leader = matches!(
+        let initial = matches!(
             msg.msg_type(),
-            MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
+            MessageType::MsgAppend
+                | MessageType::MsgHeartbeat
+                | MessageType::MsgSnapshot
+                | MessageType::MsgRequestVote
+                | MessageType::MsgRequestPreVote
         );
-        if !from_leader {
+        if !initial {
             return Ok(false);
         }
         if self.pending_destroys.contains(&m.region_id) {
@@ -717,8 +726,10 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             return Ok(false);
         }
         let epoch = m.region_epoch.unwrap_or_default();
+        // A tombstone's conf_ver is one at which the destroyed peer was no longer a member:
+        // configurations from it on never name that peer id again (ids are not reused).
         if let Some(dead) = self.tombstones.get(&m.region_id) {
-            if epoch.conf_ver <= dead.conf_ver {
+            if epoch.conf_ver < dead.conf_ver {
                 debug!(
                     region_id = m.region_id,
                     "message for a destroyed peer; dropped"
@@ -949,13 +960,20 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             region_id, "destroying removed peer"
         );
         peer.fail_all(&Error::RegionNotFound(region_id));
-        let region = peer.region().clone();
+        let mut region = peer.region().clone();
+        unregister_range(&mut self.region_ranges, &region.end_key, region_id);
+        if let TombstoneWrite::Needed { removed_by } = tombstone {
+            // Recorded at the conf_ver that proved the removal, not the stale peer's own:
+            // messages of the configurations in between may still name this peer id, and
+            // must not recreate it with an empty log (it voted and acknowledged entries).
+            let epoch = region.region_epoch.get_or_insert_with(Default::default);
+            epoch.conf_ver = epoch.conf_ver.max(removed_by);
+        }
         self.tombstones
             .insert(region_id, region.region_epoch.unwrap_or_default());
-        unregister_range(&mut self.region_ranges, &region.end_key, region_id);
         // The tombstone is durable before the data goes (a restart finishes the cleanup,
         // never resurrects the peer).
-        if tombstone == TombstoneWrite::Needed {
+        if tombstone != TombstoneWrite::AlreadyDurable {
             let mut kv_wb = self.kv_engine.write_batch();
             crate::peer_storage::write_region_state(&mut kv_wb, &region, PeerState::Tombstone)?;
             self.kv_engine.write(&kv_wb, WriteOptions::synced())?;
@@ -974,7 +992,11 @@ pub(crate) enum TombstoneWrite {
     AlreadyDurable,
     /// The peer learned of its removal from another store (a tombstone reply, or a
     /// message to a newer peer of its region on this store): nothing local wrote it.
-    Needed,
+    /// `removed_by` is the conf_ver of the configuration that proved the removal.
+    Needed {
+        /// A conf_ver at which the peer is no longer a member.
+        removed_by: u64,
+    },
 }
 
 /// Where a leader compacts its log: up to what every follower has (`replicated`, the

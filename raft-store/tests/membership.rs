@@ -2,13 +2,13 @@
 //! their own tests in `snapshot.rs`).
 #![allow(clippy::unwrap_used)] // test bodies shared by the per-engine #[test]s
 
-use conformance_tests::cluster::filter::{FilterId, Partition};
+use conformance_tests::cluster::filter::{DropTypes, FilterId, MessageFilter as _, Partition};
 use conformance_tests::cluster::{
     self, Cluster, EngineFactory, change_peer, test_config, transfer_leader,
 };
 use conformance_tests::on_every_engine;
 use engines::Peekable;
-use raft_core::eraftpb::ConfChangeType;
+use raft_core::eraftpb::{ConfChangeType, MessageType};
 use raft_store::keys::{self, CF_DEFAULT, CF_META};
 
 fn add_peer_on_a_new_store_receives_the_data<F: EngineFactory>(factory: F) {
@@ -121,15 +121,21 @@ fn removed_store_hosts_the_region_again<F: EngineFactory>(factory: F) {
     );
 }
 
-/// Three stores holding `k`, and a follower cut off from the others and removed from the
-/// region (it cannot learn of it): the cluster, the follower and its cut.
-fn remove_cut_off_follower<F: EngineFactory>(factory: F) -> (Cluster<F>, u64, FilterId) {
+/// Three stores holding `k`, and a follower cut off from the others: the cluster, the
+/// follower and its cut.
+fn cut_off_follower<F: EngineFactory>(factory: F) -> (Cluster<F>, u64, FilterId) {
     let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
     c.must_put(b"k", b"v");
     let leader = c.leader(1);
     let victim = (1..=3).find(|&id| id != leader).unwrap();
     let others: Vec<u64> = (1..=3).filter(|&id| id != victim).collect();
     let cut = c.filters().add(Partition::new(&[&[victim], &others]));
+    (c, victim, cut)
+}
+
+/// [`cut_off_follower`], and the follower removed from the region (it cannot learn of it).
+fn remove_cut_off_follower<F: EngineFactory>(factory: F) -> (Cluster<F>, u64, FilterId) {
+    let (mut c, victim, cut) = cut_off_follower(factory);
     c.must_admin(change_peer(ConfChangeType::RemoveNode, victim, victim));
     (c, victim, cut)
 }
@@ -318,6 +324,128 @@ fn joint_change_promotes_a_learner_and_removes_a_voter<F: EngineFactory>(factory
     );
 }
 
+/// A voter added while another is down leaves the group without a quorum until the new
+/// peer exists; if the leader steps down before it has contacted the new store, only
+/// candidates' vote requests reach it, and they create the peer (found by the simulation
+/// combining splits and conf changes, seeds 47, 130 and 192: such a region never had a
+/// leader again).
+fn added_voter_is_created_by_a_vote_request<F: EngineFactory>(factory: F) {
+    let mut c = Cluster::with_factory(factory, 3, test_config(), b"", b"");
+    c.must_put(b"k", b"v");
+    let leader = c.leader(1);
+    let down = (1..=3).find(|&id| id != leader).unwrap();
+    c.stop(down);
+    c.add_empty_store(4);
+    // Nothing a leader sends reaches the new store: the peer cannot be created that way.
+    let leader_kinds = DropTypes::new(&[
+        MessageType::MsgAppend,
+        MessageType::MsgHeartbeat,
+        MessageType::MsgSnapshot,
+    ]);
+    let from_leaders = c
+        .filters()
+        .add(move |from, to, m: &_| to == 4 && leader_kinds.drops(from, to, m));
+    c.must_admin(change_peer(ConfChangeType::AddNode, 4, 4));
+    assert!(
+        c.stores[&4].peer(1).is_none(),
+        "no leader message reached it"
+    );
+    // Two live voters of four: the leader loses its quorum and steps down.
+    let mut ticks = 0;
+    while c.current_leader(1).is_some() {
+        assert!(ticks < 100, "the leader kept a quorum it does not have");
+        c.tick();
+        ticks += 1;
+    }
+    for _ in 0..30 {
+        c.tick();
+    }
+    assert!(
+        c.stores[&4].peer(1).is_some(),
+        "a candidate's vote request created the new peer"
+    );
+    c.filters().remove(from_leaders);
+    c.must_put(b"k2", b"v2");
+    for _ in 0..30 {
+        c.tick();
+    }
+    for key in [&b"k"[..], b"k2"] {
+        assert!(
+            c.kv(4)
+                .get(CF_DEFAULT, &keys::data_key(key))
+                .unwrap()
+                .is_some(),
+            "the new peer caught up"
+        );
+    }
+}
+
+/// A cut-off peer that missed configurations still naming it, then learned of its removal
+/// from a tombstone reply, is not recreated (with an empty log, though it had voted and
+/// acknowledged entries) by a message of one of those configurations, before or after a
+/// restart: its tombstone records the configuration that proved the removal.
+fn destroyed_stale_peer_is_not_recreated_by_a_configuration_it_missed<F: EngineFactory>(
+    factory: F,
+) {
+    let (mut c, victim, cut) = cut_off_follower(factory);
+    let leader = c.leader(1);
+    // The victim misses a configuration that still names it, then its removal.
+    c.add_empty_store(4);
+    c.must_admin(change_peer(ConfChangeType::AddNode, 4, 4));
+    let missed = c.stores[&leader]
+        .peer(1)
+        .unwrap()
+        .region()
+        .region_epoch
+        .unwrap();
+    c.must_admin(change_peer(ConfChangeType::RemoveNode, victim, victim));
+    c.filters().remove(cut);
+    for _ in 0..50 {
+        c.tick();
+    }
+    assert!(c.stores[&victim].peer(1).is_none(), "told and destroyed");
+    // A heartbeat as a leader still in the configuration before the removal would send.
+    let stale = || raft_store::pb::raft_serverpb::RaftMessage {
+        region_id: 1,
+        from_peer: Some(raft_store::pb::metapb::Peer {
+            id: leader,
+            store_id: leader,
+            ..Default::default()
+        }),
+        to_peer: Some(raft_store::pb::metapb::Peer {
+            id: victim,
+            store_id: victim,
+            ..Default::default()
+        }),
+        region_epoch: Some(missed),
+        message: Some(raft_core::eraftpb::Message {
+            msg_type: MessageType::MsgHeartbeat as i32,
+            from: leader,
+            to: victim,
+            term: 100,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    for restart in [false, true] {
+        if restart {
+            c.stop(victim);
+            c.start(victim);
+        }
+        let msg = raft_store::StoreMsg::RaftMessage(Box::new(stale()));
+        c.stores
+            .get_mut(&victim)
+            .unwrap()
+            .handle_msgs([msg])
+            .unwrap();
+        assert!(
+            c.stores[&victim].peer(1).is_none(),
+            "a message of a configuration the destroyed peer missed recreated it \
+             (restarted: {restart})"
+        );
+    }
+}
+
 on_every_engine!(
     joint_change_promotes_a_learner_and_removes_a_voter,
     add_peer_on_a_new_store_receives_the_data,
@@ -327,5 +455,7 @@ on_every_engine!(
     stale_peer_gives_way_to_a_newer_one_with_a_smaller_id,
     removed_peer_cut_off_is_told_and_destroyed,
     second_peer_on_a_store_is_refused,
-    transfer_leader_moves_leadership
+    transfer_leader_moves_leadership,
+    added_voter_is_created_by_a_vote_request,
+    destroyed_stale_peer_is_not_recreated_by_a_configuration_it_missed
 );

@@ -39,23 +39,11 @@ pub struct SimConfig {
     pub splits: bool,
 }
 
-/// Whether seeds combine splits with conf changes (`SIM_SPLIT_CONF_CHANGE=1`). Off by
-/// default: a known raft-store liveness bug makes some combined runs never converge — a
-/// store whose stale peer still covers a range refuses the peer of a region split from
-/// it ("new region overlaps an existing one") forever (seeds 47, 130 and 192 with the
-/// defaults). Without it each seed runs one of the two, by parity.
-#[must_use]
-pub fn split_with_conf_change() -> bool {
-    std::env::var("SIM_SPLIT_CONF_CHANGE").is_ok_and(|v| v == "1")
-}
-
 impl SimConfig {
     /// The default run of `seed`: 5 stores, 3 clients on 6 keys, 10 virtual seconds
-    /// with every fault kind (conf changes and splits in alternate seeds, unless
-    /// [`split_with_conf_change`]).
+    /// with every fault kind, conf changes and splits included.
     #[must_use]
     pub fn new(seed: u64) -> Self {
-        let both = split_with_conf_change();
         Self {
             seed,
             seconds: 10,
@@ -69,8 +57,8 @@ impl SimConfig {
             fault_interval_us: 600_000,
             partitions: true,
             crashes: true,
-            conf_changes: both || seed % 2 == 0,
-            splits: both || seed % 2 == 1,
+            conf_changes: true,
+            splits: true,
         }
     }
 

@@ -99,7 +99,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             ours,
             "told this peer was removed from its region: destroying it"
         );
-        self.destroy_peer(m.region_id, TombstoneWrite::Needed)
+        self.destroy_peer(m.region_id, TombstoneWrite::Needed { removed_by: theirs })
     }
 
     /// Destroys this store's peer of the message's region if the message is for a newer
@@ -136,6 +136,6 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             new = to.id,
             "a newer peer of the region is on this store: destroying the stale one"
         );
-        self.destroy_peer(m.region_id, TombstoneWrite::Needed)
+        self.destroy_peer(m.region_id, TombstoneWrite::Needed { removed_by: theirs })
     }
 }
