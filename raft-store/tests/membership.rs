@@ -446,6 +446,51 @@ fn destroyed_stale_peer_is_not_recreated_by_a_configuration_it_missed<F: EngineF
     }
 }
 
+/// Adding a voter while another one is down and behind the leader's log would leave a
+/// group whose quorum cannot be formed from the peers holding the log: it is refused
+/// (TiKV's unsafe conf change check). Removing the down voter first makes room.
+fn adding_a_voter_without_a_quorum_holding_the_log_is_refused<F: EngineFactory>(factory: F) {
+    let cfg = raft_store::Config {
+        raft_log_gc_count_limit: 5,
+        raft_log_gc_tick_ticks: 1,
+        ..test_config()
+    };
+    let mut c = Cluster::with_factory(factory, 3, cfg, b"", b"");
+    c.must_put(b"k", b"v");
+    let leader = c.leader(1);
+    let down = (1..=3).find(|&id| id != leader).unwrap();
+    c.stop(down);
+    // The leader's log moves past everything the down voter has.
+    for i in 0..30u32 {
+        c.must_put(format!("k{i}").as_bytes(), b"v");
+        c.tick();
+    }
+    c.add_empty_store(4);
+    let leader = c.leader(1);
+    let mut req = c.request(leader, Vec::new());
+    req.admin_request = Some(change_peer(ConfChangeType::AddNode, 4, 4));
+    let error = c.call(leader, req).header.and_then(|h| h.error);
+    assert!(
+        error
+            .as_ref()
+            .is_some_and(|e| e.message.contains("unsafe conf change")),
+        "{error:?}"
+    );
+    assert_eq!(c.stores[&leader].peer(1).unwrap().region().peers.len(), 3);
+    c.must_admin(change_peer(ConfChangeType::RemoveNode, down, down));
+    c.must_admin(change_peer(ConfChangeType::AddNode, 4, 4));
+    c.must_put(b"after", b"v");
+    for _ in 0..30 {
+        c.tick();
+    }
+    assert!(
+        c.kv(4)
+            .get(CF_DEFAULT, &keys::data_key(b"after"))
+            .unwrap()
+            .is_some()
+    );
+}
+
 on_every_engine!(
     joint_change_promotes_a_learner_and_removes_a_voter,
     add_peer_on_a_new_store_receives_the_data,
@@ -457,5 +502,6 @@ on_every_engine!(
     second_peer_on_a_store_is_refused,
     transfer_leader_moves_leadership,
     added_voter_is_created_by_a_vote_request,
-    destroyed_stale_peer_is_not_recreated_by_a_configuration_it_missed
+    destroyed_stale_peer_is_not_recreated_by_a_configuration_it_missed,
+    adding_a_voter_without_a_quorum_holding_the_log_is_refused
 );

@@ -223,6 +223,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         if cc.changes.is_empty() && is_v1 {
             return Err(Error::Other("ChangePeer without a change".into()));
         }
+        self.check_quorum_keeps_the_log(&cc)?;
         debug!(
             region_id = self.region_id(),
             ?changes,
@@ -232,6 +233,41 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             .propose_conf_change(Default::default(), &cc)
             .map_err(|e| self.map_propose_error(e))?;
         Ok(self.proposed_at_last_index())
+    }
+
+    /// Refuses a membership change after which the voters holding the leader's log could
+    /// not form a quorum (TiKV's "unsafe conf change" check): the index a quorum of the
+    /// new voters has acknowledged, new peers counting as having nothing, must not fall
+    /// below what the leader's log still holds. Otherwise adding a voter while another is
+    /// down or far behind would leave a group that cannot commit, possibly for good, until
+    /// a snapshot reaches enough of them. Changes that only leave a joint state pass.
+    fn check_quorum_keeps_the_log(&self, cc: &ConfChangeV2) -> Result<()> {
+        if cc.changes.is_empty() {
+            return Ok(());
+        }
+        let raft = self.raft_group.raft();
+        let trk = raft.tracker();
+        let mut voters = trk.conf.voters.incoming.clone();
+        for change in &cc.changes {
+            match change.change_type() {
+                ConfChangeType::AddNode => voters.insert(change.node_id),
+                ConfChangeType::AddLearnerNode | ConfChangeType::RemoveNode => {
+                    voters.remove(change.node_id)
+                }
+            };
+        }
+        let acked = voters.committed_index(&|id: u64| trk.progress.get(&id).map(|p| p.matched));
+        let truncated = raft.raft_log().first_index().saturating_sub(1);
+        if acked < truncated {
+            return Err(Error::Other(format!(
+                "region {}: unsafe conf change: a quorum of the new voters {:?} has the \
+                 log only to {acked}, below the leader's first entry {}",
+                self.region_id(),
+                voters.ids(),
+                truncated + 1
+            )));
+        }
+        Ok(())
     }
 
     /// The index and term of the entry just proposed: the last of the log.
