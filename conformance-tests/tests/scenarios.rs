@@ -141,17 +141,18 @@ fn generic<F: EngineFactory>(name: &str, factory: F, spec: Spec) {
     if let Some(limit) = spec.gc_limit {
         force_snapshot(&cluster, &recorder, limit);
     }
+    // Under partitions every change or split of the rounds may time out (seen for splits
+    // on heed on a loaded machine); healed, one of each must succeed (a pending change
+    // never blocks the next for good).
     if spec.conf_change {
-        // Under partitions every change of the rounds may time out; healed, one must
-        // succeed (a pending change never blocks the next for good).
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !random_conf_change(&cluster, &mut rng, &mut next_peer_id) {
-            assert!(
-                Instant::now() < deadline,
-                "no conf change succeeds after healing"
-            );
-        }
+        one_succeeds("conf change", || {
+            random_conf_change(&cluster, &mut rng, &mut next_peer_id)
+        });
         conf_changes += 1;
+    }
+    if spec.split {
+        one_succeeds("split", || random_split(&cluster, &mut rng, workload.keys));
+        splits += 1;
     }
     cluster.wait_converged(Duration::from_secs(30));
     if spec.split {
@@ -163,6 +164,17 @@ fn generic<F: EngineFactory>(name: &str, factory: F, spec: Spec) {
          requested splits {splits}, {} keys checked in {:?}",
         summary.outcomes, summary.report.keys, summary.report.elapsed
     );
+}
+
+/// Retries `attempt` until it succeeds, for at most 20 s.
+fn one_succeeds(what: &str, mut attempt: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !attempt() {
+        assert!(
+            Instant::now() < deadline,
+            "no {what} succeeds after healing"
+        );
+    }
 }
 
 /// Two random groups of stores (the first possibly a majority).
