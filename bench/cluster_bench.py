@@ -309,18 +309,21 @@ def memory():
               f"{rss_line(cluster)} | {load_avg()} |")
     print()
     limit_mib = int(os.environ.get("BENCH_OVERLOAD_UNCOMMITTED_MIB", "16"))
+    admitted_mib = int(os.environ.get("BENCH_OVERLOAD_ADMITTED_MIB", "16"))
     value = 64 << 10
     print(f"Overload: fsync on, {value >> 10} KiB values, closed-loop clients whose "
           f"requests in flight exceed the leader's `raft_max_uncommitted_bytes` "
-          f"({limit_mib} MiB here): the leader's RSS is sampled every 0.2 s; "
-          "`busy` counts the requests the servers shed with ServerIsBusy "
-          "(`raftkv_server_busy_total`; the client retries them with backoff).")
+          f"({limit_mib} MiB here) and the servers' admission limit "
+          f"`max_request_bytes_in_flight` ({admitted_mib} MiB here): the leader's RSS is "
+          "sampled every 0.2 s; `busy` counts the requests the servers shed with "
+          "ServerIsBusy (`raftkv_server_busy_total`; the client retries them with backoff).")
     print()
     print("| clients | offered in flight | ops/s | p99 ms | busy answers | max leader RSS "
           "| load (1/5/15) |")
     print("|---:|---:|---:|---:|---:|---:|---|")
     store = {"raft_max_uncommitted_bytes": limit_mib << 20}
-    with Cluster("fjall", store=store) as cluster:
+    server = {"max_request_bytes_in_flight": admitted_mib << 20}
+    with Cluster("fjall", store=store, server=server) as cluster:
         for clients in (64, 512, 2048):
             before = cluster.all_metrics()
             peak = [0]

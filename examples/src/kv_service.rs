@@ -31,6 +31,7 @@ use raft_store::pb::raft_cmdpb::{
 use raft_store::{RegionStatus, StoreMailbox, StoreMsg};
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
 
+use crate::admission::{Admission, BUSY_BACKOFF_MS, Permit};
 use crate::proto::kvrpc::{
     self, Context, EpochNotMatch, KeyNotInRegion, KvPair, NotLeader, RegionError, RegionInfo,
     RegionNotFound, SequenceForgotten, ServerIsBusy, StaleCommand,
@@ -64,6 +65,9 @@ pub struct KvService {
     peers: Arc<BTreeMap<u64, String>>,
     /// The regions this node routes to.
     regions: Arc<RwLock<RegionCache<Region>>>,
+    /// The limits on the `Kv` requests served at once (not on `Admin` calls, which are
+    /// rare and must work under overload).
+    admission: Arc<Admission>,
 }
 
 /// The `Admin` service over the same state as [`KvService`].
@@ -82,13 +86,15 @@ fn pinned(ctx: Option<&Context>) -> Option<&Context> {
 }
 
 impl KvService {
-    /// A service for store `store_id` sending commands to `mailbox`, knowing `region`.
+    /// A service for store `store_id` sending commands to `mailbox`, knowing `region`,
+    /// serving the `Kv` requests `admission` admits.
     #[must_use]
     pub fn new(
         store_id: u64,
         mailbox: StoreMailbox,
         peers: BTreeMap<u64, String>,
         region: Region,
+        admission: Arc<Admission>,
     ) -> Self {
         let mut regions = RegionCache::new();
         regions.insert(region);
@@ -97,7 +103,26 @@ impl KvService {
             mailbox,
             peers: Arc::new(peers),
             regions: Arc::new(RwLock::new(regions)),
+            admission,
         }
+    }
+
+    /// Admits a `Kv` request (by its encoded size) or gives the `ServerIsBusy` error to
+    /// answer it with at once.
+    fn admit(&self, request: &impl prost::Message) -> Result<Permit, Box<RegionError>> {
+        self.admission
+            .try_admit(request.encoded_len())
+            .map_err(|why| {
+                metrics::counter!("raftkv_server_busy_total").increment(1);
+                Box::new(RegionError {
+                    message: format!("store {} is busy: {why}", self.store_id),
+                    server_is_busy: Some(ServerIsBusy {
+                        reason: why.to_string(),
+                        backoff_ms: BUSY_BACKOFF_MS,
+                    }),
+                    ..Default::default()
+                })
+            })
     }
 
     /// The admin service over the same routing state.
@@ -329,6 +354,40 @@ fn errors<T>(r: Result<T, Failure>) -> (Option<T>, Option<RegionError>, String) 
     }
 }
 
+/// A `Kv` response that can carry a region error alone (every one: `region_error`).
+trait WithRegionError: Default {
+    fn with_region_error(e: RegionError) -> Self;
+}
+
+macro_rules! with_region_error {
+    ($($response:ty),* $(,)?) => {
+        $(impl WithRegionError for $response {
+            fn with_region_error(e: RegionError) -> Self {
+                Self {
+                    region_error: Some(e),
+                    ..Default::default()
+                }
+            }
+        })*
+    };
+}
+
+with_region_error!(
+    kvrpc::RawGetResponse,
+    kvrpc::RawPutResponse,
+    kvrpc::RawDeleteResponse,
+    kvrpc::RawScanResponse,
+    kvrpc::RawBatchGetResponse,
+    kvrpc::RawBatchPutResponse,
+    kvrpc::RawDeleteRangeResponse,
+    kvrpc::RawCompareAndSwapResponse,
+);
+
+/// The answer to a request admission control refused.
+fn refused<R: WithRegionError>(e: Box<RegionError>) -> Result<GrpcResponse<R>, Status> {
+    Ok(GrpcResponse::new(R::with_region_error(*e)))
+}
+
 fn get(key: Bytes) -> Request {
     Request {
         cmd_type: CmdType::Get as i32,
@@ -429,6 +488,10 @@ impl kvrpc::kv_server::Kv for KvService {
         request: GrpcRequest<kvrpc::RawGetRequest>,
     ) -> Result<GrpcResponse<kvrpc::RawGetResponse>, Status> {
         let req = request.into_inner();
+        let _permit = match self.admit(&req) {
+            Ok(permit) => permit,
+            Err(e) => return refused(e),
+        };
         let ctx = req.context.as_ref();
         let r = self
             .execute(ctx, RouteBy::Key(&req.key), |_| vec![get(req.key.clone())])
@@ -448,6 +511,10 @@ impl kvrpc::kv_server::Kv for KvService {
         request: GrpcRequest<kvrpc::RawPutRequest>,
     ) -> Result<GrpcResponse<kvrpc::RawPutResponse>, Status> {
         let req = request.into_inner();
+        let _permit = match self.admit(&req) {
+            Ok(permit) => permit,
+            Err(e) => return refused(e),
+        };
         let r = self
             .execute(req.context.as_ref(), RouteBy::Key(&req.key), |_| {
                 vec![put(req.key.clone(), req.value.clone())]
@@ -465,6 +532,10 @@ impl kvrpc::kv_server::Kv for KvService {
         request: GrpcRequest<kvrpc::RawDeleteRequest>,
     ) -> Result<GrpcResponse<kvrpc::RawDeleteResponse>, Status> {
         let req = request.into_inner();
+        let _permit = match self.admit(&req) {
+            Ok(permit) => permit,
+            Err(e) => return refused(e),
+        };
         let cmd = Request {
             cmd_type: CmdType::Delete as i32,
             delete: Some(DeleteRequest {
@@ -490,6 +561,10 @@ impl kvrpc::kv_server::Kv for KvService {
         request: GrpcRequest<kvrpc::RawScanRequest>,
     ) -> Result<GrpcResponse<kvrpc::RawScanResponse>, Status> {
         let req = request.into_inner();
+        let _permit = match self.admit(&req) {
+            Ok(permit) => permit,
+            Err(e) => return refused(e),
+        };
         let ctx = req.context.as_ref();
         let r = async {
             if !req.end_key.is_empty() && req.end_key <= req.start_key {
@@ -543,6 +618,10 @@ impl kvrpc::kv_server::Kv for KvService {
         request: GrpcRequest<kvrpc::RawBatchGetRequest>,
     ) -> Result<GrpcResponse<kvrpc::RawBatchGetResponse>, Status> {
         let req = request.into_inner();
+        let _permit = match self.admit(&req) {
+            Ok(permit) => permit,
+            Err(e) => return refused(e),
+        };
         let items = req
             .keys
             .iter()
@@ -573,6 +652,10 @@ impl kvrpc::kv_server::Kv for KvService {
         request: GrpcRequest<kvrpc::RawBatchPutRequest>,
     ) -> Result<GrpcResponse<kvrpc::RawBatchPutResponse>, Status> {
         let req = request.into_inner();
+        let _permit = match self.admit(&req) {
+            Ok(permit) => permit,
+            Err(e) => return refused(e),
+        };
         let items = req
             .pairs
             .into_iter()
@@ -591,6 +674,10 @@ impl kvrpc::kv_server::Kv for KvService {
         request: GrpcRequest<kvrpc::RawDeleteRangeRequest>,
     ) -> Result<GrpcResponse<kvrpc::RawDeleteRangeResponse>, Status> {
         let req = request.into_inner();
+        let _permit = match self.admit(&req) {
+            Ok(permit) => permit,
+            Err(e) => return refused(e),
+        };
         let r = async {
             if !req.end_key.is_empty() && req.end_key <= req.start_key {
                 return Err(bad_request("delete range end_key must be after start_key"));
@@ -611,6 +698,10 @@ impl kvrpc::kv_server::Kv for KvService {
         request: GrpcRequest<kvrpc::RawCompareAndSwapRequest>,
     ) -> Result<GrpcResponse<kvrpc::RawCompareAndSwapResponse>, Status> {
         let req = request.into_inner();
+        let _permit = match self.admit(&req) {
+            Ok(permit) => permit,
+            Err(e) => return refused(e),
+        };
         let cmd = Request {
             cmd_type: CmdType::CompareAndSwap as i32,
             cas: Some(CompareAndSwapRequest {
