@@ -190,17 +190,22 @@ def region_count(cluster):
     return len(region_ids(cluster))
 
 
+def split_points(regions, keys):
+    """The keys that cut the bench's key space (`Cluster.bench`'s zero-padded indexes,
+    no prefix) into `regions` ranges of equal key counts."""
+    width = max(8, len(str(keys - 1)))
+    return [f"{i * keys // regions:0{width}d}" for i in range(1, regions)]
+
+
 def split_into(cluster, regions, keys):
-    """Loads every key, then waits until the split checker carved about `regions`
-    regions (the store config sets the sizes); returns how many there are."""
-    import time
-    cluster.bench(16, 0.5, 1.0, keys=keys, preload=True)
-    deadline = time.time() + 120
-    n = region_count(cluster)
-    while n < regions * 0.9 and time.time() < deadline:
-        time.sleep(1)
-        n = region_count(cluster)
-    return n
+    """Pre-splits region 1 into `regions` regions in one admin call (`raftkv split`:
+    one batch split, one log entry); returns how many regions the stores report."""
+    if regions > 1:
+        r = cluster.cli("--json", "split", "--region", "1", *split_points(regions, keys),
+                        timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError(f"split failed: {r.stderr[-2000:]}")
+    return region_count(cluster)
 
 
 def spread_leaders(cluster):
@@ -236,22 +241,15 @@ def scaling():
             r, cores, syncs, _ = measured(cluster, c, 1.0)
             print(scaling_row(c, r, cores, syncs))
     print()
-    print("Puts by 256 clients as regions grow (pre-split by size after loading the keys, "
-          "leaders spread round-robin over the 3 stores):")
+    print("Puts by 256 clients as regions grow (region 1 pre-split evenly over the keys by "
+          "`raftkv split` before the run, leaders spread round-robin over the 3 stores):")
     print()
     print(header.format("regions"))
     print(rule)
     keys = 10_000
-    total = keys * (8 + 1 + VALUE)
     for regions in (1, 16, 256):
-        store = {}
-        if regions > 1:
-            split = total // regions
-            store = {"region_split_size_bytes": split,
-                     "region_max_size_bytes": split + split // 4,
-                     "split_check_tick_ticks": 1}
-        with Cluster("fjall", store=store) as cluster:
-            n = split_into(cluster, regions, keys) if regions > 1 else 1
+        with Cluster("fjall") as cluster:
+            n = split_into(cluster, regions, keys)
             if regions > 1:
                 spread_leaders(cluster)
             r, cores, syncs, _ = measured(cluster, 256, 0.0, keys=keys)

@@ -76,6 +76,10 @@ const HINTS_BEFORE_BACKOFF: u32 = 4;
 trait Answer {
     fn region_error(&self) -> Option<&RegionError>;
     fn error(&self) -> &str;
+    /// The typed error behind a non-empty [`error`](Self::error), if the response has one.
+    fn typed_error(&self) -> Option<Error> {
+        None
+    }
 }
 
 macro_rules! answer {
@@ -100,6 +104,23 @@ answer!(
     kvrpc::AddPeerResponse,
     kvrpc::RemovePeerResponse
 );
+
+impl Answer for kvrpc::SplitRegionResponse {
+    fn region_error(&self) -> Option<&RegionError> {
+        self.region_error.as_ref()
+    }
+    fn error(&self) -> &str {
+        &self.error
+    }
+    fn typed_error(&self) -> Option<Error> {
+        let e = self.invalid_split_key.as_ref()?;
+        Some(Error::InvalidSplitKey {
+            region_id: e.region.as_ref().map_or(0, |r| r.id),
+            key: e.key.clone(),
+            problem: e.problem(),
+        })
+    }
+}
 
 /// The outcome of a compare-and-swap.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -712,6 +733,46 @@ impl Client {
         self.changed(resp.region)
     }
 
+    /// Splits `region_id` at `split_keys` (any order) in one step and returns the regions
+    /// its range is made of now, in key order (the first keeps `region_id`). The new
+    /// regions are led by the region's leader at first.
+    ///
+    /// ```no_run
+    /// # async fn f(client: &raftkv_examples::Client) -> raftkv_examples::Result<()> {
+    /// let regions = client.split_region(1, ["g", "p"]).await?; // 3 regions
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidSplitKey`] when a key is a boundary of the region already, outside
+    /// it, or repeated (nothing is split then); [`Error::Server`] for an empty key list;
+    /// see [`Error`]. A split is not deduplicated: after an unanswered attempt that
+    /// applied, a retry finds its keys at boundaries.
+    pub async fn split_region<K: Into<Bytes>>(
+        &self,
+        region_id: u64,
+        split_keys: impl IntoIterator<Item = K>,
+    ) -> Result<Vec<RegionInfo>> {
+        let split_keys: Vec<Bytes> = split_keys.into_iter().map(Into::into).collect();
+        let resp = self
+            .admin(region_id, |ch| {
+                let req = kvrpc::SplitRegionRequest {
+                    region_id,
+                    split_keys: split_keys.clone(),
+                };
+                async move { AdminClient::new(ch).split_region(req).await }
+            })
+            .await?;
+        if resp.regions.is_empty() {
+            return Err(Error::Server("the split answered no regions".into()));
+        }
+        let mut routes = lock_routes(&self.routes);
+        for r in &resp.regions {
+            routes.regions.insert(r.clone());
+        }
+        Ok(resp.regions)
+    }
+
     fn changed(&self, region: Option<RegionInfo>) -> Result<RegionInfo> {
         let region = region.ok_or_else(|| Error::Server("the change answered no region".into()))?;
         lock_routes(&self.routes).regions.insert(region.clone());
@@ -1021,7 +1082,10 @@ impl Client {
             };
             let Some(e) = resp.region_error() else {
                 if !resp.error().is_empty() {
-                    return Err(Error::Server(resp.error().to_string()).into());
+                    let e = resp
+                        .typed_error()
+                        .unwrap_or_else(|| Error::Server(resp.error().to_string()));
+                    return Err(e.into());
                 }
                 lock_routes(&self.routes)
                     .leaders

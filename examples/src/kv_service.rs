@@ -24,19 +24,20 @@ use raft_core::eraftpb::ConfChangeType;
 use raft_store::pb::errorpb;
 use raft_store::pb::metapb::{Peer, Region, RegionEpoch};
 use raft_store::pb::raft_cmdpb::{
-    AdminCmdType, AdminRequest, ChangePeerRequest, CmdType, CompareAndSwapRequest,
-    DeleteRangeRequest, DeleteRequest, GetRequest, PutRequest, RaftCmdRequest, RaftCmdResponse,
-    Request, RequestHeader, Response, ScanRequest, TransferLeaderRequest,
+    AdminCmdType, AdminRequest, BatchSplitRequest, ChangePeerRequest, CmdType,
+    CompareAndSwapRequest, DeleteRangeRequest, DeleteRequest, GetRequest, PutRequest,
+    RaftCmdRequest, RaftCmdResponse, Request, RequestHeader, Response, ScanRequest, SplitRequest,
+    TransferLeaderRequest,
 };
 use raft_store::{RegionStatus, StoreMailbox, StoreMsg};
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
 
 use crate::admission::{Admission, BUSY_BACKOFF_MS, Permit};
 use crate::proto::kvrpc::{
-    self, Context, EpochNotMatch, KeyNotInRegion, KvPair, NotLeader, RegionError, RegionInfo,
-    RegionNotFound, SequenceForgotten, ServerIsBusy, StaleCommand,
+    self, Context, EpochNotMatch, InvalidSplitKey, KeyNotInRegion, KvPair, NotLeader, RegionError,
+    RegionInfo, RegionNotFound, SequenceForgotten, ServerIsBusy, SplitKeyProblem, StaleCommand,
 };
-use crate::region_cache::{RegionCache, RegionLike, clip_end, clip_start, reaches};
+use crate::region_cache::{RegionCache, RegionLike, clip_end, clip_start, contains, reaches};
 
 /// Why a command failed.
 #[derive(Debug)]
@@ -45,6 +46,8 @@ enum Failure {
     Region(Box<RegionError>),
     /// Anything else, as a message.
     Other(String),
+    /// A split key the region cannot be split at (typed for `SplitRegion`'s answer).
+    InvalidSplitKey(Box<InvalidSplitKey>),
 }
 
 /// Which region a request goes to when it names none.
@@ -351,6 +354,7 @@ fn errors<T>(r: Result<T, Failure>) -> (Option<T>, Option<RegionError>, String) 
         Ok(v) => (Some(v), None, String::new()),
         Err(Failure::Region(e)) => (None, Some(*e), String::new()),
         Err(Failure::Other(e)) => (None, None, e),
+        Err(Failure::InvalidSplitKey(e)) => (None, None, split_key_message(&e)),
     }
 }
 
@@ -801,6 +805,59 @@ fn change_peer(change_type: ConfChangeType, peer: Peer) -> AdminRequest {
     }
 }
 
+fn split_key_message(e: &InvalidSplitKey) -> String {
+    let region = e.region.as_ref().map_or(0, |r| r.id);
+    let what = match e.problem() {
+        SplitKeyProblem::RegionBoundary => "is a boundary of the region already",
+        SplitKeyProblem::OutsideRegion => "is outside the region",
+        SplitKeyProblem::Repeated => "is given twice",
+        SplitKeyProblem::Unspecified => "cannot split it",
+    };
+    format!("split key {:?} of region {region} {what}", e.key)
+}
+
+/// The batch split of `region` at `keys` (in key order), or the first key it cannot be
+/// split at. raft-store checks the keys again when it proposes and applies the split
+/// (against the region as it is then); this check gives the client a typed answer.
+fn batch_split(region: &Region, keys: &[Bytes]) -> Result<AdminRequest, Failure> {
+    if keys.is_empty() {
+        return Err(bad_request("a split needs at least one split key"));
+    }
+    let mut keys = keys.to_vec();
+    keys.sort();
+    for (i, key) in keys.iter().enumerate() {
+        let boundary =
+            *key == region.start_key || (!region.end_key.is_empty() && *key == region.end_key);
+        let problem = if boundary {
+            SplitKeyProblem::RegionBoundary
+        } else if !contains(region, key) {
+            SplitKeyProblem::OutsideRegion
+        } else if i > 0 && keys[i - 1] == *key {
+            SplitKeyProblem::Repeated
+        } else {
+            continue;
+        };
+        return Err(Failure::InvalidSplitKey(Box::new(InvalidSplitKey {
+            key: key.clone(),
+            problem: problem as i32,
+            region: Some(region_info(region)),
+        })));
+    }
+    // Ids 0: the store allocates the new regions' and peers' ids.
+    let requests = keys
+        .into_iter()
+        .map(|split_key| SplitRequest {
+            split_key,
+            ..Default::default()
+        })
+        .collect();
+    Ok(AdminRequest {
+        cmd_type: AdminCmdType::BatchSplit as i32,
+        splits: Some(BatchSplitRequest { requests }),
+        ..Default::default()
+    })
+}
+
 #[tonic::async_trait]
 impl kvrpc::admin_server::Admin for AdminService {
     async fn status(
@@ -808,11 +865,9 @@ impl kvrpc::admin_server::Admin for AdminService {
         _request: GrpcRequest<kvrpc::StatusRequest>,
     ) -> Result<GrpcResponse<kvrpc::StatusResponse>, Status> {
         let svc = &self.0;
-        let (statuses, error) = match svc.query_regions().await {
-            Ok(statuses) => (statuses, String::new()),
-            Err(Failure::Region(e)) => (Vec::new(), e.message),
-            Err(Failure::Other(e)) => (Vec::new(), e),
-        };
+        let (statuses, region_error, error) = errors(svc.query_regions().await);
+        let error = region_error.map_or(error, |e| e.message);
+        let statuses = statuses.unwrap_or_default();
         let statuses = statuses
             .into_iter()
             .map(|s| kvrpc::RegionStatus {
@@ -930,6 +985,32 @@ impl kvrpc::admin_server::Admin for AdminService {
             region_error,
             error,
             region: resp.and_then(Self::changed_region),
+        }))
+    }
+
+    async fn split_region(
+        &self,
+        request: GrpcRequest<kvrpc::SplitRegionRequest>,
+    ) -> Result<GrpcResponse<kvrpc::SplitRegionResponse>, Status> {
+        let req = request.into_inner();
+        let r = self
+            .admin(req.region_id, |region| batch_split(region, &req.split_keys))
+            .await;
+        let invalid_split_key = match &r {
+            Err(Failure::InvalidSplitKey(e)) => Some((**e).clone()),
+            _ => None,
+        };
+        let (resp, region_error, error) = errors(r);
+        let regions = resp
+            .and_then(|r| r.admin_response)
+            .and_then(|a| a.splits)
+            .map(|s| s.regions.iter().map(region_info).collect())
+            .unwrap_or_default();
+        Ok(GrpcResponse::new(kvrpc::SplitRegionResponse {
+            region_error,
+            error,
+            regions,
+            invalid_split_key,
         }))
     }
 }

@@ -127,6 +127,16 @@ enum Command {
         #[arg(long)]
         to: u64,
     },
+    /// Split a region at the given keys in one step (pre-split) and print the regions its
+    /// range is made of now.
+    Split {
+        /// The region.
+        #[arg(long, default_value_t = 1)]
+        region: u64,
+        /// The split keys (any order): each starts a new region.
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
     /// Load the cluster with concurrent gets and puts and report throughput and latency.
     Bench(bench::BenchArgs),
 }
@@ -289,6 +299,34 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Status => status(&cli, timeout, format).await?,
         Command::TransferLeader { region, to } => {
             transfer_leader(&cli, timeout, *region, *to).await?;
+        }
+        Command::Split { region, keys } => {
+            let keys = keys.iter().map(|k| arg(k)).collect::<Result<Vec<_>, _>>()?;
+            let regions = kv()?.split_region(*region, keys).await?;
+            if cli.json {
+                let regions: Vec<_> = regions
+                    .iter()
+                    .map(|r| {
+                        json!({
+                            "id": r.id,
+                            "start_key": format.show(&r.start_key),
+                            "end_key": format.show(&r.end_key),
+                            "version": r.version,
+                            "store_ids": r.store_ids,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(regions));
+            } else {
+                for r in &regions {
+                    println!(
+                        "region {} [{:?}, {:?})",
+                        r.id,
+                        format.show(&r.start_key),
+                        format.show(&r.end_key)
+                    );
+                }
+            }
         }
         Command::Bench(args) => {
             let report = bench::run(&cli.endpoints.0, timeout, args, !cli.json)
