@@ -53,11 +53,12 @@ use futures_util::future::join_all;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
+use crate::answer::Answer;
 use crate::error::{Error, Result};
 use crate::node::MAX_KV_MESSAGE_BYTES;
 use crate::proto::kvrpc::admin_client::AdminClient;
 use crate::proto::kvrpc::kv_client::KvClient;
-use crate::proto::kvrpc::{self, Context, RegionError, RegionInfo};
+use crate::proto::kvrpc::{self, Context, RegionInfo};
 use crate::region_cache::{RegionCache, clip_end, clip_start, reaches};
 
 /// The first backoff after a retryable error; doubled up to [`BACKOFF_MAX`].
@@ -71,56 +72,6 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
 /// Not-leader hints followed in a row before backing off (leaders can ping-pong during an
 /// election).
 const HINTS_BEFORE_BACKOFF: u32 = 4;
-
-/// The error fields every response carries.
-trait Answer {
-    fn region_error(&self) -> Option<&RegionError>;
-    fn error(&self) -> &str;
-    /// The typed error behind a non-empty [`error`](Self::error), if the response has one.
-    fn typed_error(&self) -> Option<Error> {
-        None
-    }
-}
-
-macro_rules! answer {
-    ($($t:ty),*) => {$(
-        impl Answer for $t {
-            fn region_error(&self) -> Option<&RegionError> { self.region_error.as_ref() }
-            fn error(&self) -> &str { &self.error }
-        }
-    )*};
-}
-
-answer!(
-    kvrpc::RawGetResponse,
-    kvrpc::RawPutResponse,
-    kvrpc::RawDeleteResponse,
-    kvrpc::RawScanResponse,
-    kvrpc::RawBatchGetResponse,
-    kvrpc::RawBatchPutResponse,
-    kvrpc::RawDeleteRangeResponse,
-    kvrpc::RawCompareAndSwapResponse,
-    kvrpc::TransferLeaderResponse,
-    kvrpc::AddPeerResponse,
-    kvrpc::RemovePeerResponse
-);
-
-impl Answer for kvrpc::SplitRegionResponse {
-    fn region_error(&self) -> Option<&RegionError> {
-        self.region_error.as_ref()
-    }
-    fn error(&self) -> &str {
-        &self.error
-    }
-    fn typed_error(&self) -> Option<Error> {
-        let e = self.invalid_split_key.as_ref()?;
-        Some(Error::InvalidSplitKey {
-            region_id: e.region.as_ref().map_or(0, |r| r.id),
-            key: e.key.clone(),
-            problem: e.problem(),
-        })
-    }
-}
 
 /// The outcome of a compare-and-swap.
 #[derive(Debug, Clone, PartialEq, Eq)]

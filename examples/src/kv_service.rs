@@ -33,6 +33,7 @@ use raft_store::{RegionStatus, StoreMailbox, StoreMsg};
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
 
 use crate::admission::{Admission, BUSY_BACKOFF_MS, Permit};
+use crate::answer::Answer;
 use crate::proto::kvrpc::{
     self, Context, EpochNotMatch, InvalidSplitKey, KeyNotInRegion, KvPair, NotLeader, RegionError,
     RegionInfo, RegionNotFound, SequenceForgotten, ServerIsBusy, SplitKeyProblem, StaleCommand,
@@ -358,37 +359,8 @@ fn errors<T>(r: Result<T, Failure>) -> (Option<T>, Option<RegionError>, String) 
     }
 }
 
-/// A `Kv` response that can carry a region error alone (every one: `region_error`).
-trait WithRegionError: Default {
-    fn with_region_error(e: RegionError) -> Self;
-}
-
-macro_rules! with_region_error {
-    ($($response:ty),* $(,)?) => {
-        $(impl WithRegionError for $response {
-            fn with_region_error(e: RegionError) -> Self {
-                Self {
-                    region_error: Some(e),
-                    ..Default::default()
-                }
-            }
-        })*
-    };
-}
-
-with_region_error!(
-    kvrpc::RawGetResponse,
-    kvrpc::RawPutResponse,
-    kvrpc::RawDeleteResponse,
-    kvrpc::RawScanResponse,
-    kvrpc::RawBatchGetResponse,
-    kvrpc::RawBatchPutResponse,
-    kvrpc::RawDeleteRangeResponse,
-    kvrpc::RawCompareAndSwapResponse,
-);
-
 /// The answer to a request admission control refused.
-fn refused<R: WithRegionError>(e: Box<RegionError>) -> Result<GrpcResponse<R>, Status> {
+fn refused<R: Answer>(e: Box<RegionError>) -> Result<GrpcResponse<R>, Status> {
     Ok(GrpcResponse::new(R::with_region_error(*e)))
 }
 

@@ -7,6 +7,7 @@
 
 pub mod admin_client;
 pub mod admission;
+mod answer;
 pub mod client;
 pub mod data_dir;
 pub mod endpoint;
