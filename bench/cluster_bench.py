@@ -309,27 +309,37 @@ def memory():
     limit_mib = int(os.environ.get("BENCH_OVERLOAD_UNCOMMITTED_MIB", "16"))
     admitted_mib = int(os.environ.get("BENCH_OVERLOAD_ADMITTED_MIB", "16"))
     value = 64 << 10
-    print(f"Overload: fsync on, {value >> 10} KiB values, closed-loop clients whose "
-          f"requests in flight exceed the leader's `raft_max_uncommitted_bytes` "
+    print(f"Overload: fsync on, {value >> 10} KiB values over 1,000 keys, closed-loop clients "
+          f"whose requests in flight exceed the leader's `raft_max_uncommitted_bytes` "
           f"({limit_mib} MiB here) and the servers' admission limit "
-          f"`max_request_bytes_in_flight` ({admitted_mib} MiB here): the leader's RSS is "
-          "sampled every 0.2 s; `busy` counts the requests the servers shed with "
+          f"`max_request_bytes_in_flight` ({admitted_mib} MiB here; \"off\": 64 GiB, i.e. "
+          "no admission control). Each row runs on a fresh cluster; the servers' RSS and "
+          "`raftkv_admission_bytes_in_flight` are sampled every 0.2 s (maxima over the three "
+          "servers and the run); `busy` counts the requests the servers shed with "
           "ServerIsBusy (`raftkv_server_busy_total`; the client retries them with backoff).")
     print()
-    print("| clients | offered in flight | ops/s | p99 ms | busy answers | max leader RSS "
-          "| load (1/5/15) |")
-    print("|---:|---:|---:|---:|---:|---:|---|")
+    print("| clients | offered in flight | admission limit | ops/s | p99 ms | busy answers "
+          "| max admitted | max RSS | load (1/5/15) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     store = {"raft_max_uncommitted_bytes": limit_mib << 20}
-    server = {"max_request_bytes_in_flight": admitted_mib << 20}
-    with Cluster("fjall", store=store, server=server) as cluster:
-        for clients in (64, 512, 2048):
+    rows = [(64, admitted_mib), (512, admitted_mib), (2048, admitted_mib), (2048, None)]
+    for clients, admitted in rows:
+        server = {"max_request_bytes_in_flight": (admitted or 65536) << 20}
+        with Cluster("fjall", store=store, server=server) as cluster:
             before = cluster.all_metrics()
-            peak = [0]
+            peak = {"rss": 0, "admitted": 0.0}
             done = threading.Event()
 
             def sample():
                 while not done.is_set():
-                    peak[0] = max(peak[0], max(cluster.rss_kib(i) for i in range(3)))
+                    peak["rss"] = max(peak["rss"], max(cluster.rss_kib(i) for i in range(3)))
+                    try:
+                        now = cluster.all_metrics()
+                    except OSError:
+                        now = []
+                    for m in now:
+                        peak["admitted"] = max(peak["admitted"],
+                                               metric(m, "raftkv_admission_bytes_in_flight"))
                     time.sleep(0.2)
 
             t = threading.Thread(target=sample)
@@ -341,9 +351,11 @@ def memory():
                 t.join()
             after = cluster.all_metrics()
             busy = sum(delta(a, b, "raftkv_server_busy_total") for a, b in zip(before, after))
-            print(f"| {clients} | {clients * value >> 20} MiB | {r['ops_per_sec']:.0f} | "
-                  f"{ms(r['write']['latency_us']['p99'])} | {busy:.0f} | "
-                  f"{peak[0] / 1024:.0f} MiB | {load_avg()} |")
+            limit = f"{admitted} MiB" if admitted else "off"
+            print(f"| {clients} | {clients * value >> 20} MiB | {limit} | "
+                  f"{r['ops_per_sec']:.0f} | {ms(r['write']['latency_us']['p99'])} | "
+                  f"{busy:.0f} | {peak['admitted'] / 2**20:.1f} MiB | "
+                  f"{peak['rss'] / 1024:.0f} MiB | {load_avg()} |")
 
 
 def main():

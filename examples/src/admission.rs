@@ -4,7 +4,9 @@
 //! `ServerIsBusy` (and a backoff hint) and never reaches the raft worker, so what a node
 //! holds for its clients stays bounded however many of them there are.
 //!
-//! Two atomic counters, updated by compare-and-swap: no lock on the request path. A
+//! Two atomic counters, updated by compare-and-swap: no lock on the request path. The
+//! gauges `raftkv_admission_requests_in_flight` and `raftkv_admission_bytes_in_flight`
+//! follow them; refusals count in `raftkv_server_busy_total`. A
 //! [`Permit`] holds its share of both until it is dropped — when the handler hands its
 //! answer to gRPC, or when the call is cancelled.
 
@@ -130,6 +132,8 @@ impl Admission {
             self.requests.fetch_sub(1, Ordering::AcqRel);
             return Err(self.refuse(Refused::Bytes));
         }
+        metrics::gauge!("raftkv_admission_requests_in_flight").increment(1.0);
+        metrics::gauge!("raftkv_admission_bytes_in_flight").increment(bytes as f64);
         Ok(Permit {
             admission: self.clone(),
             bytes,
@@ -171,6 +175,8 @@ impl Drop for Permit {
     fn drop(&mut self) {
         self.admission.bytes.fetch_sub(self.bytes, Ordering::AcqRel);
         self.admission.requests.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!("raftkv_admission_requests_in_flight").decrement(1.0);
+        metrics::gauge!("raftkv_admission_bytes_in_flight").decrement(self.bytes as f64);
     }
 }
 
