@@ -32,7 +32,7 @@ use raft_store::pb::raft_cmdpb::{
 use raft_store::{RegionStatus, StoreMailbox, StoreMsg};
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
 
-use crate::admission::{Admission, BUSY_BACKOFF_MS, Permit};
+use crate::admission::{Admission, Permit};
 use crate::answer::Answer;
 use crate::proto::kvrpc::{
     self, Context, EpochNotMatch, InvalidSplitKey, KeyNotInRegion, KvPair, NotLeader, RegionError,
@@ -111,22 +111,13 @@ impl KvService {
         }
     }
 
-    /// Admits a `Kv` request (by its encoded size) or gives the `ServerIsBusy` error to
-    /// answer it with at once.
+    /// Admits a decoded `Kv` request by its encoded size (its request slot was taken by
+    /// [`crate::admission::AdmissionLayer`] before its body was read), or gives the
+    /// `ServerIsBusy` error to answer it with at once.
     fn admit(&self, request: &impl prost::Message) -> Result<Permit, Box<RegionError>> {
         self.admission
-            .try_admit(request.encoded_len())
-            .map_err(|why| {
-                metrics::counter!("raftkv_server_busy_total").increment(1);
-                Box::new(RegionError {
-                    message: format!("store {} is busy: {why}", self.store_id),
-                    server_is_busy: Some(ServerIsBusy {
-                        reason: why.to_string(),
-                        backoff_ms: BUSY_BACKOFF_MS,
-                    }),
-                    ..Default::default()
-                })
-            })
+            .try_admit_bytes(request.encoded_len())
+            .map_err(|why| Box::new(self.admission.busy_error(why)))
     }
 
     /// The admin service over the same routing state.

@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use transport::grpc::{GrpcConfig, GrpcTransport};
 use transport::{StaticResolver, Transport};
 
-use crate::admission::{Admission, ServerLimits};
+use crate::admission::{Admission, AdmissionLayer, ServerLimits};
 use crate::error::{Error, Result};
 use crate::kv_service::KvService;
 use crate::proto::kvrpc::admin_server::AdminServer;
@@ -300,12 +300,13 @@ impl Node {
                 )?
             }
         };
+        let admission = Admission::new(cfg.store_id, &cfg.limits);
         let kv = KvService::new(
             cfg.store_id,
             mailbox,
             cfg.peers.clone(),
             cfg.first_region(),
-            Admission::new(&cfg.limits),
+            admission.clone(),
         );
         let admin = kv.admin();
         let rpc_metrics = RpcMetricsLayer::new();
@@ -315,15 +316,17 @@ impl Node {
         // `tcp_nodelay` is ignored with `serve_with_incoming*`, and without it a small
         // response behind an unacknowledged one waits for the peer's delayed ACK (40 ms).
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        // What a connection can make the server hold before admission control sees a
-        // request: at most `max_concurrent_streams` calls, each decoded up to
-        // MAX_KV_MESSAGE_BYTES and, before it is read, held back by the flow-control
-        // windows (per stream and per connection).
+        // What the server holds of client requests: the admitted ones (admission control:
+        // a request slot is taken before a `Kv` call's body is read, its bytes once it is
+        // decoded), plus, per connection, the bodies of at most `max_concurrent_streams`
+        // admitted calls being decoded (each up to MAX_KV_MESSAGE_BYTES) and the unread
+        // bytes the HTTP/2 flow-control windows let in (per stream and per connection).
         let server = Server::builder()
             .max_concurrent_streams(Some(cfg.limits.max_concurrent_streams))
             .initial_stream_window_size(grpc_config.stream_window_bytes)
             .initial_connection_window_size(grpc_config.connection_window_bytes)
             .layer(rpc_metrics)
+            .layer(AdmissionLayer::new(admission))
             .add_service(
                 KvServer::new(kv)
                     .max_decoding_message_size(MAX_KV_MESSAGE_BYTES)

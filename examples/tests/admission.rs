@@ -10,7 +10,7 @@ use std::time::Duration;
 use raft_store::pb::metapb::Region;
 use raft_store::pb::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse, ResponseHeader};
 use raft_store::{Callback, RegionStatus, StoreMailbox, StoreMsg};
-use raftkv_examples::admission::{Admission, BUSY_BACKOFF_MS};
+use raftkv_examples::admission::{Admission, AdmissionLayer, BUSY_BACKOFF_MS};
 use raftkv_examples::kv_service::KvService;
 use raftkv_examples::proto::kvrpc::admin_server::AdminServer;
 use raftkv_examples::proto::kvrpc::kv_client::KvClient;
@@ -79,12 +79,13 @@ async fn start(limits: ServerLimits) -> FakeNode {
             }
         }
     });
-    let admission = Admission::new(&limits);
+    let admission = Admission::new(1, &limits);
     let kv = KvService::new(1, mailbox, peers, region, admission.clone());
     let admin = kv.admin();
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tokio::spawn(
         Server::builder()
+            .layer(AdmissionLayer::new(admission.clone()))
             .add_service(KvServer::new(kv))
             .add_service(AdminServer::new(admin))
             .serve_with_incoming(incoming),
@@ -137,8 +138,9 @@ async fn a_full_request_limit_answers_busy_until_a_request_finishes() {
     let second = next_command(&mut node).await;
     assert_eq!(node.admission.requests_in_flight(), 2);
 
-    // The third is refused at once, without reaching the store.
-    let resp = kv.clone().raw_put(put("c", 8)).await.unwrap().into_inner();
+    // The third is refused at once, without reaching the store, and without its body
+    // being read: 1 MiB, more than the HTTP/2 windows let the client send unread.
+    let resp = kv.clone().raw_put(put("c", 1 << 20)).await.unwrap().into_inner();
     let (reason, backoff_ms) = busy_reason(&resp).expect("ServerIsBusy");
     assert!(reason.contains("requests in flight"), "{reason}");
     assert_eq!(backoff_ms, BUSY_BACKOFF_MS);
