@@ -201,10 +201,15 @@ def split_into(cluster, regions, keys):
     """Pre-splits region 1 into `regions` regions in one admin call (`raftkv split`:
     one batch split, one log entry); returns how many regions the stores report."""
     if regions > 1:
-        r = cluster.cli("--json", "split", "--region", "1", *split_points(regions, keys),
-                        timeout=120)
-        if r.returncode != 0:
+        r = cluster.cli("--json", "--timeout-ms", "120000", "split", "--region", "1",
+                        *split_points(regions, keys), timeout=180)
+        # A split slower than the client's per-attempt timeout (3 s; a 256-way split on a
+        # starved machine) applies, and its retry is refused (the keys are boundaries
+        # now): what counts is the regions the stores report.
+        n = region_count(cluster)
+        if r.returncode != 0 and n < regions:
             raise RuntimeError(f"split failed: {r.stderr[-2000:]}")
+        return n
     return region_count(cluster)
 
 
