@@ -14,6 +14,12 @@
 //!
 //! Writes are stamped with this node's wall clock (`timestamp_ms`), the time the store's
 //! exactly-once sessions expire by.
+//!
+//! Every `Kv` call is admitted first ([`crate::admission`]): its request slot is taken by
+//! the gRPC layer before the body is read, its encoded bytes here once decoded; past a
+//! limit the answer is `server_is_busy` at once. `Admin` calls are not limited (rare, and
+//! needed under overload). `SplitRegion` proposes one batch split at every key, checked
+//! first against the region so a bad key gets a typed `invalid_split_key`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};

@@ -140,7 +140,12 @@ async fn a_full_request_limit_answers_busy_until_a_request_finishes() {
 
     // The third is refused at once, without reaching the store, and without its body
     // being read: 1 MiB, more than the HTTP/2 windows let the client send unread.
-    let resp = kv.clone().raw_put(put("c", 1 << 20)).await.unwrap().into_inner();
+    let resp = kv
+        .clone()
+        .raw_put(put("c", 1 << 20))
+        .await
+        .unwrap()
+        .into_inner();
     let (reason, backoff_ms) = busy_reason(&resp).expect("ServerIsBusy");
     assert!(reason.contains("requests in flight"), "{reason}");
     assert_eq!(backoff_ms, BUSY_BACKOFF_MS);

@@ -32,7 +32,7 @@ use tracing::info;
 struct Args {
     /// A TOML config file (keys: node_id, listen, peers = ["id=addr", ...], data_dir,
     /// engine, tick_ms, drain_timeout_ms, metrics_listen, max_requests_in_flight,
-    /// max_request_bytes_in_flight, max_concurrent_streams, and a [store] table of
+    /// max_request_bytes_in_flight, max_concurrent_streams, and a `[store]` table of
     /// raft-store settings; see the README's configuration reference).
     #[arg(long)]
     config: Option<PathBuf>,
