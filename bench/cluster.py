@@ -63,7 +63,8 @@ def parse_prometheus(text):
 class Cluster:
     """n raftkv-server processes forming one cluster (region 1 on every store)."""
 
-    def __init__(self, engine="fjall", store=None, n=3, tick_ms=100):
+    def __init__(self, engine="fjall", store=None, n=3, tick_ms=100, server=None):
+        """`store`: the [store] table's settings; `server`: top-level config keys."""
         os.makedirs(DATA_ROOT, exist_ok=True)
         self.dir = tempfile.mkdtemp(prefix=f"{engine}-", dir=DATA_ROOT)
         ports = free_ports(2 * n)
@@ -80,7 +81,8 @@ class Cluster:
                     f'node_id = {i + 1}\nlisten = "{self.addrs[i]}"\n'
                     f'metrics_listen = "{self.metrics_addrs[i]}"\npeers = [{peers}]\n'
                     f'data_dir = "{self.dir}/data{i + 1}"\nengine = "{engine}"\n'
-                    "[store]\n"
+                    + "".join(f"{k} = {toml_value(v)}\n" for k, v in (server or {}).items())
+                    + "[store]\n"
                     + "".join(f"{k} = {toml_value(v)}\n" for k, v in store.items())
                 )
             log = open(os.path.join(self.dir, f"node{i + 1}.log"), "w")

@@ -190,17 +190,27 @@ def region_count(cluster):
     return len(region_ids(cluster))
 
 
+def split_points(regions, keys):
+    """The keys that cut the bench's key space (`Cluster.bench`'s zero-padded indexes,
+    no prefix) into `regions` ranges of equal key counts."""
+    width = max(8, len(str(keys - 1)))
+    return [f"{i * keys // regions:0{width}d}" for i in range(1, regions)]
+
+
 def split_into(cluster, regions, keys):
-    """Loads every key, then waits until the split checker carved about `regions`
-    regions (the store config sets the sizes); returns how many there are."""
-    import time
-    cluster.bench(16, 0.5, 1.0, keys=keys, preload=True)
-    deadline = time.time() + 120
-    n = region_count(cluster)
-    while n < regions * 0.9 and time.time() < deadline:
-        time.sleep(1)
+    """Pre-splits region 1 into `regions` regions in one admin call (`raftkv split`:
+    one batch split, one log entry); returns how many regions the stores report."""
+    if regions > 1:
+        r = cluster.cli("--json", "--timeout-ms", "120000", "split", "--region", "1",
+                        *split_points(regions, keys), timeout=180)
+        # A split slower than the client's per-attempt timeout (3 s; a 256-way split on a
+        # starved machine) applies, and its retry is refused (the keys are boundaries
+        # now): what counts is the regions the stores report.
         n = region_count(cluster)
-    return n
+        if r.returncode != 0 and n < regions:
+            raise RuntimeError(f"split failed: {r.stderr[-2000:]}")
+        return n
+    return region_count(cluster)
 
 
 def spread_leaders(cluster):
@@ -236,22 +246,15 @@ def scaling():
             r, cores, syncs, _ = measured(cluster, c, 1.0)
             print(scaling_row(c, r, cores, syncs))
     print()
-    print("Puts by 256 clients as regions grow (pre-split by size after loading the keys, "
-          "leaders spread round-robin over the 3 stores):")
+    print("Puts by 256 clients as regions grow (region 1 pre-split evenly over the keys by "
+          "`raftkv split` before the run, leaders spread round-robin over the 3 stores):")
     print()
     print(header.format("regions"))
     print(rule)
     keys = 10_000
-    total = keys * (8 + 1 + VALUE)
     for regions in (1, 16, 256):
-        store = {}
-        if regions > 1:
-            split = total // regions
-            store = {"region_split_size_bytes": split,
-                     "region_max_size_bytes": split + split // 4,
-                     "split_check_tick_ticks": 1}
-        with Cluster("fjall", store=store) as cluster:
-            n = split_into(cluster, regions, keys) if regions > 1 else 1
+        with Cluster("fjall") as cluster:
+            n = split_into(cluster, regions, keys)
             if regions > 1:
                 spread_leaders(cluster)
             r, cores, syncs, _ = measured(cluster, 256, 0.0, keys=keys)
@@ -309,26 +312,39 @@ def memory():
               f"{rss_line(cluster)} | {load_avg()} |")
     print()
     limit_mib = int(os.environ.get("BENCH_OVERLOAD_UNCOMMITTED_MIB", "16"))
+    admitted_mib = int(os.environ.get("BENCH_OVERLOAD_ADMITTED_MIB", "16"))
     value = 64 << 10
-    print(f"Overload: fsync on, {value >> 10} KiB values, closed-loop clients whose "
-          f"requests in flight exceed the leader's `raft_max_uncommitted_bytes` "
-          f"({limit_mib} MiB here): the leader's RSS is sampled every 0.2 s; "
-          "`busy` counts the requests the servers shed with ServerIsBusy "
-          "(`raftkv_server_busy_total`; the client retries them with backoff).")
+    print(f"Overload: fsync on, {value >> 10} KiB values over 1,000 keys, closed-loop clients "
+          f"whose requests in flight exceed the leader's `raft_max_uncommitted_bytes` "
+          f"({limit_mib} MiB here) and the servers' admission limit "
+          f"`max_request_bytes_in_flight` ({admitted_mib} MiB here; \"off\": 64 GiB, i.e. "
+          "no admission control). Each row runs on a fresh cluster; the servers' RSS and "
+          "`raftkv_admission_bytes_in_flight` are sampled every 0.2 s (maxima over the three "
+          "servers and the run); `busy` counts the requests the servers shed with "
+          "ServerIsBusy (`raftkv_server_busy_total`; the client retries them with backoff).")
     print()
-    print("| clients | offered in flight | ops/s | p99 ms | busy answers | max leader RSS "
-          "| load (1/5/15) |")
-    print("|---:|---:|---:|---:|---:|---:|---|")
+    print("| clients | offered in flight | admission limit | ops/s | p99 ms | busy answers "
+          "| max admitted | max RSS | load (1/5/15) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     store = {"raft_max_uncommitted_bytes": limit_mib << 20}
-    with Cluster("fjall", store=store) as cluster:
-        for clients in (64, 512, 2048):
+    rows = [(64, admitted_mib), (512, admitted_mib), (2048, admitted_mib), (2048, None)]
+    for clients, admitted in rows:
+        server = {"max_request_bytes_in_flight": (admitted or 65536) << 20}
+        with Cluster("fjall", store=store, server=server) as cluster:
             before = cluster.all_metrics()
-            peak = [0]
+            peak = {"rss": 0, "admitted": 0.0}
             done = threading.Event()
 
             def sample():
                 while not done.is_set():
-                    peak[0] = max(peak[0], max(cluster.rss_kib(i) for i in range(3)))
+                    peak["rss"] = max(peak["rss"], max(cluster.rss_kib(i) for i in range(3)))
+                    try:
+                        now = cluster.all_metrics()
+                    except OSError:
+                        now = []
+                    for m in now:
+                        peak["admitted"] = max(peak["admitted"],
+                                               metric(m, "raftkv_admission_bytes_in_flight"))
                     time.sleep(0.2)
 
             t = threading.Thread(target=sample)
@@ -340,9 +356,11 @@ def memory():
                 t.join()
             after = cluster.all_metrics()
             busy = sum(delta(a, b, "raftkv_server_busy_total") for a, b in zip(before, after))
-            print(f"| {clients} | {clients * value >> 20} MiB | {r['ops_per_sec']:.0f} | "
-                  f"{ms(r['write']['latency_us']['p99'])} | {busy:.0f} | "
-                  f"{peak[0] / 1024:.0f} MiB | {load_avg()} |")
+            limit = f"{admitted} MiB" if admitted else "off"
+            print(f"| {clients} | {clients * value >> 20} MiB | {limit} | "
+                  f"{r['ops_per_sec']:.0f} | {ms(r['write']['latency_us']['p99'])} | "
+                  f"{busy:.0f} | {peak['admitted'] / 2**20:.1f} MiB | "
+                  f"{peak['rss'] / 1024:.0f} MiB | {load_avg()} |")
 
 
 def main():

@@ -53,11 +53,12 @@ use futures_util::future::join_all;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
+use crate::answer::Answer;
 use crate::error::{Error, Result};
 use crate::node::MAX_KV_MESSAGE_BYTES;
 use crate::proto::kvrpc::admin_client::AdminClient;
 use crate::proto::kvrpc::kv_client::KvClient;
-use crate::proto::kvrpc::{self, Context, RegionError, RegionInfo};
+use crate::proto::kvrpc::{self, Context, RegionInfo};
 use crate::region_cache::{RegionCache, clip_end, clip_start, reaches};
 
 /// The first backoff after a retryable error; doubled up to [`BACKOFF_MAX`].
@@ -71,35 +72,6 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
 /// Not-leader hints followed in a row before backing off (leaders can ping-pong during an
 /// election).
 const HINTS_BEFORE_BACKOFF: u32 = 4;
-
-/// The error fields every response carries.
-trait Answer {
-    fn region_error(&self) -> Option<&RegionError>;
-    fn error(&self) -> &str;
-}
-
-macro_rules! answer {
-    ($($t:ty),*) => {$(
-        impl Answer for $t {
-            fn region_error(&self) -> Option<&RegionError> { self.region_error.as_ref() }
-            fn error(&self) -> &str { &self.error }
-        }
-    )*};
-}
-
-answer!(
-    kvrpc::RawGetResponse,
-    kvrpc::RawPutResponse,
-    kvrpc::RawDeleteResponse,
-    kvrpc::RawScanResponse,
-    kvrpc::RawBatchGetResponse,
-    kvrpc::RawBatchPutResponse,
-    kvrpc::RawDeleteRangeResponse,
-    kvrpc::RawCompareAndSwapResponse,
-    kvrpc::TransferLeaderResponse,
-    kvrpc::AddPeerResponse,
-    kvrpc::RemovePeerResponse
-);
 
 /// The outcome of a compare-and-swap.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -712,6 +684,46 @@ impl Client {
         self.changed(resp.region)
     }
 
+    /// Splits `region_id` at `split_keys` (any order) in one step and returns the regions
+    /// its range is made of now, in key order (the first keeps `region_id`). The new
+    /// regions are led by the region's leader at first.
+    ///
+    /// ```no_run
+    /// # async fn f(client: &raftkv_examples::Client) -> raftkv_examples::Result<()> {
+    /// let regions = client.split_region(1, ["g", "p"]).await?; // 3 regions
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidSplitKey`] when a key is a boundary of the region already, outside
+    /// it, or repeated (nothing is split then); [`Error::Server`] for an empty key list;
+    /// see [`Error`]. A split is not deduplicated: after an unanswered attempt that
+    /// applied, a retry finds its keys at boundaries.
+    pub async fn split_region<K: Into<Bytes>>(
+        &self,
+        region_id: u64,
+        split_keys: impl IntoIterator<Item = K>,
+    ) -> Result<Vec<RegionInfo>> {
+        let split_keys: Vec<Bytes> = split_keys.into_iter().map(Into::into).collect();
+        let resp = self
+            .admin(region_id, |ch| {
+                let req = kvrpc::SplitRegionRequest {
+                    region_id,
+                    split_keys: split_keys.clone(),
+                };
+                async move { AdminClient::new(ch).split_region(req).await }
+            })
+            .await?;
+        if resp.regions.is_empty() {
+            return Err(Error::Server("the split answered no regions".into()));
+        }
+        let mut routes = lock_routes(&self.routes);
+        for r in &resp.regions {
+            routes.regions.insert(r.clone());
+        }
+        Ok(resp.regions)
+    }
+
     fn changed(&self, region: Option<RegionInfo>) -> Result<RegionInfo> {
         let region = region.ok_or_else(|| Error::Server("the change answered no region".into()))?;
         lock_routes(&self.routes).regions.insert(region.clone());
@@ -1021,7 +1033,10 @@ impl Client {
             };
             let Some(e) = resp.region_error() else {
                 if !resp.error().is_empty() {
-                    return Err(Error::Server(resp.error().to_string()).into());
+                    let e = resp
+                        .typed_error()
+                        .unwrap_or_else(|| Error::Server(resp.error().to_string()));
+                    return Err(e.into());
                 }
                 lock_routes(&self.routes)
                     .leaders

@@ -2,7 +2,9 @@
 
 use thiserror::Error;
 
-use crate::proto::kvrpc::RegionError;
+use bytes::Bytes;
+
+use crate::proto::kvrpc::{RegionError, SplitKeyProblem};
 
 /// What can go wrong starting a node or running a client request.
 #[derive(Debug, Error)]
@@ -70,6 +72,16 @@ pub enum Error {
         sequence: u64,
         /// The lowest sequence the cluster still remembers.
         first_kept_sequence: u64,
+    },
+    /// A region cannot be split at this key; nothing was split.
+    #[error("cannot split region {region_id} at {key:?}: {problem:?}")]
+    InvalidSplitKey {
+        /// The region.
+        region_id: u64,
+        /// The key.
+        key: Bytes,
+        /// What is wrong with it.
+        problem: SplitKeyProblem,
     },
     /// The server refused the request (bad request, storage failure).
     #[error("server error: {0}")]

@@ -14,6 +14,12 @@
 //!
 //! Writes are stamped with this node's wall clock (`timestamp_ms`), the time the store's
 //! exactly-once sessions expire by.
+//!
+//! Every `Kv` call is admitted first ([`crate::admission`]): its request slot is taken by
+//! the gRPC layer before the body is read, its encoded bytes here once decoded; past a
+//! limit the answer is `server_is_busy` at once. `Admin` calls are not limited (rare, and
+//! needed under overload). `SplitRegion` proposes one batch split at every key, checked
+//! first against the region so a bad key gets a typed `invalid_split_key`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -24,18 +30,21 @@ use raft_core::eraftpb::ConfChangeType;
 use raft_store::pb::errorpb;
 use raft_store::pb::metapb::{Peer, Region, RegionEpoch};
 use raft_store::pb::raft_cmdpb::{
-    AdminCmdType, AdminRequest, ChangePeerRequest, CmdType, CompareAndSwapRequest,
-    DeleteRangeRequest, DeleteRequest, GetRequest, PutRequest, RaftCmdRequest, RaftCmdResponse,
-    Request, RequestHeader, Response, ScanRequest, TransferLeaderRequest,
+    AdminCmdType, AdminRequest, BatchSplitRequest, ChangePeerRequest, CmdType,
+    CompareAndSwapRequest, DeleteRangeRequest, DeleteRequest, GetRequest, PutRequest,
+    RaftCmdRequest, RaftCmdResponse, Request, RequestHeader, Response, ScanRequest, SplitRequest,
+    TransferLeaderRequest,
 };
 use raft_store::{RegionStatus, StoreMailbox, StoreMsg};
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
 
+use crate::admission::{Admission, Permit};
+use crate::answer::Answer;
 use crate::proto::kvrpc::{
-    self, Context, EpochNotMatch, KeyNotInRegion, KvPair, NotLeader, RegionError, RegionInfo,
-    RegionNotFound, SequenceForgotten, ServerIsBusy, StaleCommand,
+    self, Context, EpochNotMatch, InvalidSplitKey, KeyNotInRegion, KvPair, NotLeader, RegionError,
+    RegionInfo, RegionNotFound, SequenceForgotten, ServerIsBusy, SplitKeyProblem, StaleCommand,
 };
-use crate::region_cache::{RegionCache, RegionLike, clip_end, clip_start, reaches};
+use crate::region_cache::{RegionCache, RegionLike, clip_end, clip_start, contains, reaches};
 
 /// Why a command failed.
 #[derive(Debug)]
@@ -44,6 +53,8 @@ enum Failure {
     Region(Box<RegionError>),
     /// Anything else, as a message.
     Other(String),
+    /// A split key the region cannot be split at (typed for `SplitRegion`'s answer).
+    InvalidSplitKey(Box<InvalidSplitKey>),
 }
 
 /// Which region a request goes to when it names none.
@@ -64,6 +75,9 @@ pub struct KvService {
     peers: Arc<BTreeMap<u64, String>>,
     /// The regions this node routes to.
     regions: Arc<RwLock<RegionCache<Region>>>,
+    /// The limits on the `Kv` requests served at once (not on `Admin` calls, which are
+    /// rare and must work under overload).
+    admission: Arc<Admission>,
 }
 
 /// The `Admin` service over the same state as [`KvService`].
@@ -82,13 +96,15 @@ fn pinned(ctx: Option<&Context>) -> Option<&Context> {
 }
 
 impl KvService {
-    /// A service for store `store_id` sending commands to `mailbox`, knowing `region`.
+    /// A service for store `store_id` sending commands to `mailbox`, knowing `region`,
+    /// serving the `Kv` requests `admission` admits.
     #[must_use]
     pub fn new(
         store_id: u64,
         mailbox: StoreMailbox,
         peers: BTreeMap<u64, String>,
         region: Region,
+        admission: Arc<Admission>,
     ) -> Self {
         let mut regions = RegionCache::new();
         regions.insert(region);
@@ -97,7 +113,17 @@ impl KvService {
             mailbox,
             peers: Arc::new(peers),
             regions: Arc::new(RwLock::new(regions)),
+            admission,
         }
+    }
+
+    /// Admits a decoded `Kv` request by its encoded size (its request slot was taken by
+    /// [`crate::admission::AdmissionLayer`] before its body was read), or gives the
+    /// `ServerIsBusy` error to answer it with at once.
+    fn admit(&self, request: &impl prost::Message) -> Result<Permit, Box<RegionError>> {
+        self.admission
+            .try_admit_bytes(request.encoded_len())
+            .map_err(|why| Box::new(self.admission.busy_error(why)))
     }
 
     /// The admin service over the same routing state.
@@ -326,7 +352,13 @@ fn errors<T>(r: Result<T, Failure>) -> (Option<T>, Option<RegionError>, String) 
         Ok(v) => (Some(v), None, String::new()),
         Err(Failure::Region(e)) => (None, Some(*e), String::new()),
         Err(Failure::Other(e)) => (None, None, e),
+        Err(Failure::InvalidSplitKey(e)) => (None, None, split_key_message(&e)),
     }
+}
+
+/// The answer to a request admission control refused.
+fn refused<R: Answer>(e: Box<RegionError>) -> Result<GrpcResponse<R>, Status> {
+    Ok(GrpcResponse::new(R::with_region_error(*e)))
 }
 
 fn get(key: Bytes) -> Request {
@@ -429,6 +461,10 @@ impl kvrpc::kv_server::Kv for KvService {
         request: GrpcRequest<kvrpc::RawGetRequest>,
     ) -> Result<GrpcResponse<kvrpc::RawGetResponse>, Status> {
         let req = request.into_inner();
+        let _permit = match self.admit(&req) {
+            Ok(permit) => permit,
+            Err(e) => return refused(e),
+        };
         let ctx = req.context.as_ref();
         let r = self
             .execute(ctx, RouteBy::Key(&req.key), |_| vec![get(req.key.clone())])
@@ -448,6 +484,10 @@ impl kvrpc::kv_server::Kv for KvService {
         request: GrpcRequest<kvrpc::RawPutRequest>,
     ) -> Result<GrpcResponse<kvrpc::RawPutResponse>, Status> {
         let req = request.into_inner();
+        let _permit = match self.admit(&req) {
+            Ok(permit) => permit,
+            Err(e) => return refused(e),
+        };
         let r = self
             .execute(req.context.as_ref(), RouteBy::Key(&req.key), |_| {
                 vec![put(req.key.clone(), req.value.clone())]
@@ -465,6 +505,10 @@ impl kvrpc::kv_server::Kv for KvService {
         request: GrpcRequest<kvrpc::RawDeleteRequest>,
     ) -> Result<GrpcResponse<kvrpc::RawDeleteResponse>, Status> {
         let req = request.into_inner();
+        let _permit = match self.admit(&req) {
+            Ok(permit) => permit,
+            Err(e) => return refused(e),
+        };
         let cmd = Request {
             cmd_type: CmdType::Delete as i32,
             delete: Some(DeleteRequest {
@@ -490,6 +534,10 @@ impl kvrpc::kv_server::Kv for KvService {
         request: GrpcRequest<kvrpc::RawScanRequest>,
     ) -> Result<GrpcResponse<kvrpc::RawScanResponse>, Status> {
         let req = request.into_inner();
+        let _permit = match self.admit(&req) {
+            Ok(permit) => permit,
+            Err(e) => return refused(e),
+        };
         let ctx = req.context.as_ref();
         let r = async {
             if !req.end_key.is_empty() && req.end_key <= req.start_key {
@@ -543,6 +591,10 @@ impl kvrpc::kv_server::Kv for KvService {
         request: GrpcRequest<kvrpc::RawBatchGetRequest>,
     ) -> Result<GrpcResponse<kvrpc::RawBatchGetResponse>, Status> {
         let req = request.into_inner();
+        let _permit = match self.admit(&req) {
+            Ok(permit) => permit,
+            Err(e) => return refused(e),
+        };
         let items = req
             .keys
             .iter()
@@ -573,6 +625,10 @@ impl kvrpc::kv_server::Kv for KvService {
         request: GrpcRequest<kvrpc::RawBatchPutRequest>,
     ) -> Result<GrpcResponse<kvrpc::RawBatchPutResponse>, Status> {
         let req = request.into_inner();
+        let _permit = match self.admit(&req) {
+            Ok(permit) => permit,
+            Err(e) => return refused(e),
+        };
         let items = req
             .pairs
             .into_iter()
@@ -591,6 +647,10 @@ impl kvrpc::kv_server::Kv for KvService {
         request: GrpcRequest<kvrpc::RawDeleteRangeRequest>,
     ) -> Result<GrpcResponse<kvrpc::RawDeleteRangeResponse>, Status> {
         let req = request.into_inner();
+        let _permit = match self.admit(&req) {
+            Ok(permit) => permit,
+            Err(e) => return refused(e),
+        };
         let r = async {
             if !req.end_key.is_empty() && req.end_key <= req.start_key {
                 return Err(bad_request("delete range end_key must be after start_key"));
@@ -611,6 +671,10 @@ impl kvrpc::kv_server::Kv for KvService {
         request: GrpcRequest<kvrpc::RawCompareAndSwapRequest>,
     ) -> Result<GrpcResponse<kvrpc::RawCompareAndSwapResponse>, Status> {
         let req = request.into_inner();
+        let _permit = match self.admit(&req) {
+            Ok(permit) => permit,
+            Err(e) => return refused(e),
+        };
         let cmd = Request {
             cmd_type: CmdType::CompareAndSwap as i32,
             cas: Some(CompareAndSwapRequest {
@@ -710,6 +774,59 @@ fn change_peer(change_type: ConfChangeType, peer: Peer) -> AdminRequest {
     }
 }
 
+fn split_key_message(e: &InvalidSplitKey) -> String {
+    let region = e.region.as_ref().map_or(0, |r| r.id);
+    let what = match e.problem() {
+        SplitKeyProblem::RegionBoundary => "is a boundary of the region already",
+        SplitKeyProblem::OutsideRegion => "is outside the region",
+        SplitKeyProblem::Repeated => "is given twice",
+        SplitKeyProblem::Unspecified => "cannot split it",
+    };
+    format!("split key {:?} of region {region} {what}", e.key)
+}
+
+/// The batch split of `region` at `keys` (in key order), or the first key it cannot be
+/// split at. raft-store checks the keys again when it proposes and applies the split
+/// (against the region as it is then); this check gives the client a typed answer.
+fn batch_split(region: &Region, keys: &[Bytes]) -> Result<AdminRequest, Failure> {
+    if keys.is_empty() {
+        return Err(bad_request("a split needs at least one split key"));
+    }
+    let mut keys = keys.to_vec();
+    keys.sort();
+    for (i, key) in keys.iter().enumerate() {
+        let boundary =
+            *key == region.start_key || (!region.end_key.is_empty() && *key == region.end_key);
+        let problem = if boundary {
+            SplitKeyProblem::RegionBoundary
+        } else if !contains(region, key) {
+            SplitKeyProblem::OutsideRegion
+        } else if i > 0 && keys[i - 1] == *key {
+            SplitKeyProblem::Repeated
+        } else {
+            continue;
+        };
+        return Err(Failure::InvalidSplitKey(Box::new(InvalidSplitKey {
+            key: key.clone(),
+            problem: problem as i32,
+            region: Some(region_info(region)),
+        })));
+    }
+    // Ids 0: the store allocates the new regions' and peers' ids.
+    let requests = keys
+        .into_iter()
+        .map(|split_key| SplitRequest {
+            split_key,
+            ..Default::default()
+        })
+        .collect();
+    Ok(AdminRequest {
+        cmd_type: AdminCmdType::BatchSplit as i32,
+        splits: Some(BatchSplitRequest { requests }),
+        ..Default::default()
+    })
+}
+
 #[tonic::async_trait]
 impl kvrpc::admin_server::Admin for AdminService {
     async fn status(
@@ -717,11 +834,9 @@ impl kvrpc::admin_server::Admin for AdminService {
         _request: GrpcRequest<kvrpc::StatusRequest>,
     ) -> Result<GrpcResponse<kvrpc::StatusResponse>, Status> {
         let svc = &self.0;
-        let (statuses, error) = match svc.query_regions().await {
-            Ok(statuses) => (statuses, String::new()),
-            Err(Failure::Region(e)) => (Vec::new(), e.message),
-            Err(Failure::Other(e)) => (Vec::new(), e),
-        };
+        let (statuses, region_error, error) = errors(svc.query_regions().await);
+        let error = region_error.map_or(error, |e| e.message);
+        let statuses = statuses.unwrap_or_default();
         let statuses = statuses
             .into_iter()
             .map(|s| kvrpc::RegionStatus {
@@ -839,6 +954,32 @@ impl kvrpc::admin_server::Admin for AdminService {
             region_error,
             error,
             region: resp.and_then(Self::changed_region),
+        }))
+    }
+
+    async fn split_region(
+        &self,
+        request: GrpcRequest<kvrpc::SplitRegionRequest>,
+    ) -> Result<GrpcResponse<kvrpc::SplitRegionResponse>, Status> {
+        let req = request.into_inner();
+        let r = self
+            .admin(req.region_id, |region| batch_split(region, &req.split_keys))
+            .await;
+        let invalid_split_key = match &r {
+            Err(Failure::InvalidSplitKey(e)) => Some((**e).clone()),
+            _ => None,
+        };
+        let (resp, region_error, error) = errors(r);
+        let regions = resp
+            .and_then(|r| r.admin_response)
+            .and_then(|a| a.splits)
+            .map(|s| s.regions.iter().map(region_info).collect())
+            .unwrap_or_default();
+        Ok(GrpcResponse::new(kvrpc::SplitRegionResponse {
+            region_error,
+            error,
+            regions,
+            invalid_split_key,
         }))
     }
 }

@@ -6,6 +6,8 @@
 //! See `examples/README.md` for the commands, compare-and-swap and exactly-once writes.
 
 pub mod admin_client;
+pub mod admission;
+mod answer;
 pub mod client;
 pub mod data_dir;
 pub mod endpoint;
@@ -27,6 +29,7 @@ pub mod proto {
 }
 
 pub use admin_client::AdminClient;
+pub use admission::ServerLimits;
 pub use client::Client;
 pub use error::{Error, Result};
 pub use node::{EngineKind, Node, NodeConfig};

@@ -23,6 +23,7 @@ use tracing::{info, warn};
 use transport::grpc::{GrpcConfig, GrpcTransport};
 use transport::{StaticResolver, Transport};
 
+use crate::admission::{Admission, AdmissionLayer, ServerLimits};
 use crate::error::{Error, Result};
 use crate::kv_service::KvService;
 use crate::proto::kvrpc::admin_server::AdminServer;
@@ -80,6 +81,8 @@ pub struct NodeConfig {
     /// (empty = every store in `peers`). A store left out starts with no region and gets
     /// data once a peer is added on it (`Admin.AddPeer`). Must be the same on every node.
     pub initial_members: Vec<u64>,
+    /// What the gRPC server takes in from clients (admission control, HTTP/2 streams).
+    pub limits: ServerLimits,
 }
 
 impl NodeConfig {
@@ -101,6 +104,7 @@ impl NodeConfig {
             drain_timeout_ms: DRAIN_TIMEOUT_MS,
             store: raft_store::Config::default(),
             initial_members: Vec::new(),
+            limits: ServerLimits::default(),
         }
     }
 
@@ -130,6 +134,7 @@ impl NodeConfig {
                 "initial member {id} is not among the peers"
             )));
         }
+        self.limits.validate().map_err(Error::Config)?;
         self.store_config()
             .validate()
             .map_err(|e| Error::Config(e.to_string()))
@@ -295,7 +300,14 @@ impl Node {
                 )?
             }
         };
-        let kv = KvService::new(cfg.store_id, mailbox, cfg.peers.clone(), cfg.first_region());
+        let admission = Admission::new(cfg.store_id, &cfg.limits);
+        let kv = KvService::new(
+            cfg.store_id,
+            mailbox,
+            cfg.peers.clone(),
+            cfg.first_region(),
+            admission.clone(),
+        );
         let admin = kv.admin();
         let rpc_metrics = RpcMetricsLayer::new();
         let in_flight = rpc_metrics.in_flight();
@@ -304,10 +316,17 @@ impl Node {
         // `tcp_nodelay` is ignored with `serve_with_incoming*`, and without it a small
         // response behind an unacknowledged one waits for the peer's delayed ACK (40 ms).
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        // What the server holds of client requests: the admitted ones (admission control:
+        // a request slot is taken before a `Kv` call's body is read, its bytes once it is
+        // decoded), plus, per connection, the bodies of at most `max_concurrent_streams`
+        // admitted calls being decoded (each up to MAX_KV_MESSAGE_BYTES) and the unread
+        // bytes the HTTP/2 flow-control windows let in (per stream and per connection).
         let server = Server::builder()
+            .max_concurrent_streams(Some(cfg.limits.max_concurrent_streams))
             .initial_stream_window_size(grpc_config.stream_window_bytes)
             .initial_connection_window_size(grpc_config.connection_window_bytes)
             .layer(rpc_metrics)
+            .layer(AdmissionLayer::new(admission))
             .add_service(
                 KvServer::new(kv)
                     .max_decoding_message_size(MAX_KV_MESSAGE_BYTES)

@@ -40,6 +40,7 @@ const KNOWN_RPCS: &[(&str, &str)] = &[
     ("kvrpc.Admin", "TransferLeader"),
     ("kvrpc.Admin", "AddPeer"),
     ("kvrpc.Admin", "RemovePeer"),
+    ("kvrpc.Admin", "SplitRegion"),
 ];
 
 /// The labels of a request path, or `None` when the path is not measured.

@@ -23,8 +23,9 @@ fn toml_block(text: &str) -> &str {
     &text[start..start + len]
 }
 
-/// `key -> first backticked word of the second column` of the table under `### {title}`.
-fn table(text: &str, title: &str) -> BTreeMap<String, String> {
+/// `key -> first backticked word of column `column`` (the key's is 0) of the table under
+/// `### {title}`.
+fn table(text: &str, title: &str, column: usize) -> BTreeMap<String, String> {
     let heading = format!("### {title}\n");
     let start = text.find(&heading).expect("the table's heading") + heading.len();
     text[start..]
@@ -35,7 +36,8 @@ fn table(text: &str, title: &str) -> BTreeMap<String, String> {
         .map(|row| {
             let cells: Vec<&str> = row.split('|').map(str::trim).collect();
             let key = cells[1].trim_matches('`').to_string();
-            let default = cells[2].split('`').nth(1).unwrap_or(cells[2]).to_string();
+            let cell = cells[column + 1];
+            let default = cell.split('`').nth(1).unwrap_or(cell).to_string();
             (key, default)
         })
         .collect()
@@ -73,7 +75,7 @@ fn the_example_config_is_accepted_and_lists_every_key() {
         &default_store_config(),
         "the example's [store] values are the defaults"
     );
-    let server_keys = table(reference, "Server keys");
+    let server_keys = table(reference, "Server keys", 2);
     for key in server_keys.keys().filter(|k| *k != "[store]") {
         assert!(
             parsed.contains_key(key),
@@ -90,10 +92,24 @@ fn the_example_config_is_accepted_and_lists_every_key() {
 
 #[test]
 fn the_store_table_matches_the_code() {
-    let documented = table(section("Configuration reference"), "`[store]` settings");
+    let documented = table(section("Configuration reference"), "`[store]` settings", 1);
     let defaults: BTreeMap<String, String> = default_store_config()
         .into_iter()
         .map(|(k, v)| (k, v.to_string()))
         .collect();
     assert_eq!(documented, defaults);
+}
+
+#[test]
+fn the_server_limits_are_documented_with_their_defaults() {
+    let documented = table(section("Configuration reference"), "Server keys", 2);
+    let text = toml::to_string(&raftkv_examples::ServerLimits::default()).expect("encode");
+    let defaults: toml::Table = toml::from_str(&text).expect("decode");
+    for (key, value) in defaults {
+        assert_eq!(
+            documented.get(&key),
+            Some(&value.to_string()),
+            "the README's default of {key}"
+        );
+    }
 }

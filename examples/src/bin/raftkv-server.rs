@@ -31,7 +31,8 @@ use tracing::info;
 #[command(name = "raftkv-server", about = "Runs one raftkv node")]
 struct Args {
     /// A TOML config file (keys: node_id, listen, peers = ["id=addr", ...], data_dir,
-    /// engine, tick_ms, drain_timeout_ms, metrics_listen, and a [store] table of
+    /// engine, tick_ms, drain_timeout_ms, metrics_listen, max_requests_in_flight,
+    /// max_request_bytes_in_flight, max_concurrent_streams, and a `[store]` table of
     /// raft-store settings; see the README's configuration reference).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -76,6 +77,9 @@ struct FileConfig {
     tick_ms: Option<u64>,
     drain_timeout_ms: Option<u64>,
     metrics_listen: Option<SocketAddr>,
+    max_requests_in_flight: Option<usize>,
+    max_request_bytes_in_flight: Option<usize>,
+    max_concurrent_streams: Option<u32>,
     store: Option<raft_store::Config>,
 }
 
@@ -164,6 +168,16 @@ fn server_config(args: Args) -> Result<ServerConfig, String> {
     if let Some(ms) = args.drain_timeout_ms.or(file.drain_timeout_ms) {
         cfg.drain_timeout_ms = ms;
     }
+    let limits = &mut cfg.limits;
+    limits.max_requests_in_flight = file
+        .max_requests_in_flight
+        .unwrap_or(limits.max_requests_in_flight);
+    limits.max_request_bytes_in_flight = file
+        .max_request_bytes_in_flight
+        .unwrap_or(limits.max_request_bytes_in_flight);
+    limits.max_concurrent_streams = file
+        .max_concurrent_streams
+        .unwrap_or(limits.max_concurrent_streams);
     cfg.validate().map_err(|e| e.to_string())?;
     Ok(ServerConfig {
         node: cfg,

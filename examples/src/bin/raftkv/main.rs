@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use raftkv_examples::client::ScanOptions;
-use raftkv_examples::proto::kvrpc::StatusResponse;
+use raftkv_examples::proto::kvrpc::{RegionInfo, StatusResponse};
 use raftkv_examples::{AdminClient, Client};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::bytes_format::BytesFormat;
 
@@ -126,6 +126,16 @@ enum Command {
         /// The store that should lead it.
         #[arg(long)]
         to: u64,
+    },
+    /// Split a region at the given keys in one step (pre-split) and print the regions its
+    /// range is made of now.
+    Split {
+        /// The region.
+        #[arg(long, default_value_t = 1)]
+        region: u64,
+        /// The split keys (any order): each starts a new region.
+        #[arg(required = true)]
+        keys: Vec<String>,
     },
     /// Load the cluster with concurrent gets and puts and report throughput and latency.
     Bench(bench::BenchArgs),
@@ -290,6 +300,26 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::TransferLeader { region, to } => {
             transfer_leader(&cli, timeout, *region, *to).await?;
         }
+        Command::Split { region, keys } => {
+            let keys = keys.iter().map(|k| arg(k)).collect::<Result<Vec<_>, _>>()?;
+            let regions = kv()?.split_region(*region, keys).await?;
+            if cli.json {
+                let regions: Vec<_> = regions
+                    .iter()
+                    .map(|r| Value::Object(region_json(r, format)))
+                    .collect();
+                println!("{}", Value::Array(regions));
+            } else {
+                for r in &regions {
+                    println!(
+                        "region {} [{:?}, {:?})",
+                        r.id,
+                        format.show(&r.start_key),
+                        format.show(&r.end_key)
+                    );
+                }
+            }
+        }
         Command::Bench(args) => {
             let report = bench::run(&cli.endpoints.0, timeout, args, !cli.json)
                 .await
@@ -349,25 +379,30 @@ async fn status(cli: &Cli, timeout: Duration, format: BytesFormat) -> Result<(),
     Ok(())
 }
 
+/// A region's id, range, epoch and stores, as JSON fields.
+fn region_json(info: &RegionInfo, format: BytesFormat) -> serde_json::Map<String, Value> {
+    let mut fields = serde_json::Map::new();
+    fields.insert("id".into(), json!(info.id));
+    fields.insert("start_key".into(), json!(format.show(&info.start_key)));
+    fields.insert("end_key".into(), json!(format.show(&info.end_key)));
+    fields.insert("conf_ver".into(), json!(info.conf_ver));
+    fields.insert("version".into(), json!(info.version));
+    fields.insert("store_ids".into(), json!(info.store_ids));
+    fields
+}
+
 fn status_json(endpoint: &str, s: &StatusResponse, format: BytesFormat) -> serde_json::Value {
     let regions: Vec<_> = s
         .regions
         .iter()
         .map(|r| {
-            let info = r.region.clone().unwrap_or_default();
-            json!({
-                "id": info.id,
-                "start_key": format.show(&info.start_key),
-                "end_key": format.show(&info.end_key),
-                "conf_ver": info.conf_ver,
-                "version": info.version,
-                "store_ids": info.store_ids,
-                "leader_store_id": r.leader_store_id,
-                "is_leader": r.is_leader,
-                "term": r.term,
-                "applied_index": r.applied_index,
-                "commit_index": r.commit_index,
-            })
+            let mut fields = region_json(&r.region.clone().unwrap_or_default(), format);
+            fields.insert("leader_store_id".into(), json!(r.leader_store_id));
+            fields.insert("is_leader".into(), json!(r.is_leader));
+            fields.insert("term".into(), json!(r.term));
+            fields.insert("applied_index".into(), json!(r.applied_index));
+            fields.insert("commit_index".into(), json!(r.commit_index));
+            Value::Object(fields)
         })
         .collect();
     json!({
