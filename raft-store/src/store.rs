@@ -336,9 +336,10 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         &mut self.sender
     }
 
-    /// One raft worker iteration: handles `msgs`, then persists every peer's Ready in one
-    /// raft-engine write batch with one fsync (group commit), sends, applies committed
-    /// entries in one kv-engine write batch, answers callbacks and serves reads. Region
+    /// One raft worker iteration: handles `msgs`, then sends every peer's Ready messages,
+    /// applies the committed entries into one kv-engine write batch and answers their
+    /// callbacks, persists the Readies in one raft-engine write batch with one fsync (group
+    /// commit), writes the kv batch and serves reads. Region
     /// tasks run at the end when they run inline, and their results are handled at once.
     ///
     /// # Errors
