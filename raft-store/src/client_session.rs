@@ -226,7 +226,7 @@ impl SessionTable {
             };
         }
         match s.results.binary_search_by_key(&sequence, |r| r.sequence) {
-            Ok(i) => Check::Duplicate(Box::new(s.results[i].response.clone().unwrap_or_default())),
+            Ok(i) => Check::Duplicate(s.results[i].response.clone().unwrap_or_default()),
             Err(_) => Check::New,
         }
     }
@@ -283,14 +283,18 @@ impl SessionTable {
         self.lru.remove(&lru_key(s));
         s.first_kept_sequence = s.first_kept_sequence.max(first_awaited);
         let keep_from = s.first_kept_sequence;
-        s.results.retain(|r| r.sequence >= keep_from);
+        // `results` is sorted by sequence (inserted at its search position), so what is
+        // forgotten is a prefix, found by a binary search rather than a scan of every
+        // result on each command.
+        let forgotten = s.results.partition_point(|r| r.sequence < keep_from);
+        s.results.drain(..forgotten);
         if let Some(response) = response {
             if let Err(i) = s.results.binary_search_by_key(&sequence, |r| r.sequence) {
                 s.results.insert(
                     i,
                     SessionResult {
                         sequence,
-                        response: Some(response),
+                        response: Some(Box::new(response)),
                     },
                 );
             }

@@ -2,14 +2,21 @@
 //! duration or a number of operations; throughput and latency percentiles (HDR histograms,
 //! microsecond resolution) reported separately for reads and writes.
 //!
-//! Every client is its own [`Client`] (its own connections) in its own tokio task, and
-//! picks keys uniformly at random from a seeded generator. Before the run, unless
+//! Every simulated client is a tokio task with one request in flight, picking keys
+//! uniformly at random from a seeded generator. The tasks share `--connections` [`Client`]s
+//! (each with one HTTP/2 connection per node and its own client id), as a load generator or
+//! an application server multiplexes many concurrent requests over a few connections:
+//! client `i` uses connection set `i mod connections`. Before the run, unless
 //! `--no-preload`, every key is written once so reads find values. A failed operation is
 //! counted and not timed; the run goes on.
+//!
+//! Latencies are buffered per task and added to one shared pair of histograms every
+//! [`SAMPLES_PER_FLUSH`] operations, so recording costs a `Vec` push per operation and the
+//! histograms' memory does not grow with the number of clients.
 
 use std::io::IsTerminal as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,12 +32,19 @@ use tokio::time::Instant;
 /// entry limit).
 const PRELOAD_BATCH_BYTES: usize = 256 << 10;
 
+/// Operations a client task times before adding its samples to the shared histograms.
+const SAMPLES_PER_FLUSH: usize = 256;
+
 /// The benchmark's settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Concurrent clients (each a tokio task with its own connections).
+    /// Concurrent clients (each a tokio task with one request in flight).
     #[arg(long, short = 'c', default_value_t = 16)]
     clients: usize,
+    /// Connection sets the clients share: each is one `Client` (one HTTP/2 connection per
+    /// node, its own client id); client i uses set i mod N. At most one per client.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
     /// How long to run, e.g. `10s`, `500ms`, `2m` (default 10s unless --ops is given).
     #[arg(long, short = 'd', value_parser = parse_duration, conflicts_with = "ops")]
     duration: Option<Duration>,
@@ -89,6 +103,8 @@ enum Stop {
 #[derive(Debug, Clone)]
 struct Workload {
     clients: usize,
+    /// Connection sets, at most `clients`.
+    connections: usize,
     stop: Stop,
     keys: u64,
     key_prefix: String,
@@ -104,6 +120,9 @@ impl Workload {
     fn new(args: &BenchArgs) -> Result<Self, String> {
         if args.clients == 0 {
             return Err("--clients must be at least 1".into());
+        }
+        if args.connections == 0 {
+            return Err("--connections must be at least 1".into());
         }
         if args.keys == 0 {
             return Err("--keys must be at least 1".into());
@@ -133,6 +152,7 @@ impl Workload {
         StdRng::seed_from_u64(args.seed).fill(&mut value[..]);
         Ok(Self {
             clients: args.clients,
+            connections: args.connections.min(args.clients),
             stop,
             keys: args.keys,
             key_prefix: args.key_prefix.clone(),
@@ -189,6 +209,8 @@ pub struct Latency {
 pub struct BenchReport {
     /// Concurrent clients.
     pub clients: usize,
+    /// Connection sets (`Client`s) they shared.
+    pub connections: usize,
     /// Distinct keys.
     pub keys: u64,
     /// Key length in bytes.
@@ -213,7 +235,7 @@ pub struct BenchReport {
     pub first_error: Option<String>,
 }
 
-/// One client's counts.
+/// The run's counts, shared by the client tasks.
 struct Tally {
     read: Histogram<u64>,
     write: Histogram<u64>,
@@ -233,15 +255,46 @@ impl Tally {
         }
     }
 
-    fn merge(&mut self, other: Self) {
-        // Same bounds on both sides, so adding cannot overflow the range.
-        let _ = self.read.add(&other.read);
-        let _ = self.write.add(&other.write);
-        self.read_errors += other.read_errors;
-        self.write_errors += other.write_errors;
-        if self.first_error.is_none() {
-            self.first_error = other.first_error;
+    /// Adds a task's buffered samples and errors, and empties the buffer.
+    fn take(&mut self, samples: &mut Samples) {
+        for &us in &samples.read {
+            self.read.saturating_record(us);
         }
+        for &us in &samples.write {
+            self.write.saturating_record(us);
+        }
+        samples.read.clear();
+        samples.write.clear();
+        self.read_errors += std::mem::take(&mut samples.read_errors);
+        self.write_errors += std::mem::take(&mut samples.write_errors);
+        if self.first_error.is_none() {
+            self.first_error = samples.first_error.take();
+        }
+    }
+}
+
+/// What one client task measured since it last added to the [`Tally`].
+#[derive(Default)]
+struct Samples {
+    /// Latencies of successful gets and puts, in microseconds (at least 1).
+    read: Vec<u64>,
+    write: Vec<u64>,
+    read_errors: u64,
+    write_errors: u64,
+    first_error: Option<String>,
+}
+
+impl Samples {
+    fn len(&self) -> usize {
+        self.read.len() + self.write.len()
+    }
+
+    /// Adds the samples to `tally` (one lock per [`SAMPLES_PER_FLUSH`] operations).
+    fn flush_into(&mut self, tally: &Mutex<Tally>) {
+        tally
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take(self);
     }
 }
 
@@ -263,33 +316,39 @@ pub async fn run(
     progress: bool,
 ) -> Result<BenchReport, String> {
     let w = Arc::new(Workload::new(args)?);
-    let connect = || {
-        Client::connect(endpoints)
-            .map(|c| c.with_timeout(timeout))
-            .map_err(|e| e.to_string())
-    };
+    let pool = (0..w.connections)
+        .map(|_| {
+            Client::connect(endpoints)
+                .map(|c| Arc::new(c.with_timeout(timeout)))
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let progress = progress && std::io::stderr().is_terminal();
     if w.preload {
-        preload(&connect()?, &w, progress).await?;
+        preload(&pool[0], &w, progress).await?;
     }
     let bar = progress_bar(w.stop, progress);
     let done = Arc::new(AtomicU64::new(0));
     let claimed = Arc::new(AtomicU64::new(0));
+    let tally = Arc::new(Mutex::new(Tally::new()));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(w.clients);
     for i in 0..w.clients {
-        let client = connect()?;
-        let (w, done, claimed) = (w.clone(), done.clone(), claimed.clone());
+        let client = pool[i % pool.len()].clone();
+        let (w, done, claimed, tally) = (w.clone(), done.clone(), claimed.clone(), tally.clone());
         tasks.push(tokio::spawn(async move {
-            run_client(&client, &w, i as u64, started, &claimed, &done).await
+            run_client(&client, &w, i as u64, started, &claimed, &done, &tally).await;
         }));
     }
     let ticker = tokio::spawn(tick_progress(bar.clone(), w.stop, started, done.clone()));
-    let mut tally = Tally::new();
     for t in tasks {
-        tally.merge(t.await.map_err(|e| format!("a bench client failed: {e}"))?);
+        t.await.map_err(|e| format!("a bench client failed: {e}"))?;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let tally = std::mem::replace(
+        &mut *tally.lock().unwrap_or_else(PoisonError::into_inner),
+        Tally::new(),
+    );
     ticker.abort();
     bar.finish_and_clear();
     let class = |h: &Histogram<u64>, errors: u64| ClassReport {
@@ -311,6 +370,7 @@ pub async fn run(
     );
     Ok(BenchReport {
         clients: w.clients,
+        connections: w.connections,
         keys: w.keys,
         key_size: args.key_size,
         value_size: args.value_size,
@@ -362,16 +422,18 @@ async fn run_client(
     started: Instant,
     claimed: &AtomicU64,
     done: &AtomicU64,
-) -> Tally {
+    tally: &Mutex<Tally>,
+) {
     let mut rng = StdRng::seed_from_u64(w.seed.wrapping_add(index.wrapping_mul(0x9e37_79b9)));
-    let mut tally = Tally::new();
+    let mut samples = Samples::default();
     loop {
         let more = match w.stop {
             Stop::After(d) => started.elapsed() < d,
             Stop::Ops(n) => claimed.fetch_add(1, Ordering::Relaxed) < n,
         };
         if !more {
-            return tally;
+            samples.flush_into(tally);
+            return;
         }
         let key = w.key(rng.random_range(0..w.keys));
         let is_read = rng.random::<f64>() < w.read_ratio;
@@ -381,18 +443,23 @@ async fn run_client(
         } else {
             client.put(key, w.value.clone()).await
         };
-        let micros = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let micros = u64::try_from(t.elapsed().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
         match (result, is_read) {
-            (Ok(()), true) => tally.read.saturating_record(micros.max(1)),
-            (Ok(()), false) => tally.write.saturating_record(micros.max(1)),
+            (Ok(()), true) => samples.read.push(micros),
+            (Ok(()), false) => samples.write.push(micros),
             (Err(e), read) => {
                 if read {
-                    tally.read_errors += 1;
+                    samples.read_errors += 1;
                 } else {
-                    tally.write_errors += 1;
+                    samples.write_errors += 1;
                 }
-                tally.first_error.get_or_insert_with(|| e.to_string());
+                samples.first_error.get_or_insert_with(|| e.to_string());
             }
+        }
+        if samples.len() >= SAMPLES_PER_FLUSH {
+            samples.flush_into(tally);
         }
         done.fetch_add(1, Ordering::Relaxed);
     }
@@ -444,9 +511,11 @@ async fn tick_progress(bar: ProgressBar, stop: Stop, started: Instant, done: Arc
 /// The report as a table.
 pub fn render(r: &BenchReport) -> String {
     let mut out = format!(
-        "{} clients, {:.1} s, {} keys of {} B, values of {} B, read ratio {:.2}\n\
+        "{} clients over {} connection sets, {:.1} s, {} keys of {} B, values of {} B, \
+         read ratio {:.2}\n\
          {:<6} {:>10} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
         r.clients,
+        r.connections,
         r.elapsed_secs,
         r.keys,
         r.key_size,
@@ -525,11 +594,41 @@ mod tests {
     }
 
     #[test]
+    fn clients_share_at_most_one_connection_set_each() {
+        assert_eq!(workload(&["--clients", "1000"]).unwrap().connections, 4);
+        let w = workload(&["--clients", "2", "--connections", "8"]).unwrap();
+        assert_eq!(w.connections, 2);
+    }
+
+    #[test]
+    fn samples_reach_the_tally_and_are_emptied() {
+        let tally = Mutex::new(Tally::new());
+        let mut samples = Samples {
+            read: vec![100, 300],
+            write: vec![2000],
+            read_errors: 1,
+            first_error: Some("first".into()),
+            ..Samples::default()
+        };
+        samples.flush_into(&tally);
+        assert_eq!(samples.len(), 0);
+        samples.write.push(4000);
+        samples.first_error = Some("second".into());
+        samples.flush_into(&tally);
+        let t = tally.into_inner().unwrap();
+        assert_eq!((t.read.len(), t.write.len()), (2, 2));
+        assert_eq!(t.read_errors, 1);
+        assert_eq!(t.read.max(), 300);
+        assert_eq!(t.first_error.as_deref(), Some("first"));
+    }
+
+    #[test]
     fn bad_workloads_are_refused() {
         for argv in [
             &["--keys", "100000", "--key-size", "8"][..],
             &["--read-ratio", "1.5"],
             &["--clients", "0"],
+            &["--connections", "0"],
             &["--ops", "0"],
             &["--keys", "0"],
             &["--ops", "5", "--duration", "1s"],
@@ -550,6 +649,7 @@ mod tests {
         };
         let r = BenchReport {
             clients: 2,
+            connections: 1,
             keys: 10,
             key_size: 16,
             value_size: 8,
