@@ -21,8 +21,8 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -114,6 +114,18 @@ pub struct Admission {
     bytes: AtomicUsize,
     /// Requests refused so far.
     refused: AtomicU64,
+    /// Resolved at the first use, not per request: a `metrics::gauge!` lookup hashes the
+    /// name and takes a lock in the recorder, and a request takes and gives back two
+    /// permits (the same reason as in [`rpc_metrics`](crate::rpc_metrics)).
+    metrics: OnceLock<AdmissionMetrics>,
+}
+
+/// The recorder's handles of the admission metrics.
+#[derive(Debug)]
+struct AdmissionMetrics {
+    requests: metrics::Gauge,
+    bytes: metrics::Gauge,
+    busy: metrics::Counter,
 }
 
 impl Admission {
@@ -127,6 +139,15 @@ impl Admission {
             requests: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
+            metrics: OnceLock::new(),
+        })
+    }
+
+    fn metrics(&self) -> &AdmissionMetrics {
+        self.metrics.get_or_init(|| AdmissionMetrics {
+            requests: metrics::gauge!("raftkv_admission_requests_in_flight"),
+            bytes: metrics::gauge!("raftkv_admission_bytes_in_flight"),
+            busy: metrics::counter!("raftkv_server_busy_total"),
         })
     }
 
@@ -141,7 +162,7 @@ impl Admission {
                 (n < max).then_some(n + 1)
             })
             .map_err(|_| self.refuse(Refused::Requests))?;
-        metrics::gauge!("raftkv_admission_requests_in_flight").increment(1.0);
+        self.metrics().requests.increment(1.0);
         Ok(Permit {
             admission: self.clone(),
             requests: 1,
@@ -161,7 +182,7 @@ impl Admission {
                 (b == 0 || b.saturating_add(bytes) <= max).then_some(b.saturating_add(bytes))
             })
             .map_err(|_| self.refuse(Refused::Bytes))?;
-        metrics::gauge!("raftkv_admission_bytes_in_flight").increment(bytes as f64);
+        self.metrics().bytes.increment(bytes as f64);
         Ok(Permit {
             admission: self.clone(),
             requests: 0,
@@ -171,7 +192,7 @@ impl Admission {
 
     fn refuse(&self, why: Refused) -> Refused {
         self.refused.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("raftkv_server_busy_total").increment(1);
+        self.metrics().busy.increment(1);
         why
     }
 
@@ -220,11 +241,11 @@ impl Drop for Permit {
         let a = &self.admission;
         if self.requests > 0 {
             a.requests.fetch_sub(self.requests, Ordering::AcqRel);
-            metrics::gauge!("raftkv_admission_requests_in_flight").decrement(1.0);
+            a.metrics().requests.decrement(1.0);
         }
         if self.bytes > 0 {
             a.bytes.fetch_sub(self.bytes, Ordering::AcqRel);
-            metrics::gauge!("raftkv_admission_bytes_in_flight").decrement(self.bytes as f64);
+            a.metrics().bytes.decrement(self.bytes as f64);
         }
     }
 }
