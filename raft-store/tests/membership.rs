@@ -140,6 +140,27 @@ fn remove_cut_off_follower<F: EngineFactory>(factory: F) -> (Cluster<F>, u64, Fi
     (c, victim, cut)
 }
 
+/// Heals `cut` and checks that the stale peer on `victim` gave way to peer `new_id`, which
+/// caught up with `k2` written meanwhile.
+fn heal_and_expect_replacement<F: EngineFactory>(
+    c: &mut Cluster<F>,
+    cut: FilterId,
+    victim: u64,
+    new_id: u64,
+) {
+    c.filters().remove(cut);
+    for _ in 0..30 {
+        c.tick();
+    }
+    assert_eq!(c.stores[&victim].peer(1).unwrap().meta().id, new_id);
+    assert_eq!(
+        c.kv(victim)
+            .get(CF_DEFAULT, &keys::data_key(b"k2"))
+            .unwrap(),
+        Some(b"v2".to_vec())
+    );
+}
+
 /// A peer removed while cut off never learns it; when its store is added back under a
 /// new peer id, the stale peer gives way to the new one (found by the conf-change
 /// scenario: the new peer's messages were dropped as "for another peer id" forever).
@@ -152,17 +173,7 @@ fn stale_peer_gives_way_to_a_newer_one<F: EngineFactory>(factory: F) {
         victim,
         "still stale"
     );
-    c.filters().remove(cut);
-    for _ in 0..30 {
-        c.tick();
-    }
-    assert_eq!(c.stores[&victim].peer(1).unwrap().meta().id, 10);
-    assert_eq!(
-        c.kv(victim)
-            .get(CF_DEFAULT, &keys::data_key(b"k2"))
-            .unwrap(),
-        Some(b"v2".to_vec())
-    );
+    heal_and_expect_replacement(&mut c, cut, victim, 10);
 }
 
 /// Peer ids come from several allocators (operators, each store's allocator for split
@@ -188,17 +199,7 @@ fn stale_peer_gives_way_to_a_newer_one_with_a_smaller_id<F: EngineFactory>(facto
     c.must_admin(change_peer(ConfChangeType::RemoveNode, 1000, victim));
     c.must_admin(change_peer(ConfChangeType::AddNode, 10, victim));
     c.must_put(b"k2", b"v2");
-    c.filters().remove(cut);
-    for _ in 0..30 {
-        c.tick();
-    }
-    assert_eq!(c.stores[&victim].peer(1).unwrap().meta().id, 10);
-    assert_eq!(
-        c.kv(victim)
-            .get(CF_DEFAULT, &keys::data_key(b"k2"))
-            .unwrap(),
-        Some(b"v2".to_vec())
-    );
+    heal_and_expect_replacement(&mut c, cut, victim, 10);
 }
 
 /// A peer removed while cut off, whose store is not added back, learns of its removal
