@@ -11,6 +11,9 @@
 //! - the `Kv` handler takes the request's encoded bytes once decoded
 //!   ([`Admission::try_admit_bytes`]).
 //!
+//! A `BatchCommands` stream is not admitted as a call (it lives as long as its client);
+//! each command it carries takes a slot and its bytes, and is refused alone.
+//!
 //! Two atomic counters, updated by compare-and-swap: no lock on the request path. A
 //! [`Permit`] holds its share until it is dropped — when the handler hands its answer to
 //! gRPC (the bytes) and when the response is ready (the slot), or when the call is
@@ -41,6 +44,9 @@ pub const BUSY_BACKOFF_MS: u64 = 20;
 
 /// The path prefix of the admitted service's calls.
 const KV_PREFIX: &str = "/kvrpc.Kv/";
+/// The one `Kv` call not admitted here: its stream's commands are, one by one
+/// ([`crate::batch_commands`]).
+const BATCH_COMMANDS_PATH: &str = "/kvrpc.Kv/BatchCommands";
 
 /// The bounds on what a node's gRPC server takes in from clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -298,7 +304,9 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if !request.uri().path().starts_with(KV_PREFIX) {
+        let path = request.uri().path();
+        // A `BatchCommands` stream outlives its commands: each takes its own slot.
+        if !path.starts_with(KV_PREFIX) || path == BATCH_COMMANDS_PATH {
             return Box::pin(self.inner.call(request));
         }
         match self.admission.try_admit_request() {

@@ -54,6 +54,7 @@ use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use crate::answer::Answer;
+use crate::command_link::{Batched, CommandLink};
 use crate::error::{Error, Result};
 use crate::node::MAX_KV_MESSAGE_BYTES;
 use crate::proto::kvrpc::admin_client::AdminClient;
@@ -190,6 +191,25 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A client's connection to one node: the channel of its unary calls, and the
+/// `BatchCommands` stream its single-key calls share ([`CommandLink`]).
+#[derive(Debug, Clone)]
+struct Link {
+    channel: Channel,
+    /// `None` when the client sends every call on its own ([`Client::with_command_streams`]).
+    commands: Option<CommandLink>,
+}
+
+impl Link {
+    /// Sends a single-key call: as a command of the node's stream, or alone.
+    async fn call<R: Batched>(self, request: R) -> std::result::Result<tonic::Response<R::Response>, tonic::Status> {
+        match &self.commands {
+            Some(link) => link.call(request).await,
+            None => request.unary(kv(self.channel)).await,
+        }
+    }
+}
+
 fn kv(channel: Channel) -> KvClient<Channel> {
     KvClient::new(channel)
         .max_decoding_message_size(MAX_KV_MESSAGE_BYTES)
@@ -202,11 +222,14 @@ fn kv(channel: Channel) -> KvClient<Channel> {
 pub struct Client {
     /// The endpoints given at connect time, asked for the cluster's layout.
     seeds: Vec<String>,
-    channels: Mutex<HashMap<String, Channel>>,
+    /// The connection to each node, made on first use.
+    links: Mutex<HashMap<String, Link>>,
     routes: RwLock<Routes>,
     timeout: Duration,
     /// Identifies this client's writes (with a sequence) for exactly-once retries.
     client_id: u64,
+    /// Whether single-key calls share one `BatchCommands` stream per node.
+    command_streams: bool,
     /// The last sequence handed out.
     sequence: AtomicU64,
     /// The sequences of the writes in progress.
@@ -232,10 +255,11 @@ impl Client {
                 .into_iter()
                 .map(|e| e.as_ref().to_string())
                 .collect(),
-            channels: Mutex::new(HashMap::new()),
+            links: Mutex::new(HashMap::new()),
             routes: RwLock::new(Routes::default()),
             timeout: Duration::from_secs(10),
             client_id: new_client_id(),
+            command_streams: true,
             sequence: AtomicU64::new(0),
             in_flight: Mutex::new(BTreeSet::new()),
         };
@@ -256,6 +280,17 @@ impl Client {
         self
     }
 
+    /// The same client sending gets, puts, deletes and compare-and-swaps as unary calls
+    /// (`false`) instead of commands of one `BatchCommands` stream per node (`true`, the
+    /// default). The stream carries every call made to a node meanwhile in one message
+    /// each way, which saves most of a call's gRPC cost under concurrency; unary calls
+    /// are for comparison, and for servers without the stream.
+    #[must_use]
+    pub fn with_command_streams(mut self, on: bool) -> Self {
+        self.command_streams = on;
+        self
+    }
+
     /// The id this client's writes carry.
     #[must_use]
     pub fn client_id(&self) -> u64 {
@@ -269,12 +304,12 @@ impl Client {
     pub async fn get(&self, key: impl Into<Bytes>) -> Result<Option<Bytes>> {
         let key = key.into();
         let resp = self
-            .keyed(&key, None, |ch, ctx| {
+            .keyed(&key, None, |link: Link, ctx| {
                 let req = kvrpc::RawGetRequest {
                     context: Some(ctx),
                     key: key.clone(),
                 };
-                async move { kv(ch).raw_get(req).await }
+                async move { link.call(req).await }
             })
             .await?;
         Ok((!resp.not_found).then_some(resp.value))
@@ -287,13 +322,13 @@ impl Client {
     pub async fn put(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<()> {
         let (key, value) = (key.into(), value.into());
         let seq = self.begin_write();
-        self.keyed(&key, Some(seq.seq), |ch, ctx| {
+        self.keyed(&key, Some(seq.seq), |link: Link, ctx| {
             let req = kvrpc::RawPutRequest {
                 context: Some(ctx),
                 key: key.clone(),
                 value: value.clone(),
             };
-            async move { kv(ch).raw_put(req).await }
+            async move { link.call(req).await }
         })
         .await
         .map(|_| ())
@@ -306,12 +341,12 @@ impl Client {
     pub async fn delete(&self, key: impl Into<Bytes>) -> Result<()> {
         let key = key.into();
         let seq = self.begin_write();
-        self.keyed(&key, Some(seq.seq), |ch, ctx| {
+        self.keyed(&key, Some(seq.seq), |link: Link, ctx| {
             let req = kvrpc::RawDeleteRequest {
                 context: Some(ctx),
                 key: key.clone(),
             };
-            async move { kv(ch).raw_delete(req).await }
+            async move { link.call(req).await }
         })
         .await
         .map(|_| ())
@@ -346,7 +381,7 @@ impl Client {
         let key = key.into();
         let seq = self.begin_write();
         let resp = self
-            .keyed(&key, Some(seq.seq), |ch, ctx| {
+            .keyed(&key, Some(seq.seq), |link: Link, ctx| {
                 let req = kvrpc::RawCompareAndSwapRequest {
                     context: Some(ctx),
                     key: key.clone(),
@@ -355,7 +390,7 @@ impl Client {
                     previous_not_exist: expected.is_none(),
                     delete: new.is_none(),
                 };
-                async move { kv(ch).raw_compare_and_swap(req).await }
+                async move { link.call(req).await }
             })
             .await?;
         Ok(CasOutcome {
@@ -371,12 +406,12 @@ impl Client {
     /// See [`Error`].
     pub async fn batch_get(&self, keys: Vec<Bytes>) -> Result<Vec<(Bytes, Bytes)>> {
         let parts = self
-            .batch(&keys, None, |ch, ctx, idxs| {
+            .batch(&keys, None, |link: Link, ctx, idxs| {
                 let req = kvrpc::RawBatchGetRequest {
                     context: Some(ctx),
                     keys: idxs.iter().map(|&i| keys[i].clone()).collect(),
                 };
-                async move { kv(ch).raw_batch_get(req).await }
+                async move { kv(link.channel).raw_batch_get(req).await }
             })
             .await?;
         let mut found: HashMap<Bytes, Bytes> = HashMap::new();
@@ -396,7 +431,7 @@ impl Client {
     pub async fn batch_put(&self, pairs: Vec<(Bytes, Bytes)>) -> Result<()> {
         let seq = self.begin_write();
         let keys: Vec<Bytes> = pairs.iter().map(|(k, _)| k.clone()).collect();
-        self.batch(&keys, Some(seq.seq), |ch, ctx, idxs| {
+        self.batch(&keys, Some(seq.seq), |link: Link, ctx, idxs| {
             let req = kvrpc::RawBatchPutRequest {
                 context: Some(ctx),
                 pairs: idxs
@@ -407,7 +442,7 @@ impl Client {
                     })
                     .collect(),
             };
-            async move { kv(ch).raw_batch_put(req).await }
+            async move { kv(link.channel).raw_batch_put(req).await }
         })
         .await
         .map(|_| ())
@@ -431,13 +466,13 @@ impl Client {
                 continue;
             };
             let part_end = clip_end(&end, &region);
-            let call = |ch, ctx| {
+            let call = |link: Link, ctx| {
                 let req = kvrpc::RawDeleteRangeRequest {
                     context: Some(ctx),
                     start_key: cursor.clone(),
                     end_key: part_end.clone(),
                 };
-                async move { kv(ch).raw_delete_range(req).await }
+                async move { kv(link.channel).raw_delete_range(req).await }
             };
             match self
                 .call_region(&region, Some(seq.seq), &mut attempts, &call)
@@ -522,7 +557,7 @@ impl Client {
             } else {
                 options.limit - u32::try_from(out.len()).unwrap_or(u32::MAX)
             };
-            let call = |ch, ctx| {
+            let call = |link: Link, ctx| {
                 let req = kvrpc::RawScanRequest {
                     context: Some(ctx),
                     start_key: part_start.clone(),
@@ -531,7 +566,7 @@ impl Client {
                     reverse: options.reverse,
                     key_only: options.key_only,
                 };
-                async move { kv(ch).raw_scan(req).await }
+                async move { kv(link.channel).raw_scan(req).await }
             };
             let resp = match self.call_region(&region, None, &mut attempts, &call).await {
                 Ok(resp) => resp,
@@ -603,12 +638,12 @@ impl Client {
             let Some(region) = self.locate_id(region_id, &mut attempts).await? else {
                 continue;
             };
-            let call = |ch, _ctx| {
+            let call = |link: Link, _ctx| {
                 let req = kvrpc::TransferLeaderRequest {
                     region_id,
                     to_store_id,
                 };
-                async move { AdminClient::new(ch).transfer_leader(req).await }
+                async move { AdminClient::new(link.channel).transfer_leader(req).await }
             };
             if let Err(miss) = self.call_region(&region, None, &mut attempts, &call).await {
                 miss.back_off(&mut attempts).await?;
@@ -741,7 +776,7 @@ impl Client {
         self.routed(
             |routes| routes.regions.get(region_id).cloned(),
             None,
-            |ch, _ctx| call(ch),
+            |link, _ctx| call(link.channel),
         )
         .await
     }
@@ -775,15 +810,27 @@ impl Client {
         }
     }
 
-    /// The channel to `addr`, made lazily once.
-    fn channel(&self, addr: &str) -> Result<Channel> {
-        let mut channels = lock(&self.channels);
-        if let Some(ch) = channels.get(addr) {
-            return Ok(ch.clone());
+    /// The connection to `addr`, made lazily once (inside a tokio runtime: its command
+    /// link is a task).
+    fn link(&self, addr: &str) -> Result<Link> {
+        let mut links = lock(&self.links);
+        if let Some(link) = links.get(addr) {
+            return Ok(link.clone());
         }
-        let ch = crate::endpoint::lazy_channel(addr)?;
-        channels.insert(addr.to_string(), ch.clone());
-        Ok(ch)
+        let channel = crate::endpoint::lazy_channel(addr)?;
+        let link = Link {
+            commands: self
+                .command_streams
+                .then(|| CommandLink::spawn(channel.clone())),
+            channel,
+        };
+        links.insert(addr.to_string(), link.clone());
+        Ok(link)
+    }
+
+    /// The channel to `addr`, for the calls that are not batched.
+    fn channel(&self, addr: &str) -> Result<Channel> {
+        self.link(addr).map(|link| link.channel)
     }
 
     /// Asks every known node for its status (at once, briefly) and merges what they know
@@ -879,7 +926,7 @@ impl Client {
     async fn keyed<R, F, Fut>(&self, key: &[u8], seq: Option<u64>, call: F) -> Result<R>
     where
         R: Answer,
-        F: Fn(Channel, Context) -> Fut,
+        F: Fn(Link, Context) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<R>, tonic::Status>>,
     {
         self.routed(|routes| routes.regions.by_key(key).cloned(), seq, call)
@@ -896,7 +943,7 @@ impl Client {
     ) -> Result<R>
     where
         R: Answer,
-        F: Fn(Channel, Context) -> Fut,
+        F: Fn(Link, Context) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<R>, tonic::Status>>,
     {
         let mut attempts = Attempts::new(self.deadline());
@@ -921,7 +968,7 @@ impl Client {
     ) -> Result<Vec<(Vec<usize>, R)>>
     where
         R: Answer,
-        F: Fn(Channel, Context, &[usize]) -> Fut,
+        F: Fn(Link, Context, &[usize]) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<R>, tonic::Status>>,
     {
         let mut attempts = Attempts::new(self.deadline());
@@ -937,7 +984,7 @@ impl Client {
                 let mut attempts = Attempts::new(attempts.deadline);
                 async move {
                     let r = self
-                        .call_region(&region, seq, &mut attempts, &|ch, ctx| call(ch, ctx, &idxs))
+                        .call_region(&region, seq, &mut attempts, &|link, ctx| call(link, ctx, &idxs))
                         .await;
                     (idxs, r)
                 }
@@ -992,7 +1039,7 @@ impl Client {
     ) -> std::result::Result<R, Miss>
     where
         R: Answer,
-        F: Fn(Channel, Context) -> Fut,
+        F: Fn(Link, Context) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<R>, tonic::Status>>,
     {
         let mut rotation = 0usize;
@@ -1008,9 +1055,9 @@ impl Client {
                 attempts.backoff(Duration::ZERO).await?;
                 continue;
             };
-            let channel = self.channel(&addr)?;
+            let link = self.link(&addr)?;
             let wait = attempts.remaining().min(ATTEMPT_TIMEOUT);
-            let answer = tokio::time::timeout(wait, call(channel, self.context(region, seq))).await;
+            let answer = tokio::time::timeout(wait, call(link, self.context(region, seq))).await;
             let resp = match answer {
                 Err(_) => {
                     attempts.failed(format!("{addr}: no answer within {wait:?}"));

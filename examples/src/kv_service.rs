@@ -36,6 +36,7 @@ use raft_store::pb::raft_cmdpb::{
     TransferLeaderRequest,
 };
 use raft_store::{RegionStatus, StoreMailbox, StoreMsg};
+use tokio::sync::watch;
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
 
 use crate::admission::{Admission, Permit};
@@ -44,6 +45,7 @@ use crate::proto::kvrpc::{
     self, Context, EpochNotMatch, InvalidSplitKey, KeyNotInRegion, KvPair, NotLeader, RegionError,
     RegionInfo, RegionNotFound, SequenceForgotten, ServerIsBusy, SplitKeyProblem, StaleCommand,
 };
+use crate::rpc_metrics::CallMeter;
 use crate::region_cache::{RegionCache, RegionLike, clip_end, clip_start, contains, reaches};
 
 /// Why a command failed.
@@ -78,6 +80,10 @@ pub struct KvService {
     /// The limits on the `Kv` requests served at once (not on `Admin` calls, which are
     /// rare and must work under overload).
     admission: Arc<Admission>,
+    /// Measures the commands of `BatchCommands` streams as their unary calls.
+    meter: CallMeter,
+    /// Set when the node shuts down: `BatchCommands` streams stop reading commands.
+    closing: Arc<watch::Sender<bool>>,
 }
 
 /// The `Admin` service over the same state as [`KvService`].
@@ -114,7 +120,37 @@ impl KvService {
             peers: Arc::new(peers),
             regions: Arc::new(RwLock::new(regions)),
             admission,
+            meter: CallMeter::default(),
+            closing: Arc::new(watch::Sender::new(false)),
         }
+    }
+
+    /// The same service, measuring the commands of `BatchCommands` streams with `meter`
+    /// (by default they are counted apart from the server's RPC metrics layer).
+    #[must_use]
+    pub fn with_call_meter(mut self, meter: CallMeter) -> Self {
+        self.meter = meter;
+        self
+    }
+
+    /// Makes every `BatchCommands` stream stop reading commands, answer those it took,
+    /// and end: called when the node shuts down, so that the gRPC server's graceful
+    /// shutdown is not held up by streams a client would keep open.
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
+    }
+
+    pub(crate) fn admission(&self) -> &Arc<Admission> {
+        &self.admission
+    }
+
+    pub(crate) fn call_meter(&self) -> &CallMeter {
+        &self.meter
+    }
+
+    /// Changes to true when the streams must end (see [`Self::close_streams`]).
+    pub(crate) fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     /// Admits a decoded `Kv` request by its encoded size (its request slot was taken by
@@ -454,16 +490,14 @@ impl KvService {
     }
 }
 
-#[tonic::async_trait]
-impl kvrpc::kv_server::Kv for KvService {
-    async fn raw_get(
-        &self,
-        request: GrpcRequest<kvrpc::RawGetRequest>,
-    ) -> Result<GrpcResponse<kvrpc::RawGetResponse>, Status> {
-        let req = request.into_inner();
+/// The single-key calls, answered the same way whether they came alone or in a
+/// `BatchCommands` stream.
+impl KvService {
+    /// Answers `RawGet`.
+    pub(crate) async fn answer_get(&self, req: kvrpc::RawGetRequest) -> kvrpc::RawGetResponse {
         let _permit = match self.admit(&req) {
             Ok(permit) => permit,
-            Err(e) => return refused(e),
+            Err(e) => return Answer::with_region_error(*e),
         };
         let ctx = req.context.as_ref();
         let r = self
@@ -471,22 +505,19 @@ impl kvrpc::kv_server::Kv for KvService {
             .await;
         let (resp, region_error, error) = errors(r);
         let got = resp.and_then(|(r, _)| first(r).get).unwrap_or_default();
-        Ok(GrpcResponse::new(kvrpc::RawGetResponse {
+        kvrpc::RawGetResponse {
             region_error,
             not_found: error.is_empty() && !got.found,
             error,
             value: got.value,
-        }))
+        }
     }
 
-    async fn raw_put(
-        &self,
-        request: GrpcRequest<kvrpc::RawPutRequest>,
-    ) -> Result<GrpcResponse<kvrpc::RawPutResponse>, Status> {
-        let req = request.into_inner();
+    /// Answers `RawPut`.
+    pub(crate) async fn answer_put(&self, req: kvrpc::RawPutRequest) -> kvrpc::RawPutResponse {
         let _permit = match self.admit(&req) {
             Ok(permit) => permit,
-            Err(e) => return refused(e),
+            Err(e) => return Answer::with_region_error(*e),
         };
         let r = self
             .execute(req.context.as_ref(), RouteBy::Key(&req.key), |_| {
@@ -494,20 +525,20 @@ impl kvrpc::kv_server::Kv for KvService {
             })
             .await;
         let (_, region_error, error) = errors(r);
-        Ok(GrpcResponse::new(kvrpc::RawPutResponse {
+        kvrpc::RawPutResponse {
             region_error,
             error,
-        }))
+        }
     }
 
-    async fn raw_delete(
+    /// Answers `RawDelete`.
+    pub(crate) async fn answer_delete(
         &self,
-        request: GrpcRequest<kvrpc::RawDeleteRequest>,
-    ) -> Result<GrpcResponse<kvrpc::RawDeleteResponse>, Status> {
-        let req = request.into_inner();
+        req: kvrpc::RawDeleteRequest,
+    ) -> kvrpc::RawDeleteResponse {
         let _permit = match self.admit(&req) {
             Ok(permit) => permit,
-            Err(e) => return refused(e),
+            Err(e) => return Answer::with_region_error(*e),
         };
         let cmd = Request {
             cmd_type: CmdType::Delete as i32,
@@ -523,10 +554,73 @@ impl kvrpc::kv_server::Kv for KvService {
             })
             .await;
         let (_, region_error, error) = errors(r);
-        Ok(GrpcResponse::new(kvrpc::RawDeleteResponse {
+        kvrpc::RawDeleteResponse {
             region_error,
             error,
-        }))
+        }
+    }
+
+    /// Answers `RawCompareAndSwap`.
+    pub(crate) async fn answer_compare_and_swap(
+        &self,
+        req: kvrpc::RawCompareAndSwapRequest,
+    ) -> kvrpc::RawCompareAndSwapResponse {
+        let _permit = match self.admit(&req) {
+            Ok(permit) => permit,
+            Err(e) => return Answer::with_region_error(*e),
+        };
+        let cmd = Request {
+            cmd_type: CmdType::CompareAndSwap as i32,
+            cas: Some(CompareAndSwapRequest {
+                cf: String::new(),
+                key: req.key.clone(),
+                expected_value: req.previous_value,
+                expect_absent: req.previous_not_exist,
+                new_value: req.value,
+                delete: req.delete,
+            }),
+            ..Default::default()
+        };
+        let r = self
+            .execute(req.context.as_ref(), RouteBy::Key(&req.key), |_| {
+                vec![cmd.clone()]
+            })
+            .await;
+        let (resp, region_error, error) = errors(r);
+        let cas = resp.and_then(|(r, _)| first(r).cas).unwrap_or_default();
+        kvrpc::RawCompareAndSwapResponse {
+            region_error,
+            error,
+            succeed: cas.succeeded,
+            previous_not_exist: !cas.previous_found,
+            previous_value: cas.previous_value,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl kvrpc::kv_server::Kv for KvService {
+    async fn raw_get(
+        &self,
+        request: GrpcRequest<kvrpc::RawGetRequest>,
+    ) -> Result<GrpcResponse<kvrpc::RawGetResponse>, Status> {
+        Ok(GrpcResponse::new(self.answer_get(request.into_inner()).await))
+    }
+
+    async fn raw_put(
+        &self,
+        request: GrpcRequest<kvrpc::RawPutRequest>,
+    ) -> Result<GrpcResponse<kvrpc::RawPutResponse>, Status> {
+        Ok(GrpcResponse::new(self.answer_put(request.into_inner()).await))
+    }
+
+    async fn raw_delete(
+        &self,
+        request: GrpcRequest<kvrpc::RawDeleteRequest>,
+    ) -> Result<GrpcResponse<kvrpc::RawDeleteResponse>, Status> {
+        Ok(GrpcResponse::new(
+            self.answer_delete(request.into_inner()).await,
+        ))
     }
 
     async fn raw_scan(
@@ -670,37 +764,21 @@ impl kvrpc::kv_server::Kv for KvService {
         &self,
         request: GrpcRequest<kvrpc::RawCompareAndSwapRequest>,
     ) -> Result<GrpcResponse<kvrpc::RawCompareAndSwapResponse>, Status> {
-        let req = request.into_inner();
-        let _permit = match self.admit(&req) {
-            Ok(permit) => permit,
-            Err(e) => return refused(e),
-        };
-        let cmd = Request {
-            cmd_type: CmdType::CompareAndSwap as i32,
-            cas: Some(CompareAndSwapRequest {
-                cf: String::new(),
-                key: req.key.clone(),
-                expected_value: req.previous_value,
-                expect_absent: req.previous_not_exist,
-                new_value: req.value,
-                delete: req.delete,
-            }),
-            ..Default::default()
-        };
-        let r = self
-            .execute(req.context.as_ref(), RouteBy::Key(&req.key), |_| {
-                vec![cmd.clone()]
-            })
-            .await;
-        let (resp, region_error, error) = errors(r);
-        let cas = resp.and_then(|(r, _)| first(r).cas).unwrap_or_default();
-        Ok(GrpcResponse::new(kvrpc::RawCompareAndSwapResponse {
-            region_error,
-            error,
-            succeed: cas.succeeded,
-            previous_not_exist: !cas.previous_found,
-            previous_value: cas.previous_value,
-        }))
+        Ok(GrpcResponse::new(
+            self.answer_compare_and_swap(request.into_inner()).await,
+        ))
+    }
+
+    type BatchCommandsStream = crate::batch_commands::AnswerStream;
+
+    async fn batch_commands(
+        &self,
+        request: GrpcRequest<tonic::Streaming<kvrpc::BatchCommandsRequest>>,
+    ) -> Result<GrpcResponse<Self::BatchCommandsStream>, Status> {
+        Ok(GrpcResponse::new(crate::batch_commands::serve(
+            Arc::new(self.clone()),
+            request.into_inner(),
+        )))
     }
 }
 

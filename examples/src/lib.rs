@@ -8,6 +8,8 @@
 pub mod admin_client;
 pub mod admission;
 mod answer;
+pub mod batch_commands;
+mod command_link;
 pub mod client;
 pub mod data_dir;
 pub mod endpoint;

@@ -189,6 +189,8 @@ pub struct Node {
     transport: Arc<GrpcTransport>,
     /// Client requests being served, awaited by a graceful shutdown.
     in_flight: Arc<InFlight>,
+    /// The KV service, whose `BatchCommands` streams a shutdown closes.
+    kv: KvService,
     stop_server: Option<oneshot::Sender<()>>,
     drain_timeout: Duration,
     server: Option<JoinHandle<std::result::Result<(), tonic::transport::Error>>>,
@@ -301,16 +303,17 @@ impl Node {
             }
         };
         let admission = Admission::new(cfg.store_id, &cfg.limits);
+        let rpc_metrics = RpcMetricsLayer::new();
+        let in_flight = rpc_metrics.in_flight();
         let kv = KvService::new(
             cfg.store_id,
             mailbox,
             cfg.peers.clone(),
             cfg.first_region(),
             admission.clone(),
-        );
+        )
+        .with_call_meter(rpc_metrics.call_meter());
         let admin = kv.admin();
-        let rpc_metrics = RpcMetricsLayer::new();
-        let in_flight = rpc_metrics.in_flight();
         let (stop_server, stopped) = oneshot::channel::<()>();
         // Accepted connections get TCP_NODELAY from the incoming stream: the builder's
         // `tcp_nodelay` is ignored with `serve_with_incoming*`, and without it a small
@@ -328,7 +331,7 @@ impl Node {
             .layer(rpc_metrics)
             .layer(AdmissionLayer::new(admission))
             .add_service(
-                KvServer::new(kv)
+                KvServer::new(kv.clone())
                     .max_decoding_message_size(MAX_KV_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_KV_MESSAGE_BYTES),
             )
@@ -346,6 +349,7 @@ impl Node {
             engines,
             transport,
             in_flight,
+            kv,
             stop_server: Some(stop_server),
             drain_timeout: Duration::from_millis(cfg.drain_timeout_ms),
             server: Some(server),
@@ -380,6 +384,9 @@ impl Node {
         if let Some(stop) = self.stop_server.take() {
             let _ = stop.send(());
         }
+        // Open streams would keep the server's graceful shutdown waiting: they stop
+        // reading, answer what they took (awaited below as requests in flight) and end.
+        self.kv.close_streams();
         if !self.in_flight.wait_idle(self.drain_timeout).await {
             warn!(
                 store_id = self.store_id,

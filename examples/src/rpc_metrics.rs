@@ -7,6 +7,11 @@
 //! | `raftkv_rpc_duration_seconds` | histogram | `service`, `method` | from the request to the response headers: the whole call for these unary RPCs |
 //! | `raftkv_rpc_in_flight` | gauge | | client requests being served |
 //!
+//! A `Kv.BatchCommands` stream is measured only up to its response headers (it lives as
+//! long as the client keeps it); each command it carries is measured as the unary call of
+//! its request ([`CallMeter`]), so `RawGet` counts every get whichever way it came, and a
+//! drain waits for the commands in flight, not for the stream.
+//!
 //! Only the `kvrpc` services (`Kv`, `Admin`) are measured: the raft transport's streams
 //! live as long as the connection, so their duration means nothing and they would keep a
 //! drain from ever finishing. Method labels come from a fixed list, so a client sending
@@ -40,6 +45,7 @@ const KNOWN_RPCS: &[(&str, &str)] = &[
     ("kvrpc.Kv", "RawBatchPut"),
     ("kvrpc.Kv", "RawDeleteRange"),
     ("kvrpc.Kv", "RawCompareAndSwap"),
+    ("kvrpc.Kv", "BatchCommands"),
     ("kvrpc.Admin", "Status"),
     ("kvrpc.Admin", "TransferLeader"),
     ("kvrpc.Admin", "AddPeer"),
@@ -177,6 +183,40 @@ impl Drop for Measured {
     }
 }
 
+/// Measures calls that arrive inside a stream (the commands of `Kv.BatchCommands`) as
+/// their unary RPC, in the same in-flight count and metrics as the layer that made it.
+#[derive(Clone, Default)]
+pub struct CallMeter {
+    in_flight: Arc<InFlight>,
+    handles: Arc<OnceLock<Handles>>,
+}
+
+impl std::fmt::Debug for CallMeter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallMeter")
+            .field("in_flight", &self.in_flight.count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One call being measured by a [`CallMeter`]; recorded when dropped.
+pub struct CallMeasurement {
+    _measured: Measured,
+}
+
+impl CallMeter {
+    /// Starts measuring a call of `path` (`/kvrpc.Kv/RawGet`); `None` for an unmeasured
+    /// path.
+    #[must_use]
+    pub fn start(&self, path: &str) -> Option<CallMeasurement> {
+        rpc_index(path).map(|rpc| {
+            CallMeasurement {
+                _measured: Measured::start(self.in_flight.clone(), self.handles.clone(), rpc),
+            }
+        })
+    }
+}
+
 /// The layer; every service it wraps shares one [`InFlight`].
 #[derive(Clone, Default)]
 pub struct RpcMetricsLayer {
@@ -203,6 +243,15 @@ impl RpcMetricsLayer {
     #[must_use]
     pub fn in_flight(&self) -> Arc<InFlight> {
         self.in_flight.clone()
+    }
+
+    /// A meter for the calls inside streams, counted with this layer's.
+    #[must_use]
+    pub fn call_meter(&self) -> CallMeter {
+        CallMeter {
+            in_flight: self.in_flight.clone(),
+            handles: self.handles.clone(),
+        }
     }
 }
 

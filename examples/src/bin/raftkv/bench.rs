@@ -45,6 +45,10 @@ pub struct BenchArgs {
     /// node, its own client id); client i uses set i mod N. At most one per client.
     #[arg(long, default_value_t = 4)]
     connections: usize,
+    /// Send every get and put as its own unary call instead of as commands of one
+    /// `BatchCommands` stream per node and connection set (for comparison).
+    #[arg(long)]
+    unary: bool,
     /// How long to run, e.g. `10s`, `500ms`, `2m` (default 10s unless --ops is given).
     #[arg(long, short = 'd', value_parser = parse_duration, conflicts_with = "ops")]
     duration: Option<Duration>,
@@ -105,6 +109,7 @@ struct Workload {
     clients: usize,
     /// Connection sets, at most `clients`.
     connections: usize,
+    unary: bool,
     stop: Stop,
     keys: u64,
     key_prefix: String,
@@ -153,6 +158,7 @@ impl Workload {
         Ok(Self {
             clients: args.clients,
             connections: args.connections.min(args.clients),
+            unary: args.unary,
             stop,
             keys: args.keys,
             key_prefix: args.key_prefix.clone(),
@@ -211,6 +217,8 @@ pub struct BenchReport {
     pub clients: usize,
     /// Connection sets (`Client`s) they shared.
     pub connections: usize,
+    /// Whether each call went alone (`--unary`) rather than in a `BatchCommands` stream.
+    pub unary: bool,
     /// Distinct keys.
     pub keys: u64,
     /// Key length in bytes.
@@ -319,7 +327,12 @@ pub async fn run(
     let pool = (0..w.connections)
         .map(|_| {
             Client::connect(endpoints)
-                .map(|c| Arc::new(c.with_timeout(timeout)))
+                .map(|c| {
+                    Arc::new(
+                        c.with_timeout(timeout)
+                            .with_command_streams(!w.unary),
+                    )
+                })
                 .map_err(|e| e.to_string())
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -371,6 +384,7 @@ pub async fn run(
     Ok(BenchReport {
         clients: w.clients,
         connections: w.connections,
+        unary: w.unary,
         keys: w.keys,
         key_size: args.key_size,
         value_size: args.value_size,
