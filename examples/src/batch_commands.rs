@@ -52,7 +52,10 @@ struct Serving {
 }
 
 /// Serves the commands arriving on `commands`.
-pub(crate) fn serve(service: Arc<KvService>, commands: Streaming<BatchCommandsRequest>) -> AnswerStream {
+pub(crate) fn serve(
+    service: Arc<KvService>,
+    commands: Streaming<BatchCommandsRequest>,
+) -> AnswerStream {
     let closing = service.closing();
     let done_reading = *closing.borrow();
     let serving = Serving {

@@ -202,7 +202,10 @@ struct Link {
 
 impl Link {
     /// Sends a single-key call: as a command of the node's stream, or alone.
-    async fn call<R: Batched>(self, request: R) -> std::result::Result<tonic::Response<R::Response>, tonic::Status> {
+    async fn call<R: Batched>(
+        self,
+        request: R,
+    ) -> std::result::Result<tonic::Response<R::Response>, tonic::Status> {
         match &self.commands {
             Some(link) => link.call(request).await,
             None => request.unary(kv(self.channel)).await,
@@ -984,7 +987,9 @@ impl Client {
                 let mut attempts = Attempts::new(attempts.deadline);
                 async move {
                     let r = self
-                        .call_region(&region, seq, &mut attempts, &|link, ctx| call(link, ctx, &idxs))
+                        .call_region(&region, seq, &mut attempts, &|link, ctx| {
+                            call(link, ctx, &idxs)
+                        })
                         .await;
                     (idxs, r)
                 }

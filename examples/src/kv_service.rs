@@ -45,8 +45,8 @@ use crate::proto::kvrpc::{
     self, Context, EpochNotMatch, InvalidSplitKey, KeyNotInRegion, KvPair, NotLeader, RegionError,
     RegionInfo, RegionNotFound, SequenceForgotten, ServerIsBusy, SplitKeyProblem, StaleCommand,
 };
-use crate::rpc_metrics::CallMeter;
 use crate::region_cache::{RegionCache, RegionLike, clip_end, clip_start, contains, reaches};
+use crate::rpc_metrics::CallMeter;
 
 /// Why a command failed.
 #[derive(Debug)]
@@ -604,14 +604,18 @@ impl kvrpc::kv_server::Kv for KvService {
         &self,
         request: GrpcRequest<kvrpc::RawGetRequest>,
     ) -> Result<GrpcResponse<kvrpc::RawGetResponse>, Status> {
-        Ok(GrpcResponse::new(self.answer_get(request.into_inner()).await))
+        Ok(GrpcResponse::new(
+            self.answer_get(request.into_inner()).await,
+        ))
     }
 
     async fn raw_put(
         &self,
         request: GrpcRequest<kvrpc::RawPutRequest>,
     ) -> Result<GrpcResponse<kvrpc::RawPutResponse>, Status> {
-        Ok(GrpcResponse::new(self.answer_put(request.into_inner()).await))
+        Ok(GrpcResponse::new(
+            self.answer_put(request.into_inner()).await,
+        ))
     }
 
     async fn raw_delete(

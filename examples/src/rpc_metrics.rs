@@ -209,10 +209,8 @@ impl CallMeter {
     /// path.
     #[must_use]
     pub fn start(&self, path: &str) -> Option<CallMeasurement> {
-        rpc_index(path).map(|rpc| {
-            CallMeasurement {
-                _measured: Measured::start(self.in_flight.clone(), self.handles.clone(), rpc),
-            }
+        rpc_index(path).map(|rpc| CallMeasurement {
+            _measured: Measured::start(self.in_flight.clone(), self.handles.clone(), rpc),
         })
     }
 }

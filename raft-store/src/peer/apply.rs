@@ -1,5 +1,6 @@
 //! Applying committed entries to the kv engine, atomically with the applied index.
 
+use bytes::Bytes;
 use engines::Engine;
 use prost::Message as _;
 use raft_core::ConfChangeI;
@@ -88,10 +89,10 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             let resp = match EntryType::try_from(entry.entry_type) {
                 Ok(EntryType::EntryNormal) if entry.data.is_empty() => None,
                 Ok(EntryType::EntryNormal) if entry.context[..] == *BATCH_CONTEXT => {
-                    Some(self.apply_batch(&entry.data, index, batch, results)?)
+                    Some(self.apply_batch(entry.data.clone(), index, batch, results)?)
                 }
                 Ok(EntryType::EntryNormal) => Some(vec![self.apply_command(
-                    &entry.data,
+                    entry.data.clone(),
                     index,
                     batch,
                     results,
@@ -215,7 +216,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
 
     fn apply_batch(
         &mut self,
-        data: &[u8],
+        data: Bytes,
         index: u64,
         batch: &mut Batch<'_, EK>,
         results: &mut Vec<ApplyResult>,
@@ -233,7 +234,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
 
     fn apply_command(
         &mut self,
-        data: &[u8],
+        data: Bytes,
         index: u64,
         batch: &mut Batch<'_, EK>,
         results: &mut Vec<ApplyResult>,
@@ -246,8 +247,9 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
 
     /// Decodes the data of a command entry. On failure the entry is answered with the
     /// `Corruption` error and skipped: every replica fails the same way on the same
-    /// bytes, so skipping keeps them consistent.
-    fn decode_logged<M: prost::Message + Default>(&self, data: &[u8], what: &str) -> Result<M> {
+    /// bytes, so skipping keeps them consistent. Decoded from `Bytes`, the keys and values
+    /// share the entry's buffer instead of being copied out one allocation each.
+    fn decode_logged<M: prost::Message + Default>(&self, data: Bytes, what: &str) -> Result<M> {
         M::decode(data).map_err(|e| {
             error!(
                 region_id = self.region_id(),

@@ -327,12 +327,7 @@ pub async fn run(
     let pool = (0..w.connections)
         .map(|_| {
             Client::connect(endpoints)
-                .map(|c| {
-                    Arc::new(
-                        c.with_timeout(timeout)
-                            .with_command_streams(!w.unary),
-                    )
-                })
+                .map(|c| Arc::new(c.with_timeout(timeout).with_command_streams(!w.unary)))
                 .map_err(|e| e.to_string())
         })
         .collect::<Result<Vec<_>, _>>()?;
