@@ -183,8 +183,9 @@ impl Drop for Measured {
     }
 }
 
-/// Measures calls that arrive inside a stream (the commands of `Kv.BatchCommands`) as
-/// their unary RPC, in the same in-flight count and metrics as the layer that made it.
+/// The in-flight count and metric handles measured calls are recorded in: used by the
+/// layer for every call, and directly for the calls that arrive inside a stream (the
+/// commands of `Kv.BatchCommands`), which are measured as their unary RPC.
 #[derive(Clone, Default)]
 pub struct CallMeter {
     in_flight: Arc<InFlight>,
@@ -215,19 +216,10 @@ impl CallMeter {
     }
 }
 
-/// The layer; every service it wraps shares one [`InFlight`].
-#[derive(Clone, Default)]
+/// The layer; every service it wraps shares one [`CallMeter`].
+#[derive(Clone, Debug, Default)]
 pub struct RpcMetricsLayer {
-    in_flight: Arc<InFlight>,
-    handles: Arc<OnceLock<Handles>>,
-}
-
-impl std::fmt::Debug for RpcMetricsLayer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RpcMetricsLayer")
-            .field("in_flight", &self.in_flight.count())
-            .finish_non_exhaustive()
-    }
+    meter: CallMeter,
 }
 
 impl RpcMetricsLayer {
@@ -240,16 +232,13 @@ impl RpcMetricsLayer {
     /// The requests in flight through the services of this layer.
     #[must_use]
     pub fn in_flight(&self) -> Arc<InFlight> {
-        self.in_flight.clone()
+        self.meter.in_flight.clone()
     }
 
     /// A meter for the calls inside streams, counted with this layer's.
     #[must_use]
     pub fn call_meter(&self) -> CallMeter {
-        CallMeter {
-            in_flight: self.in_flight.clone(),
-            handles: self.handles.clone(),
-        }
+        self.meter.clone()
     }
 }
 
@@ -259,8 +248,7 @@ impl<S> Layer<S> for RpcMetricsLayer {
     fn layer(&self, inner: S) -> RpcMetrics<S> {
         RpcMetrics {
             inner,
-            in_flight: self.in_flight.clone(),
-            handles: self.handles.clone(),
+            meter: self.meter.clone(),
         }
     }
 }
@@ -269,15 +257,14 @@ impl<S> Layer<S> for RpcMetricsLayer {
 #[derive(Clone)]
 pub struct RpcMetrics<S> {
     inner: S,
-    in_flight: Arc<InFlight>,
-    handles: Arc<OnceLock<Handles>>,
+    meter: CallMeter,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for RpcMetrics<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RpcMetrics")
             .field("inner", &self.inner)
-            .field("in_flight", &self.in_flight.count())
+            .field("meter", &self.meter)
             .finish_non_exhaustive()
     }
 }
@@ -296,8 +283,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let measured = rpc_index(request.uri().path())
-            .map(|rpc| Measured::start(self.in_flight.clone(), self.handles.clone(), rpc));
+        let measured = self.meter.start(request.uri().path());
         let response = self.inner.call(request);
         Box::pin(async move {
             let result = response.await;

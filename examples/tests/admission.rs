@@ -1,117 +1,17 @@
-//! Admission control of the `Kv` service, over real gRPC: the service in front of a fake
-//! store whose commands the test answers by hand, so "the limit is full" is an event (the
-//! held commands arrived) rather than a race with a real store's commit.
+//! Admission control of the `Kv` service, over real gRPC, in front of a fake store
+//! ([`fake_store`]), so "the limit is full" is an event (the held commands arrived).
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use raft_store::pb::metapb::Region;
-use raft_store::pb::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse, ResponseHeader};
-use raft_store::{Callback, RegionStatus, StoreMailbox, StoreMsg};
-use raftkv_examples::admission::{Admission, AdmissionLayer, BUSY_BACKOFF_MS};
-use raftkv_examples::kv_service::KvService;
-use raftkv_examples::proto::kvrpc::admin_server::AdminServer;
+use raftkv_examples::admission::BUSY_BACKOFF_MS;
+use raftkv_examples::proto::kvrpc;
 use raftkv_examples::proto::kvrpc::kv_client::KvClient;
-use raftkv_examples::proto::kvrpc::kv_server::KvServer;
-use raftkv_examples::proto::kvrpc::{self, RawPutRequest};
-use raftkv_examples::{Client, NodeConfig, ServerLimits};
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
-use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
+use raftkv_examples::{Client, ServerLimits};
 
-/// A command the fake store received, to be answered by the test.
-struct Held {
-    request: Box<RaftCmdRequest>,
-    callback: Callback,
-}
-
-impl Held {
-    fn key(&self) -> Vec<u8> {
-        self.request.requests[0].put.as_ref().unwrap().key.to_vec()
-    }
-
-    /// Answers it as applied.
-    fn succeed(self) {
-        (self.callback)(RaftCmdResponse {
-            header: Some(ResponseHeader::default()),
-            ..Default::default()
-        });
-    }
-}
-
-/// Store 1 alone, leading region 1 (the whole key space): its `Kv` and `Admin` services
-/// on loopback, its store replaced by a thread that answers region queries and hands
-/// every command to the test.
-struct FakeNode {
-    addr: String,
-    admission: Arc<Admission>,
-    commands: mpsc::UnboundedReceiver<Held>,
-}
-
-async fn start(limits: ServerLimits) -> FakeNode {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let peers = BTreeMap::from([(1, addr.to_string())]);
-    let region: Region =
-        NodeConfig::new(1, addr, peers.clone(), std::env::temp_dir()).first_region();
-    let (mailbox, rx) = StoreMailbox::new(64);
-    let (tx, commands) = mpsc::unbounded_channel();
-    let status = region.clone();
-    std::thread::spawn(move || {
-        // Ends when the service (the mailbox's last sender) is dropped with the runtime.
-        while let Ok(msg) = rx.recv() {
-            match msg {
-                StoreMsg::QueryRegions(answer) => answer(vec![RegionStatus {
-                    region: status.clone(),
-                    leader_store_id: 1,
-                    is_leader: true,
-                    term: 1,
-                    commit_index: 1,
-                    applied_index: 1,
-                }]),
-                StoreMsg::Command { request, callback } => {
-                    let _ = tx.send(Held { request, callback });
-                }
-                other => panic!("unexpected store message {other:?}"),
-            }
-        }
-    });
-    let admission = Admission::new(1, &limits);
-    let kv = KvService::new(1, mailbox, peers, region, admission.clone());
-    let admin = kv.admin();
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    tokio::spawn(
-        Server::builder()
-            .layer(AdmissionLayer::new(admission.clone()))
-            .add_service(KvServer::new(kv))
-            .add_service(AdminServer::new(admin))
-            .serve_with_incoming(incoming),
-    );
-    FakeNode {
-        addr: addr.to_string(),
-        admission,
-        commands,
-    }
-}
-
-fn put(key: &str, value: usize) -> RawPutRequest {
-    RawPutRequest {
-        context: None,
-        key: key.as_bytes().to_vec().into(),
-        value: vec![7; value].into(),
-    }
-}
-
-/// Waits (bounded) for the next command the fake store received.
-async fn next_command(node: &mut FakeNode) -> Held {
-    tokio::time::timeout(Duration::from_secs(20), node.commands.recv())
-        .await
-        .expect("a command reached the store in time")
-        .expect("the fake store runs")
-}
+#[path = "support/fake_store.rs"]
+mod fake_store;
+use fake_store::{next_command, put, start};
 
 fn busy_reason(resp: &kvrpc::RawPutResponse) -> Option<(String, u64)> {
     let busy = resp.region_error.as_ref()?.server_is_busy.as_ref()?;

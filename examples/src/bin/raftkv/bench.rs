@@ -659,6 +659,7 @@ mod tests {
         let r = BenchReport {
             clients: 2,
             connections: 1,
+            unary: false,
             keys: 10,
             key_size: 16,
             value_size: 8,
