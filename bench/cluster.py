@@ -131,8 +131,9 @@ class Cluster:
         return self.procs[i].pid
 
     def bench(self, clients, seconds, read_ratio, keys=10_000, value_size=256, preload=False,
-              extra=()):
-        """One `raftkv bench --json` run: 8-byte keys (no prefix), `value_size` values."""
+              extra=(), timeout=None):
+        """One `raftkv bench --json` run: 8-byte keys (no prefix), `value_size` values;
+        killed (subprocess.TimeoutExpired) after `timeout` seconds if given."""
         key_size = max(8, len(str(keys - 1)))
         args = ["--json", "--timeout-ms", "20000", "bench", "-c", str(clients),
                 "-d", f"{seconds}s", "--keys", str(keys), "--key-size", str(key_size),
@@ -140,7 +141,7 @@ class Cluster:
                 "--read-ratio", str(read_ratio), *extra]
         if not preload:
             args.append("--no-preload")
-        r = self.cli(*args, timeout=seconds + 600)
+        r = self.cli(*args, timeout=timeout or seconds + 600)
         if r.returncode != 0:
             raise RuntimeError(f"bench failed: {r.stderr[-2000:]}")
         return json.loads(r.stdout)

@@ -4,13 +4,16 @@
     python3 bench/cluster_bench.py e2e       puts/gets per engine, the fsync floor, a latency breakdown
     python3 bench/cluster_bench.py scaling   throughput and p99 as clients and regions grow
     python3 bench/cluster_bench.py memory    RSS with many keys and a long log; overload
+    python3 bench/cluster_bench.py batch     unary calls against BatchCommands streams
 
 Expects release builds of raftkv-server, raftkv and the fsync_floor example (run.sh
 builds them). Knobs: BENCH_SECS (seconds per run, default 6), BENCH_ENGINES (default
-"fjall heed"; heed is skipped when the server was built without it).
+"fjall heed"; heed is skipped when the server was built without it), BENCH_BATCH_REPS
+(repetitions per mode in `batch`, default 2).
 """
 
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -261,20 +264,21 @@ def scaling():
             print(scaling_row(f"{regions} (got {n})", r, cores, syncs))
 
 
-def leader_commit_index(cluster):
-    """The commit index of region 1 as its leader reports it (0 when unknown)."""
+def log_entries(cluster):
+    """Log entries written so far over every region: the sum of each region's commit
+    index as its leader reports it (a region split off starts its log near 0)."""
     import json
     r = cluster.cli("--json", "status")
-    best = 0
+    commit = {}
     for line in r.stdout.splitlines():
         if not line.strip():
             continue
         doc = json.loads(line)
         for node in doc if isinstance(doc, list) else [doc]:
             for reg in node.get("regions", []):
-                if reg["id"] == 1 and reg["is_leader"]:
-                    best = max(best, reg["commit_index"])
-    return best
+                if reg["is_leader"]:
+                    commit[reg["id"]] = max(commit.get(reg["id"], 0), reg["commit_index"])
+    return sum(commit.values()), len(commit)
 
 
 def rss_line(cluster):
@@ -285,31 +289,36 @@ def memory():
     import threading
     import time
     keys = int(os.environ.get("BENCH_MEMORY_KEYS", "1000000"))
-    entries = int(os.environ.get("BENCH_MEMORY_ENTRIES", "1000000"))
     cap = float(os.environ.get("BENCH_MEMORY_LOAD_SECS", "300"))
-    print(f"A 3-node fjall cluster holding {keys:,} keys ({VALUE}-byte values) and a log "
-          f"of up to {entries:,} entries (log GC limit raised to 2,000,000 entries; "
-          "`sync_log = false` for this part only, so the load takes a minute rather than "
-          "an hour — durability does not change what is held in memory).")
+    print(f"3-node fjall clusters, `sync_log = false` for this part only (durability does "
+          f"not change what is held in memory; with fsync the load takes longer), log GC "
+          f"limit raised to 2,000,000 entries. First {keys:,} keys ({VALUE}-byte values) "
+          f"written in batches of 256 KiB (a short log); then, on a fresh cluster whose "
+          f"`raft_entry_max_bytes` is 512 bytes so that every put is its own log entry, the "
+          f"same {keys:,} keys written by one put each from 256 clients: {keys:,} keys and a "
+          f"log of about {keys:,} entries. The load stops after {cap:g} s "
+          "(`BENCH_MEMORY_LOAD_SECS`); the log row reports how many entries it reached.")
     print()
+    print("| state | RSS | load (1/5/15) |")
+    print("|---|---|---|")
     store = {"raft_log_gc_count_limit": 2_000_000, "sync_log": False}
     with Cluster("fjall", store=store) as cluster:
-        idle = rss_line(cluster)
-        started = time.time()
+        print(f"| started, empty | {rss_line(cluster)} | |")
         cluster.bench(64, 0.5, 1.0, keys=keys, preload=True)
-        loaded = rss_line(cluster)
-        # One put per loop iteration of the leader is one entry: few clients give
-        # entries fastest.
-        while leader_commit_index(cluster) < entries and time.time() - started < cap:
-            cluster.bench(4, 10, 0.0, keys=keys)
-        index = leader_commit_index(cluster)
-        time.sleep(2)
-        print("| state | RSS | load (1/5/15) |")
-        print("|---|---|---|")
-        print(f"| started, empty | {idle} | |")
-        print(f"| {keys:,} keys loaded (batched) | {loaded} | |")
-        print(f"| + log of {index:,} entries (commit index), {keys:,} keys | "
-              f"{rss_line(cluster)} | {load_avg()} |")
+        print(f"| {keys:,} keys (batched writes, short log) | {rss_line(cluster)} | {load_avg()} |")
+    store = dict(store, raft_entry_max_bytes=512)
+    with Cluster("fjall", store=store) as cluster:
+        started = time.time()
+        try:
+            cluster.bench(256, 0.5, 1.0, keys=keys, preload=True,
+                          extra=("--preload-batch-keys", "1"), timeout=cap)
+            note = ""
+        except (RuntimeError, subprocess.TimeoutExpired):
+            note = f" (load stopped after {cap:g} s)"
+        entries, regions = log_entries(cluster)
+        print(f"| {keys:,} keys, one put each: logs of {entries:,} entries in all ({regions} "
+              f"regions after size splits; sum of commit indexes){note}, loaded in "
+              f"{time.time() - started:.0f} s | {rss_line(cluster)} | {load_avg()} |")
     print()
     limit_mib = int(os.environ.get("BENCH_OVERLOAD_UNCOMMITTED_MIB", "16"))
     admitted_mib = int(os.environ.get("BENCH_OVERLOAD_ADMITTED_MIB", "16"))
@@ -363,9 +372,55 @@ def memory():
                   f"{peak['rss'] / 1024:.0f} MiB | {load_avg()} |")
 
 
+def batch():
+    """Unary calls against BatchCommands streams, interleaved on one cluster."""
+    reps = int(os.environ.get("BENCH_BATCH_REPS", "2"))
+    print(f"One 3-node fjall cluster, fsync on, {VALUE}-byte values over 10,000 keys; each "
+          f"row runs {reps} times per mode, the modes alternating (which goes first swaps "
+          f"every repetition), {SECS:g} s per run; figures are the means. `unary`: every "
+          "get and put is its own gRPC call (`raftkv bench --unary`, the client before "
+          "`BatchCommands`); `stream`: the calls a client makes to a node meanwhile share "
+          "one message of its `BatchCommands` stream. Cores: CPU of the three servers and "
+          "of the bench client, per second of run.")
+    print()
+    print("| workload | clients | unary ops/s | stream ops/s | stream ÷ unary | unary p50 / p99 ms "
+          "| stream p50 / p99 ms | unary cores (servers + client) | stream cores | load (1/5/15) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    rows = [("put", 1), ("put", 64), ("put", 1000), ("linearizable get", 1000)]
+    with Cluster("fjall") as cluster:
+        cluster.bench(64, 2, 0.0, preload=True)
+        for what, clients in rows:
+            read_ratio = 1.0 if what != "put" else 0.0
+            runs = {True: [], False: []}
+            for rep in range(reps):
+                for unary in ((True, False) if rep % 2 == 0 else (False, True)):
+                    extra = ("--unary",) if unary else ()
+                    r, cores, _, _ = measured(cluster, clients, read_ratio, extra=extra)
+                    runs[unary].append((r, cores))
+
+            def mean(unary, f):
+                return sum(f(r, c) for r, c in runs[unary]) / len(runs[unary])
+
+            def lat(r, key):
+                cls = r["read"] if r["read"]["ops"] else r["write"]
+                return cls["latency_us"][key]
+
+            ops = {u: mean(u, lambda r, c: r["ops_per_sec"]) for u in (True, False)}
+            p = {u: (mean(u, lambda r, c: lat(r, "p50")), mean(u, lambda r, c: lat(r, "p99")))
+                 for u in (True, False)}
+            cores = {u: (mean(u, lambda r, c: c), mean(u, lambda r, c: r["client_cores"]))
+                     for u in (True, False)}
+            print(f"| {what} | {clients} | {ops[True]:.0f} | {ops[False]:.0f} | "
+                  f"{ops[False] / ops[True]:.2f}× | {ms(p[True][0])} / {ms(p[True][1])} | "
+                  f"{ms(p[False][0])} / {ms(p[False][1])} | "
+                  f"{cores[True][0]:.2f} + {cores[True][1]:.2f} | "
+                  f"{cores[False][0]:.2f} + {cores[False][1]:.2f} | {load_avg()} |")
+    print()
+
+
 def main():
     what = sys.argv[1] if len(sys.argv) > 1 else "e2e"
-    {"e2e": e2e, "scaling": scaling, "memory": memory}[what]()
+    {"e2e": e2e, "scaling": scaling, "memory": memory, "batch": batch}[what]()
 
 
 if __name__ == "__main__":

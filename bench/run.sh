@@ -19,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SECTIONS=(machine raft_core store e2e scaling memory)
+SECTIONS=(machine raft_core store e2e batch scaling memory)
 OUT=${BENCH_OUT:-BENCHMARKS.md}
 LOG_DIR=${BENCH_LOG_DIR:-target/bench-logs}
 mkdir -p "$LOG_DIR"
@@ -105,6 +105,7 @@ cluster_section() {
 section_e2e() { cluster_section e2e; }
 section_scaling() { cluster_section scaling; }
 section_memory() { cluster_section memory; }
+section_batch() { cluster_section batch; }
 
 # ----- writing ---------------------------------------------------------------------
 

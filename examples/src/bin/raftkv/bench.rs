@@ -73,6 +73,10 @@ pub struct BenchArgs {
     /// Do not write every key before the run.
     #[arg(long)]
     no_preload: bool,
+    /// Keys per write while preloading (default: as many as fit in 256 KiB); 1 writes
+    /// each key with its own put. The clients preload at once, each taking the next keys.
+    #[arg(long)]
+    preload_batch_keys: Option<u64>,
     /// The seed of the key choice and the value bytes.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -118,6 +122,8 @@ struct Workload {
     value: Bytes,
     read_ratio: f64,
     preload: bool,
+    /// Keys per preload write, at least 1.
+    preload_batch_keys: u64,
     seed: u64,
 }
 
@@ -166,6 +172,13 @@ impl Workload {
             value: value.into(),
             read_ratio: args.read_ratio,
             preload: !args.no_preload,
+            preload_batch_keys: match args.preload_batch_keys {
+                Some(0) => return Err("--preload-batch-keys must be at least 1".into()),
+                Some(n) => n,
+                None => {
+                    (PRELOAD_BATCH_BYTES / (args.key_size + args.value_size).max(1)).max(1) as u64
+                }
+            },
             seed: args.seed,
         })
     }
@@ -333,7 +346,7 @@ pub async fn run(
         .collect::<Result<Vec<_>, _>>()?;
     let progress = progress && std::io::stderr().is_terminal();
     if w.preload {
-        preload(&pool[0], &w, progress).await?;
+        preload(&pool, &w, progress).await?;
     }
     let bar = progress_bar(w.stop, progress);
     let done = Arc::new(AtomicU64::new(0));
@@ -395,7 +408,9 @@ pub async fn run(
 }
 
 /// Writes every key once, in batches.
-async fn preload(client: &Client, w: &Workload, progress: bool) -> Result<(), String> {
+/// Writes every key once, `preload_batch_keys` keys per write, from `clients` tasks at
+/// once (each takes the next unwritten keys).
+async fn preload(pool: &[Arc<Client>], w: &Arc<Workload>, progress: bool) -> Result<(), String> {
     let bar = if progress {
         ProgressBar::with_draw_target(Some(w.keys), ProgressDrawTarget::stderr())
     } else {
@@ -403,21 +418,38 @@ async fn preload(client: &Client, w: &Workload, progress: bool) -> Result<(), St
     };
     bar.set_message("preloading");
     bar.set_style(style("{msg} [{bar:40}] {pos}/{len} keys"));
-    let mut batch = Vec::new();
-    let mut batch_bytes = 0;
-    for i in 0..w.keys {
-        let key = w.key(i);
-        batch_bytes += key.len() + w.value.len();
-        batch.push((key, w.value.clone()));
-        if batch_bytes >= PRELOAD_BATCH_BYTES || i + 1 == w.keys {
-            let n = batch.len() as u64;
-            client
-                .batch_put(std::mem::take(&mut batch))
-                .await
-                .map_err(|e| format!("preload failed: {e}"))?;
-            bar.inc(n);
-            batch_bytes = 0;
-        }
+    let next = Arc::new(AtomicU64::new(0));
+    let writers: Vec<_> = (0..w.clients)
+        .map(|i| {
+            let (client, w, next, bar) = (
+                pool[i % pool.len()].clone(),
+                w.clone(),
+                next.clone(),
+                bar.clone(),
+            );
+            tokio::spawn(async move {
+                loop {
+                    let first = next.fetch_add(w.preload_batch_keys, Ordering::Relaxed);
+                    if first >= w.keys {
+                        return Ok::<(), String>(());
+                    }
+                    let end = (first + w.preload_batch_keys).min(w.keys);
+                    let written = if end - first == 1 {
+                        client.put(w.key(first), w.value.clone()).await
+                    } else {
+                        let pairs = (first..end).map(|i| (w.key(i), w.value.clone())).collect();
+                        client.batch_put(pairs).await
+                    };
+                    written.map_err(|e| format!("preload failed: {e}"))?;
+                    bar.inc(end - first);
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer
+            .await
+            .map_err(|e| format!("a preload task failed: {e}"))??;
     }
     bar.finish_and_clear();
     Ok(())
