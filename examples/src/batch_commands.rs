@@ -34,6 +34,11 @@ use crate::proto::kvrpc::{
 /// Answers are gathered into one message up to this many encoded bytes; the rest go in
 /// the next.
 const ANSWER_MESSAGE_BYTES: usize = 1 << 20;
+/// A stream stops reading commands while this many of its commands are unanswered, so
+/// a client sending faster than they are answered is held back by HTTP/2 flow control
+/// instead of growing the node's memory (admission refuses the excess cheaply, but each
+/// refusal still costs a decode and an answer).
+const PENDING_COMMANDS_MAX: usize = 4096;
 
 /// The answers of one `BatchCommands` stream.
 pub type AnswerStream =
@@ -49,6 +54,8 @@ struct Serving {
     /// No more commands are read: the client closed its side or the node is closing.
     done_reading: bool,
     pending: PendingAnswers,
+    /// An answer that did not fit in the last message; it starts the next one.
+    carried: Option<CommandAnswer>,
 }
 
 /// Serves the commands arriving on `commands`.
@@ -64,6 +71,7 @@ pub(crate) fn serve(
         closing,
         done_reading,
         pending: FuturesUnordered::new(),
+        carried: None,
     };
     Box::pin(stream::unfold(serving, |mut serving| async move {
         let answers = serving.next_answers().await?;
@@ -75,10 +83,14 @@ impl Serving {
     /// The next message of answers; `None` when every command read is answered and no
     /// more will be read.
     async fn next_answers(&mut self) -> Option<Result<BatchCommandsResponse, Status>> {
+        if let Some(first) = self.carried.take() {
+            return Some(Ok(self.with_ready_answers(first)));
+        }
         loop {
             if self.done_reading && self.pending.is_empty() {
                 return None;
             }
+            let may_read = !self.done_reading && self.pending.len() < PENDING_COMMANDS_MAX;
             tokio::select! {
                 // Answers first: a client sending without pause must still get them.
                 biased;
@@ -91,7 +103,7 @@ impl Serving {
                         self.done_reading = true;
                     }
                 }
-                read = self.commands.message(), if !self.done_reading => match read {
+                read = self.commands.message(), if may_read => match read {
                     Ok(Some(batch)) => self.start(batch),
                     Ok(None) => self.done_reading = true,
                     // A broken or malformed stream ends the call with its status.
@@ -103,12 +115,23 @@ impl Serving {
 
     fn start(&mut self, batch: BatchCommandsRequest) {
         for command in batch.commands {
+            // Counted in flight from the moment it is read, so a drain waits for it.
+            let measured = command
+                .request
+                .as_ref()
+                .and_then(|r| self.service.call_meter().start(rpc_path(r)));
             let service = Arc::clone(&self.service);
-            self.pending.push(Box::pin(answer(service, command)));
+            self.pending.push(Box::pin(async move {
+                let answer = answer(service, command).await;
+                drop(measured);
+                answer
+            }));
         }
     }
 
-    /// `first` and every other answer ready now, up to [`ANSWER_MESSAGE_BYTES`].
+    /// `first` and every other answer ready now, up to [`ANSWER_MESSAGE_BYTES`] (an
+    /// answer that would pass it waits for the next message, so a message never grows
+    /// past the size limit by more than its first answer).
     fn with_ready_answers(&mut self, first: CommandAnswer) -> BatchCommandsResponse {
         let mut bytes = first.encoded_len();
         let mut answers = vec![first];
@@ -118,7 +141,12 @@ impl Serving {
             let Some(Some(answer)) = self.pending.next().now_or_never() else {
                 break;
             };
-            bytes += answer.encoded_len();
+            let len = answer.encoded_len();
+            if bytes + len > ANSWER_MESSAGE_BYTES {
+                self.carried = Some(answer);
+                break;
+            }
+            bytes += len;
             answers.push(answer);
         }
         BatchCommandsResponse { answers }
@@ -157,7 +185,6 @@ async fn answer(service: Arc<KvService>, command: Command) -> CommandAnswer {
             error: "bad request: the command carries no request this server knows".into(),
         };
     };
-    let _measured = service.call_meter().start(rpc_path(&request));
     let _slot = match service.admission().try_admit_request() {
         Ok(slot) => slot,
         Err(why) => {

@@ -44,8 +44,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -198,17 +198,30 @@ struct Link {
     channel: Channel,
     /// `None` when the client sends every call on its own ([`Client::with_command_streams`]).
     commands: Option<CommandLink>,
+    /// Set once the node answered a command `Unimplemented` (a server without
+    /// `BatchCommands`, or one that does not know the command): calls go unary from then.
+    unary_only: Arc<AtomicBool>,
 }
 
 impl Link {
-    /// Sends a single-key call: as a command of the node's stream, or alone.
-    async fn call<R: Batched>(
+    /// Sends a single-key call: as a command of the node's stream, or alone when it is
+    /// large, streams are off, or the node does not serve them.
+    async fn call<R: Batched + Clone>(
         self,
         request: R,
     ) -> std::result::Result<tonic::Response<R::Response>, tonic::Status> {
-        match &self.commands {
-            Some(link) => link.call(request).await,
-            None => request.unary(kv(self.channel)).await,
+        let link = match &self.commands {
+            Some(link) if !self.unary_only.load(Ordering::Relaxed) && request.fits_a_command() => {
+                link
+            }
+            _ => return request.unary(kv(self.channel)).await,
+        };
+        match link.call(request.clone()).await {
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                self.unary_only.store(true, Ordering::Relaxed);
+                request.unary(kv(self.channel)).await
+            }
+            answer => answer,
         }
     }
 }
@@ -826,6 +839,7 @@ impl Client {
                 .command_streams
                 .then(|| CommandLink::spawn(channel.clone())),
             channel,
+            unary_only: Arc::new(AtomicBool::new(false)),
         };
         links.insert(addr.to_string(), link.clone());
         Ok(link)

@@ -26,9 +26,10 @@ use crate::proto::kvrpc::{self, BatchCommandsRequest, BatchCommandsResponse, Com
 
 /// A message carries queued commands up to about this many encoded bytes.
 const MESSAGE_BYTES: usize = 1 << 20;
-/// The largest command sent over the link: with [`MESSAGE_BYTES`] of others it stays
-/// under the message limit.
-const COMMAND_BYTES_MAX: usize = MAX_KV_MESSAGE_BYTES / 2;
+/// The largest command sent over the link; a larger request goes as its own unary call
+/// ([`Batched::fits_a_command`]), so it neither holds up the calls queued behind it on
+/// the one stream nor pushes a message past the size limit.
+pub(crate) const COMMAND_BYTES_MAX: usize = MESSAGE_BYTES;
 /// Unanswered entries are pruned of abandoned calls when they reach this many (and then
 /// twice as many as remained).
 const PRUNE_AT_LEAST: usize = 1024;
@@ -62,6 +63,11 @@ pub(crate) trait Batched: Message + Sized {
     fn response(answer: CommandResponse) -> Option<Self::Response>;
     /// Sends `self` as its own unary call instead.
     fn unary(self, client: KvClient<Channel>) -> UnaryAnswer<Self::Response>;
+
+    /// Whether `self` is small enough to travel as a command.
+    fn fits_a_command(&self) -> bool {
+        self.encoded_len() <= COMMAND_BYTES_MAX
+    }
 }
 
 macro_rules! batched {
@@ -100,17 +106,13 @@ impl CommandLink {
         Self { queue }
     }
 
-    /// Sends `request` as a command and waits for its answer.
+    /// Sends `request` (at most [`COMMAND_BYTES_MAX`] bytes) as a command and waits for
+    /// its answer. `Unimplemented` when the node has no `BatchCommands` or does not know
+    /// the command.
     pub(crate) async fn call<R: Batched>(
         &self,
         request: R,
     ) -> Result<tonic::Response<R::Response>, Status> {
-        let len = request.encoded_len();
-        if len > COMMAND_BYTES_MAX {
-            return Err(Status::out_of_range(format!(
-                "request of {len} bytes is over the {COMMAND_BYTES_MAX}-byte limit"
-            )));
-        }
         let (answer, answered) = oneshot::channel();
         let queued = Queued {
             request: request.into_command(),
@@ -202,6 +204,9 @@ async fn run(channel: Channel, mut queued: mpsc::UnboundedReceiver<Queued>) {
                 // Every `CommandLink` is gone: the client was dropped.
                 let Some(first) = first else { return };
                 let batch = drain(first, &mut queued);
+                if batch.is_empty() {
+                    continue;
+                }
                 let open_stream = match stream.take() {
                     Some(s) => s,
                     None => match open(&channel).await {
@@ -243,14 +248,21 @@ async fn next_answers(stream: Option<&mut Open>) -> Result<Option<BatchCommandsR
     }
 }
 
-/// `first` and whatever else is queued now, up to [`MESSAGE_BYTES`].
+/// `first` and whatever else is queued now, up to [`MESSAGE_BYTES`], without the calls
+/// whose caller has given up (timed out): sending those would only replay stale work on
+/// a node that was slow, after the caller moved on.
 fn drain(first: Queued, queued: &mut mpsc::UnboundedReceiver<Queued>) -> Vec<Queued> {
-    let mut bytes = first.request.encoded_len();
-    let mut batch = vec![first];
-    while bytes < MESSAGE_BYTES {
-        let Ok(next) = queued.try_recv() else { break };
-        bytes += next.request.encoded_len();
-        batch.push(next);
+    let mut bytes = 0;
+    let mut batch = Vec::new();
+    let mut next = Some(first);
+    while let Some(q) = next.take() {
+        if !q.answer.is_closed() {
+            bytes += q.request.encoded_len();
+            batch.push(q);
+        }
+        if bytes < MESSAGE_BYTES {
+            next = queued.try_recv().ok();
+        }
     }
     batch
 }

@@ -8,6 +8,10 @@ use crate::error::{Error, Result};
 
 /// How long connecting to an endpoint may take before the attempt fails.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often a client pings a node over a connection with calls open.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a ping may go unanswered before the connection is dropped.
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Splits a comma-separated endpoint list (`host:port,host:port`), trimming spaces.
 ///
@@ -58,5 +62,10 @@ pub fn lazy_channel(addr: &str) -> Result<Channel> {
     Ok(endpoint(addr)?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
+        // A node that stops answering with its connection still up (paused, or cut off
+        // without a reset) breaks the connection after a missed ping, so a long-lived
+        // `BatchCommands` stream fails its calls instead of holding them.
+        .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
         .connect_lazy())
 }

@@ -322,8 +322,11 @@ impl Node {
         // What the server holds of client requests: the admitted ones (admission control:
         // a request slot is taken before a `Kv` call's body is read, its bytes once it is
         // decoded), plus, per connection, the bodies of at most `max_concurrent_streams`
-        // admitted calls being decoded (each up to MAX_KV_MESSAGE_BYTES) and the unread
-        // bytes the HTTP/2 flow-control windows let in (per stream and per connection).
+        // admitted calls being decoded (each up to MAX_KV_MESSAGE_BYTES), one message
+        // being decoded per `BatchCommands` stream (whose commands are admitted one by
+        // one; a stream stops reading at PENDING_COMMANDS_MAX unanswered commands), and
+        // the unread bytes the HTTP/2 flow-control windows let in (per stream and per
+        // connection).
         let server = Server::builder()
             .max_concurrent_streams(Some(cfg.limits.max_concurrent_streams))
             .initial_stream_window_size(grpc_config.stream_window_bytes)
@@ -448,6 +451,9 @@ impl Drop for Node {
         if let Some(stop) = self.stop_server.take() {
             let _ = stop.send(());
         }
+        // Without this, clients holding `BatchCommands` streams would keep the server task
+        // (and the service it holds) alive for as long as they run.
+        self.kv.close_streams();
         // The worker stops in its own Drop; then nothing uses the directory.
         if let Some(worker) = self.worker.take() {
             drop(worker);

@@ -177,3 +177,24 @@ async fn each_concurrent_client_call_gets_its_own_answer() {
         assert_eq!(got, format!("value of {key}").as_bytes());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_too_large_for_a_command_is_answered_and_the_stream_still_serves() {
+    let mut node = start(ServerLimits::default()).await;
+    let client = std::sync::Arc::new(Client::connect([node.addr.clone()]).unwrap());
+    // 40 MiB: over the link's command limit (and over what a message of the stream
+    // could carry beside other commands), under the unary call's 64 MiB.
+    let big = vec![9u8; 40 << 20];
+    let put = {
+        let client = client.clone();
+        tokio::spawn(async move { client.put("big", big).await })
+    };
+    let held = next_command(&mut node).await;
+    assert_eq!(held.key(), b"big");
+    held.succeed();
+    put.await.unwrap().expect("the large put is answered");
+    // The stream still serves small calls afterwards.
+    let small = tokio::spawn(async move { client.put("small", "v").await });
+    next_command(&mut node).await.succeed();
+    small.await.unwrap().expect("a small put after it");
+}

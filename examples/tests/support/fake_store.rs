@@ -14,6 +14,7 @@ use raft_store::pb::raft_cmdpb::{
 use raft_store::{Callback, RegionStatus, StoreMailbox, StoreMsg};
 use raftkv_examples::admission::{Admission, AdmissionLayer};
 use raftkv_examples::kv_service::KvService;
+use raftkv_examples::node::MAX_KV_MESSAGE_BYTES;
 use raftkv_examples::proto::kvrpc::RawPutRequest;
 use raftkv_examples::proto::kvrpc::admin_server::AdminServer;
 use raftkv_examples::proto::kvrpc::kv_server::KvServer;
@@ -111,7 +112,11 @@ pub async fn start(limits: ServerLimits) -> FakeNode {
     tokio::spawn(
         Server::builder()
             .layer(AdmissionLayer::new(admission.clone()))
-            .add_service(KvServer::new(kv.clone()))
+            .add_service(
+                KvServer::new(kv.clone())
+                    .max_decoding_message_size(MAX_KV_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_KV_MESSAGE_BYTES),
+            )
             .add_service(AdminServer::new(admin))
             .serve_with_incoming(incoming),
     );

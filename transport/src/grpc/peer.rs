@@ -166,10 +166,14 @@ impl Stream for QueueBody {
         if let Some(hello) = self.hello.take() {
             return Poll::Ready(Some(hello));
         }
+        // Checked under the queue's lock, which the call's end also takes to clear it:
+        // an ended call's body can neither take a batch nor replace the waker the next
+        // call's body registered.
+        let mut queue = lock(&self.queue);
         if !self.live.load(Ordering::Acquire) {
             return Poll::Ready(None);
         }
-        match lock(&self.queue).poll_recv(cx) {
+        match queue.poll_recv(cx) {
             Poll::Ready(Some(frames)) => Poll::Ready(Some(RaftMessage {
                 from_store: 0,
                 frames,
@@ -213,6 +217,9 @@ async fn stream(shared: &Shared, to: StoreId, channel: Channel, queue: &Queue) -
             }
         }
     };
-    live.store(false, Ordering::Release);
+    {
+        let _queue = lock(queue);
+        live.store(false, Ordering::Release);
+    }
     end
 }
