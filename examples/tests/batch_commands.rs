@@ -18,7 +18,7 @@ use tonic::Streaming;
 
 #[path = "support/fake_store.rs"]
 mod fake_store;
-use fake_store::{FakeNode, next_command, put, start};
+use fake_store::{FakeNode, next_command, put, start, start_without_batch_commands};
 
 /// An open `BatchCommands` stream to `node`.
 struct Stream {
@@ -197,4 +197,18 @@ async fn a_call_too_large_for_a_command_is_answered_and_the_stream_still_serves(
     let small = tokio::spawn(async move { client.put("small", "v").await });
     next_command(&mut node).await.succeed();
     small.await.unwrap().expect("a small put after it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_the_stream_gets_unary_calls() {
+    let mut node = start_without_batch_commands(ServerLimits::default()).await;
+    let client = std::sync::Arc::new(Client::connect([node.addr.clone()]).unwrap());
+    for key in ["first", "second"] {
+        let client = client.clone();
+        let put = tokio::spawn(async move { client.put(key, "v").await });
+        let held = next_command(&mut node).await;
+        assert_eq!(held.key(), key.as_bytes());
+        held.succeed();
+        put.await.unwrap().expect("answered over a unary call");
+    }
 }

@@ -78,6 +78,61 @@ pub struct FakeNode {
 }
 
 pub async fn start(limits: ServerLimits) -> FakeNode {
+    start_with(limits, false).await
+}
+
+/// Like [`start`], but the server answers `Kv.BatchCommands` `Unimplemented`, as a node
+/// from before the stream existed would.
+pub async fn start_without_batch_commands(limits: ServerLimits) -> FakeNode {
+    start_with(limits, true).await
+}
+
+/// Rewrites the path of `Kv.BatchCommands` (when `hide`) to a method tonic does not
+/// route, which it answers `Unimplemented`.
+#[derive(Clone)]
+struct HideBatchCommands<S> {
+    inner: S,
+    hide: bool,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for HideBatchCommands<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> S::Future {
+        if self.hide && request.uri().path() == "/kvrpc.Kv/BatchCommands" {
+            *request.uri_mut() = http::Uri::from_static("/kvrpc.Kv/NotServedHere");
+        }
+        self.inner.call(request)
+    }
+}
+
+#[derive(Clone)]
+struct HideBatchCommandsLayer(bool);
+
+impl<S> tower::Layer<S> for HideBatchCommandsLayer {
+    type Service = HideBatchCommands<S>;
+
+    fn layer(&self, inner: S) -> HideBatchCommands<S> {
+        HideBatchCommands {
+            inner,
+            hide: self.0,
+        }
+    }
+}
+
+async fn start_with(limits: ServerLimits, hide_batch_commands: bool) -> FakeNode {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let peers = BTreeMap::from([(1, addr.to_string())]);
@@ -111,6 +166,7 @@ pub async fn start(limits: ServerLimits) -> FakeNode {
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tokio::spawn(
         Server::builder()
+            .layer(HideBatchCommandsLayer(hide_batch_commands))
             .layer(AdmissionLayer::new(admission.clone()))
             .add_service(
                 KvServer::new(kv.clone())
