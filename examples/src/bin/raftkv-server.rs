@@ -26,6 +26,12 @@ use raftkv_examples::{EngineKind, Node, NodeConfig};
 use serde::Deserialize;
 use tracing::info;
 
+/// mimalloc instead of glibc's allocator: an apply round allocates and frees vectors of
+/// thousands of commands, which glibc serves with fresh `mmap`s (page faults on every
+/// round) once they pass its mmap threshold.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Command-line flags; each overrides the config file's setting.
 #[derive(Debug, Parser)]
 #[command(name = "raftkv-server", about = "Runs one raftkv node")]

@@ -25,6 +25,10 @@ use serde_json::{Value, json};
 
 use crate::bytes_format::BytesFormat;
 
+/// mimalloc, as in `raftkv-server` (see there): `raftkv bench` shares the servers' cores.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EXIT_CODES: &str = "\
 Exit codes: 0 success, 1 the request failed (unreachable, timed out, refused),
 2 bad command line, 3 `get` found no value.";
