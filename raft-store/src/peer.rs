@@ -63,7 +63,7 @@ pub struct Peer<ER: Engine, EK: Engine> {
     read_batch: Vec<(RaftCmdRequest, Callback)>,
     /// Writes that arrived in this loop iteration; they go into as few entries as the
     /// entry size limit allows.
-    write_batch: Vec<(RaftCmdRequest, Callback)>,
+    write_batch: Vec<propose::PendingWrite>,
     next_read_id: u64,
     /// Set once the peer was removed from its region; the store destroys it.
     pending_remove: bool,
@@ -296,8 +296,8 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
                 (c.callback)(error_response(err));
             }
         }
-        for (_, cb) in self.write_batch.drain(..) {
-            cb(error_response(err));
+        for w in self.write_batch.drain(..) {
+            (w.callback)(error_response(err));
         }
         for r in self.pending_reads.drain(..) {
             for (_, cb) in r.commands {

@@ -225,11 +225,13 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             Ok(b) => b,
             Err(e) => return Ok(vec![error_response(&e)]),
         };
-        commands
-            .commands
-            .into_iter()
-            .map(|req| self.apply_request(req, index, batch, results))
-            .collect()
+        // Sized up front: a batch holds up to thousands of commands, and growing the
+        // vector by doubling showed up as reallocations and page faults in profiles.
+        let mut responses = Vec::with_capacity(commands.commands.len());
+        for req in commands.commands {
+            responses.push(self.apply_request(req, index, batch, results)?);
+        }
+        Ok(responses)
     }
 
     fn apply_command(

@@ -38,7 +38,11 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
                 callback(error_response(&e));
                 return;
             }
-            self.write_batch.push((req, callback));
+            self.write_batch.push(PendingWrite {
+                req,
+                callback,
+                entry_bytes: size + 8,
+            });
             return;
         }
         let result = match req.admin_request.as_ref().map(|a| a.cmd_type()) {
@@ -140,30 +144,27 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         }
         if !self.is_leader() {
             let err = self.not_leader();
-            for (_, cb) in std::mem::take(&mut self.write_batch) {
-                cb(error_response(&err));
+            for w in std::mem::take(&mut self.write_batch) {
+                (w.callback)(error_response(&err));
             }
             return;
         }
-        let mut pending = std::mem::take(&mut self.write_batch).into_iter().peekable();
-        while pending.peek().is_some() {
-            let mut requests = Vec::new();
-            let mut commands = Vec::new();
-            let mut size = 0u64;
-            while let Some((req, _)) = pending.peek() {
-                let len = req.encoded_len() as u64 + 8;
-                if !requests.is_empty() && size + len > cfg.raft_entry_max_bytes {
-                    break;
-                }
-                let (req, callback) = pending.next().expect("peeked above");
-                size += len;
+        // Drained rather than taken, so the next round's writes reuse its capacity. The
+        // writes of each entry are counted first so its vectors are sized once (a round
+        // can hold thousands of writes).
+        let mut writes = std::mem::take(&mut self.write_batch);
+        let entry_lengths = entry_lengths(&writes, cfg.raft_entry_max_bytes);
+        let mut pending = writes.drain(..);
+        for n in entry_lengths {
+            let mut requests = Vec::with_capacity(n);
+            let mut commands = Vec::with_capacity(n);
+            for w in pending.by_ref().take(n) {
                 commands.push(ProposedCommand {
-                    callback,
-                    session: session_of(&req),
+                    callback: w.callback,
+                    session: session_of(&w.req),
                 });
-                requests.push(req);
+                requests.push(w.req);
             }
-            let n = requests.len();
             let (context, data) = if n == 1 {
                 (bytes::Bytes::new(), requests.remove(0).encode_to_vec())
             } else {
@@ -191,6 +192,8 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
                 }
             }
         }
+        drop(pending);
+        self.write_batch = writes;
     }
 
     fn propose_conf_change(&mut self, req: &RaftCmdRequest) -> Result<ProposeOutcome> {
@@ -292,6 +295,34 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
     }
 }
 
+/// A write waiting for the end of the loop iteration to be proposed.
+pub(super) struct PendingWrite {
+    req: RaftCmdRequest,
+    pub(super) callback: Callback,
+    /// What the write adds to its entry's size (its encoding plus framing), measured once
+    /// when it was checked against the entry size limit.
+    entry_bytes: u64,
+}
+
+/// How many of `writes`, in order, go into each entry: as many as fit in
+/// `entry_max_bytes`, and at least one (a write alone was already checked against it).
+fn entry_lengths(writes: &[PendingWrite], entry_max_bytes: u64) -> Vec<usize> {
+    let mut lengths = Vec::new();
+    let (mut n, mut size) = (0usize, 0u64);
+    for w in writes {
+        if n > 0 && size + w.entry_bytes > entry_max_bytes {
+            lengths.push(n);
+            (n, size) = (0, 0);
+        }
+        n += 1;
+        size += w.entry_bytes;
+    }
+    if n > 0 {
+        lengths.push(n);
+    }
+    lengths
+}
+
 /// The exactly-once session `(client_id, sequence)` a command belongs to; `(0, 0)` for
 /// none.
 fn session_of(req: &RaftCmdRequest) -> (u64, u64) {
@@ -360,4 +391,37 @@ pub fn validate_splits(
         prev = key;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writes(sizes: &[u64]) -> Vec<PendingWrite> {
+        sizes
+            .iter()
+            .map(|&entry_bytes| PendingWrite {
+                req: RaftCmdRequest::default(),
+                callback: Box::new(|_| {}),
+                entry_bytes,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn writes_fill_entries_up_to_the_limit_in_order() {
+        assert_eq!(
+            entry_lengths(&writes(&[40, 40, 20, 1, 60, 30, 70]), 100),
+            [3, 3, 1]
+        );
+        assert!(entry_lengths(&[], 100).is_empty());
+    }
+
+    #[test]
+    fn a_write_at_or_over_the_limit_gets_an_entry_of_its_own() {
+        assert_eq!(
+            entry_lengths(&writes(&[10, 100, 150, 10]), 100),
+            [1, 1, 1, 1]
+        );
+    }
 }
