@@ -421,7 +421,7 @@ impl<F: EngineFactory> Cluster<F> {
         for _ in 0..20 {
             let leader = self.leader(1);
             let mut req = self.request(leader, Vec::new());
-            req.admin_request = Some(admin.clone());
+            req.admin_request = Some(Box::new(admin.clone()));
             let resp = self.call(leader, req);
             match resp.header.as_ref().and_then(|h| h.error.as_ref()) {
                 None => return resp,

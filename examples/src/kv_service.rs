@@ -306,7 +306,7 @@ impl KvService {
                 ..Default::default()
             }),
             requests,
-            admin_request: admin,
+            admin_request: admin.map(Box::new),
         };
         self.mailbox.execute(request).await
     }
@@ -473,11 +473,11 @@ impl KvService {
                 .execute(ctx, RouteBy::Key(&cursor), |region: &Region| {
                     vec![Request {
                         cmd_type: CmdType::DeleteRange as i32,
-                        delete_range: Some(DeleteRangeRequest {
+                        delete_range: Some(Box::new(DeleteRangeRequest {
                             cf: String::new(),
                             start_key: clip_start(&cursor, region),
                             end_key: clip_end(&end, region),
-                        }),
+                        })),
                         ..Default::default()
                     }]
                 })
@@ -571,14 +571,14 @@ impl KvService {
         };
         let cmd = Request {
             cmd_type: CmdType::CompareAndSwap as i32,
-            cas: Some(CompareAndSwapRequest {
+            cas: Some(Box::new(CompareAndSwapRequest {
                 cf: String::new(),
                 key: req.key.clone(),
                 expected_value: req.previous_value,
                 expect_absent: req.previous_not_exist,
                 new_value: req.value,
                 delete: req.delete,
-            }),
+            })),
             ..Default::default()
         };
         let r = self
@@ -650,14 +650,14 @@ impl kvrpc::kv_server::Kv for KvService {
             let build = |region: &Region| {
                 vec![Request {
                     cmd_type: CmdType::Scan as i32,
-                    scan: Some(ScanRequest {
+                    scan: Some(Box::new(ScanRequest {
                         cf: String::new(),
                         start_key: clip_start(&req.start_key, region),
                         end_key: clip_end(&req.end_key, region),
                         limit: req.limit,
                         reverse: req.reverse,
                         key_only: req.key_only,
-                    }),
+                    })),
                     ..Default::default()
                 }]
             };

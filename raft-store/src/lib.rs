@@ -8,6 +8,7 @@
 mod apply_overlay;
 pub mod bootstrap;
 pub mod client_session;
+mod command_batch;
 pub mod config;
 pub mod error;
 pub mod id_alloc;

@@ -103,7 +103,7 @@ impl<ER: Engine, EK: Engine> std::fmt::Debug for Peer<ER, EK> {
 pub fn error_response(e: &Error) -> RaftCmdResponse {
     RaftCmdResponse {
         header: Some(ResponseHeader {
-            error: Some(e.to_pb()),
+            error: Some(Box::new(e.to_pb())),
             current_term: 0,
         }),
         ..Default::default()

@@ -67,7 +67,15 @@ pub struct Store<ER: Engine, EK: Engine, S: RaftMessageSender> {
     /// few thousand commands per round, growing it afresh every round costs reallocations
     /// and page faults on the hot path.
     answers: Vec<(Callback, RaftCmdResponse)>,
+    /// A round's raft-engine and kv-engine write batches, cleared at the start of each
+    /// round and kept for the next, for the same reason as `answers`.
+    raft_wb: ER::WriteBatch,
+    kv_wb: EK::WriteBatch,
 }
+
+/// A round's write batch past this many operations (a snapshot's deletions, say) is
+/// dropped after the round rather than kept, so one large round does not pin its memory.
+const KEPT_WRITE_BATCH_OPS: usize = 1 << 16;
 
 /// Where a store's region tasks run.
 enum RegionDispatch<ER: Engine, EK: Engine> {
@@ -114,6 +122,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             // Inline results are returned, never notified.
             Box::new(|_| {}),
         );
+        let (raft_wb, kv_wb) = (raft_engine.write_batch(), kv_engine.write_batch());
         let mut store = Self {
             store_id,
             cfg,
@@ -132,6 +141,8 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             pending_destroys: BTreeSet::new(),
             next_gen_id: 1,
             answers: Vec::new(),
+            raft_wb,
+            kv_wb,
         };
         let (lo, hi) = keys::region_state_range();
         let mut states = Vec::new();
@@ -476,14 +487,14 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                     ..Default::default()
                 }),
                 requests: Vec::new(),
-                admin_request: Some(AdminRequest {
+                admin_request: Some(Box::new(AdminRequest {
                     cmd_type: AdminCmdType::Split as i32,
                     split: Some(crate::pb::raft_cmdpb::SplitRequest {
                         split_key: split_key.into(),
                         ..Default::default()
                     }),
                     ..Default::default()
-                }),
+                })),
             };
             self.on_command(req, Box::new(|_| {}));
         }
@@ -542,14 +553,14 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                     ..Default::default()
                 }),
                 requests: Vec::new(),
-                admin_request: Some(AdminRequest {
+                admin_request: Some(Box::new(AdminRequest {
                     cmd_type: AdminCmdType::CompactLog as i32,
                     compact_log: Some(CompactLogRequest {
                         compact_index,
                         compact_term,
                     }),
                     ..Default::default()
-                }),
+                })),
             };
             debug!(
                 region_id = region.id,
@@ -785,9 +796,12 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             cfg,
             region_ranges,
             pending_region_tasks,
+            raft_wb,
+            kv_wb,
             ..
         } = self;
-        let mut raft_wb = raft_engine.write_batch();
+        raft_wb.clear();
+        kv_wb.clear();
         let mut readies = Vec::new();
         let mut must_sync = false;
         for (&region_id, peer) in peers.iter_mut() {
@@ -797,15 +811,15 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             let mut rd = peer.raft_group_mut().ready()?;
             send_messages(peer, rd.take_messages(), sender);
             if let Some(snapshot) = rd.snapshot() {
-                let task = begin_apply_snapshot(peer, snapshot, region_ranges, &mut raft_wb)?;
+                let task = begin_apply_snapshot(peer, snapshot, region_ranges, raft_wb)?;
                 pending_region_tasks.push_back(task);
             }
             let storage = peer.raft_group_mut().store_mut();
-            storage.append(rd.entries(), &mut raft_wb)?;
+            storage.append(rd.entries(), raft_wb)?;
             if let Some(hs) = rd.hard_state() {
                 storage.set_hard_state(*hs);
             }
-            storage.write_raft_state(&mut raft_wb)?;
+            storage.write_raft_state(raft_wb)?;
             must_sync |= rd.must_sync();
             readies.push((region_id, rd));
         }
@@ -825,7 +839,6 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         // write, so the applied index on disk never passes the commit index on disk. A
         // read is served on this thread after that kv write, so nothing reads around it.
         let apply_started = std::time::Instant::now();
-        let mut kv_wb = kv_engine.write_batch();
         let mut answers = std::mem::take(&mut self.answers);
         let mut results = Vec::new();
         for (region_id, rd) in &mut readies {
@@ -836,8 +849,8 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                 let _span =
                     tracing::debug_span!("apply", region_id = *region_id, peer_id = peer.meta().id)
                         .entered();
-                peer.apply_entries(committed, &mut kv_wb, &mut answers, &mut results)?;
-                peer.write_apply_state(&mut kv_wb)?;
+                peer.apply_entries(committed, kv_wb, &mut answers, &mut results)?;
+                peer.write_apply_state(kv_wb)?;
             }
         }
         let apply_seconds = apply_started.elapsed().as_secs_f64();
@@ -848,7 +861,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         // read here only feeds a metric; it never steers the state machines.
         let write_started = std::time::Instant::now();
         let sync = must_sync && cfg.sync_log;
-        raft_engine.write(&raft_wb, WriteOptions { sync })?;
+        raft_engine.write(raft_wb, WriteOptions { sync })?;
         crate::store_metrics::group_commit(
             readies.len(),
             sync,
@@ -889,7 +902,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         });
         if !kv_wb.is_empty() {
             let write_started = std::time::Instant::now();
-            kv_engine.write(&kv_wb, WriteOptions { sync: must_sync_kv })?;
+            kv_engine.write(kv_wb, WriteOptions { sync: must_sync_kv })?;
             crate::store_metrics::apply_round(
                 apply_seconds + write_started.elapsed().as_secs_f64(),
             );
@@ -905,6 +918,12 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             cb(resp);
         }
         self.answers = answers;
+        if self.raft_wb.len() > KEPT_WRITE_BATCH_OPS {
+            self.raft_wb = self.raft_engine.write_batch();
+        }
+        if self.kv_wb.len() > KEPT_WRITE_BATCH_OPS {
+            self.kv_wb = self.kv_engine.write_batch();
+        }
         self.on_apply_results(results)?;
         Ok(true)
     }

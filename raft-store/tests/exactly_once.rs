@@ -44,7 +44,7 @@ fn call_as<F: EngineFactory>(
 
 fn cas_of(resp: &RaftCmdResponse) -> CompareAndSwapResponse {
     assert!(resp.header.is_none(), "{resp:?}");
-    resp.responses[0].cas.clone().unwrap()
+    *resp.responses[0].cas.clone().unwrap()
 }
 
 fn value_on<F: EngineFactory>(c: &Cluster<F>, store: u64, key: &[u8]) -> Option<Vec<u8>> {

@@ -245,7 +245,7 @@ fn second_peer_on_a_store_is_refused<F: EngineFactory>(factory: F) {
     for (id, store) in [(11, 4), (10, 3)] {
         let leader = c.leader(1);
         let mut req = c.request(leader, Vec::new());
-        req.admin_request = Some(change_peer(ConfChangeType::AddNode, id, store));
+        req.admin_request = Some(Box::new(change_peer(ConfChangeType::AddNode, id, store)));
         let resp = c.call(leader, req);
         let error = resp.header.and_then(|h| h.error);
         assert!(
@@ -469,7 +469,7 @@ fn adding_a_voter_without_a_quorum_holding_the_log_is_refused<F: EngineFactory>(
     c.add_empty_store(4);
     let leader = c.leader(1);
     let mut req = c.request(leader, Vec::new());
-    req.admin_request = Some(change_peer(ConfChangeType::AddNode, 4, 4));
+    req.admin_request = Some(Box::new(change_peer(ConfChangeType::AddNode, 4, 4)));
     let error = c.call(leader, req).header.and_then(|h| h.error);
     assert!(
         error

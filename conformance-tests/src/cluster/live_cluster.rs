@@ -353,7 +353,7 @@ impl<F: EngineFactory> LiveCluster<F> {
                     ..Default::default()
                 }),
                 requests: Vec::new(),
-                admin_request: Some(admin.clone()),
+                admin_request: Some(Box::new(admin.clone())),
             };
             match self.call(leader, req, Duration::from_secs(2)) {
                 Some(resp) => match resp.header.as_ref().and_then(|h| h.error.as_ref()) {

@@ -55,13 +55,13 @@ pub fn delete(key: &[u8]) -> Request {
 pub fn scan(start: &[u8], end: &[u8], limit: u32, reverse: bool) -> Request {
     Request {
         cmd_type: CmdType::Scan as i32,
-        scan: Some(ScanRequest {
+        scan: Some(Box::new(ScanRequest {
             start_key: start.to_vec().into(),
             end_key: end.to_vec().into(),
             limit,
             reverse,
             ..Default::default()
-        }),
+        })),
         ..Default::default()
     }
 }
@@ -71,11 +71,11 @@ pub fn scan(start: &[u8], end: &[u8], limit: u32, reverse: bool) -> Request {
 pub fn delete_range(start: &[u8], end: &[u8]) -> Request {
     Request {
         cmd_type: CmdType::DeleteRange as i32,
-        delete_range: Some(DeleteRangeRequest {
+        delete_range: Some(Box::new(DeleteRangeRequest {
             cf: String::new(),
             start_key: start.to_vec().into(),
             end_key: end.to_vec().into(),
-        }),
+        })),
         ..Default::default()
     }
 }
@@ -85,14 +85,14 @@ pub fn delete_range(start: &[u8], end: &[u8]) -> Request {
 pub fn cas(key: &[u8], expected: Option<&[u8]>, new: Option<&[u8]>) -> Request {
     Request {
         cmd_type: CmdType::CompareAndSwap as i32,
-        cas: Some(CompareAndSwapRequest {
+        cas: Some(Box::new(CompareAndSwapRequest {
             cf: String::new(),
             key: key.to_vec().into(),
             expected_value: expected.unwrap_or_default().to_vec().into(),
             expect_absent: expected.is_none(),
             new_value: new.unwrap_or_default().to_vec().into(),
             delete: new.is_none(),
-        }),
+        })),
         ..Default::default()
     }
 }

@@ -125,7 +125,7 @@ impl Simulator {
                 ..Default::default()
             }),
             requests: Vec::new(),
-            admin_request: Some(admin),
+            admin_request: Some(Box::new(admin)),
         };
         self.deliver_local(
             leader,

@@ -16,7 +16,7 @@ use crate::msg::Callback;
 use crate::pb::metapb;
 use crate::pb::raft_cmdpb::{
     AdminCmdType, AdminRequest, AdminResponse, ChangePeerResponse, CmdType, CompactLogResponse,
-    CompareAndSwapResponse, RaftCmdBatch, RaftCmdRequest, RaftCmdResponse, Request, Response,
+    CompareAndSwapResponse, RaftCmdRequest, RaftCmdResponse, Request, Response,
 };
 use crate::pb::raft_serverpb::{PeerState, RaftTruncatedState};
 use crate::peer_storage::{region_peers_from_conf_state, write_region_state};
@@ -221,14 +221,15 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         batch: &mut Batch<'_, EK>,
         results: &mut Vec<ApplyResult>,
     ) -> Result<Vec<RaftCmdResponse>> {
-        let commands = match self.decode_logged::<RaftCmdBatch>(data, "command batch") {
-            Ok(b) => b,
+        let commands = match self.decode_logged(crate::command_batch::decode(data), "command batch")
+        {
+            Ok(commands) => commands,
             Err(e) => return Ok(vec![error_response(&e)]),
         };
         // Sized up front: a batch holds up to thousands of commands, and growing the
         // vector by doubling showed up as reallocations and page faults in profiles.
-        let mut responses = Vec::with_capacity(commands.commands.len());
-        for req in commands.commands {
+        let mut responses = Vec::with_capacity(commands.len());
+        for req in commands {
             responses.push(self.apply_request(req, index, batch, results)?);
         }
         Ok(responses)
@@ -241,7 +242,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         batch: &mut Batch<'_, EK>,
         results: &mut Vec<ApplyResult>,
     ) -> Result<RaftCmdResponse> {
-        match self.decode_logged::<RaftCmdRequest>(data, "command") {
+        match self.decode_logged(RaftCmdRequest::decode(data), "command") {
             Ok(req) => self.apply_request(req, index, batch, results),
             Err(e) => Ok(error_response(&e)),
         }
@@ -251,8 +252,12 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
     /// `Corruption` error and skipped: every replica fails the same way on the same
     /// bytes, so skipping keeps them consistent. Decoded from `Bytes`, the keys and values
     /// share the entry's buffer instead of being copied out one allocation each.
-    fn decode_logged<M: prost::Message + Default>(&self, data: Bytes, what: &str) -> Result<M> {
-        M::decode(data).map_err(|e| {
+    fn decode_logged<M, E: std::fmt::Display>(
+        &self,
+        decoded: std::result::Result<M, E>,
+        what: &str,
+    ) -> Result<M> {
+        decoded.map_err(|e| {
             error!(
                 region_id = self.region_id(),
                 "undecodable {what} in the log: {e}"
@@ -360,7 +365,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
                     ..Default::default()
                 };
                 Ok(RaftCmdResponse {
-                    admin_response: Some(admin),
+                    admin_response: Some(Box::new(admin)),
                     ..Default::default()
                 })
             }
@@ -445,7 +450,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             ..Default::default()
         };
         Ok(RaftCmdResponse {
-            admin_response: Some(admin),
+            admin_response: Some(Box::new(admin)),
             ..Default::default()
         })
     }
@@ -534,7 +539,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             ..Default::default()
         };
         Ok(RaftCmdResponse {
-            admin_response: Some(admin),
+            admin_response: Some(Box::new(admin)),
             ..Default::default()
         })
     }
@@ -600,11 +605,11 @@ fn apply_write<EK: Engine>(r: Request, batch: &mut Batch<'_, EK>) -> Result<Resp
             } else if matched {
                 batch.put(cf, key, c.new_value)?;
             }
-            resp.cas = Some(CompareAndSwapResponse {
+            resp.cas = Some(Box::new(CompareAndSwapResponse {
                 succeeded: matched,
                 previous_found: current.is_some(),
                 previous_value: current.unwrap_or_default(),
-            });
+            }));
         }
         other => {
             // validate_writes admits writes only.

@@ -342,7 +342,7 @@ enum ProposeOutcome {
 
 fn callback_ok(admin: AdminResponse) -> RaftCmdResponse {
     RaftCmdResponse {
-        admin_response: Some(admin),
+        admin_response: Some(Box::new(admin)),
         ..Default::default()
     }
 }

@@ -154,12 +154,12 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
                             pairs.len() < limit
                         },
                     )?;
-                    resp.scan = Some(ScanResponse { pairs });
+                    resp.scan = Some(Box::new(ScanResponse { pairs }));
                 }
                 CmdType::Snap => {
-                    resp.snap = Some(SnapResponse {
+                    resp.snap = Some(Box::new(SnapResponse {
                         region: Some(region.clone()),
-                    })
+                    }))
                 }
                 other => return Err(Error::Other(format!("{other:?} is not a read"))),
             }
