@@ -1,7 +1,8 @@
 //! `Kv.BatchCommands` over real gRPC, in front of a fake store ([`fake_store`]) whose
 //! commands the test answers by hand: answers are matched by id in completion order, each
 //! command is admitted alone, a closing service ends its streams after answering what
-//! they took, and the client library's calls travel over the stream.
+//! they took, the client library's calls travel over the stream, and a call whose stream
+//! breaks is retried as the same exactly-once write.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -18,7 +19,9 @@ use tonic::Streaming;
 
 #[path = "support/fake_store.rs"]
 mod fake_store;
-use fake_store::{FakeNode, next_command, put, start, start_without_batch_commands};
+use fake_store::{
+    FakeNode, next_command, put, start, start_advertising, start_without_batch_commands,
+};
 
 /// An open `BatchCommands` stream to `node`.
 struct Stream {
@@ -211,4 +214,88 @@ async fn a_node_without_the_stream_gets_unary_calls() {
         held.succeed();
         put.await.unwrap().expect("answered over a unary call");
     }
+}
+
+/// A loopback TCP proxy whose open connections the test can cut at once (as a crashed
+/// node or a network fault would), while it keeps accepting new ones.
+struct CuttableProxy {
+    addr: String,
+    listener: tokio::net::TcpListener,
+    connections: std::sync::Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
+}
+
+impl CuttableProxy {
+    /// Binds the proxy's port; it forwards nothing until [`Self::forward_to`].
+    async fn bind() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self {
+            addr: listener.local_addr().unwrap().to_string(),
+            listener,
+            connections: std::sync::Arc::default(),
+        }
+    }
+
+    /// Forwards every connection to `target`; returns the handle that cuts them.
+    fn forward_to(self, target: String) -> ProxyCutter {
+        let accepted = self.connections.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = self.listener.accept().await {
+                let target = target.clone();
+                accepted.lock().unwrap().spawn(async move {
+                    let mut outbound = tokio::net::TcpStream::connect(target).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+            }
+        });
+        ProxyCutter(self.connections)
+    }
+}
+
+/// Cuts a [`CuttableProxy`]'s open connections.
+struct ProxyCutter(std::sync::Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>);
+
+impl ProxyCutter {
+    /// Drops every open connection (both sockets of each are closed).
+    fn cut(&self) {
+        self.0.lock().unwrap().abort_all();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_whose_stream_breaks_is_retried_as_the_same_exactly_once_write() {
+    // The node advertises the proxy's address, so every connection of the client (status
+    // queries and the command stream) goes through it.
+    let proxy = CuttableProxy::bind().await;
+    let proxy_addr = proxy.addr.clone();
+    let mut node = start_advertising(ServerLimits::default(), proxy_addr.clone()).await;
+    let proxy = proxy.forward_to(node.addr.clone());
+    // A deadline under the client's per-attempt timeout (3 s): only the stream breaking,
+    // not a timed-out attempt, can bring the retry in time.
+    let client = std::sync::Arc::new(
+        Client::connect([proxy_addr])
+            .unwrap()
+            .with_timeout(Duration::from_millis(2500)),
+    );
+    let put = {
+        let client = client.clone();
+        tokio::spawn(async move { client.put("k", "v").await })
+    };
+    let first = next_command(&mut node).await;
+    let (client_id, sequence) = first.session();
+    assert!(
+        client_id != 0 && sequence != 0,
+        "a put is an exactly-once write"
+    );
+    // The store holds the put (its outcome unknown to the client) when the stream breaks.
+    proxy.cut();
+    let retry = next_command(&mut node).await;
+    assert_eq!(retry.key(), b"k");
+    assert_eq!(
+        retry.session(),
+        (client_id, sequence),
+        "the retry must carry the first attempt's identity, so the store applies it once"
+    );
+    retry.succeed();
+    put.await.unwrap().expect("the retried put is answered");
+    drop(first);
 }

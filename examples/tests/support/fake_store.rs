@@ -41,6 +41,16 @@ impl Held {
         }
     }
 
+    /// The exactly-once identity it carries: `(client_id, sequence)`.
+    pub fn session(&self) -> (u64, u64) {
+        let header = self
+            .request
+            .header
+            .as_ref()
+            .expect("a command has a header");
+        (header.client_id, header.sequence)
+    }
+
     /// Answers a get with `value`.
     pub fn found(self, value: &[u8]) {
         (self.callback)(RaftCmdResponse {
@@ -78,13 +88,19 @@ pub struct FakeNode {
 }
 
 pub async fn start(limits: ServerLimits) -> FakeNode {
-    start_with(limits, false).await
+    start_with(limits, false, None).await
+}
+
+/// Like [`start`], but the node tells clients (in its region statuses) that it is at
+/// `advertised`, a proxy in front of it, say.
+pub async fn start_advertising(limits: ServerLimits, advertised: String) -> FakeNode {
+    start_with(limits, false, Some(advertised)).await
 }
 
 /// Like [`start`], but the server answers `Kv.BatchCommands` `Unimplemented`, as a node
 /// from before the stream existed would.
 pub async fn start_without_batch_commands(limits: ServerLimits) -> FakeNode {
-    start_with(limits, true).await
+    start_with(limits, true, None).await
 }
 
 /// Rewrites the path of `Kv.BatchCommands` (when `hide`) to a method tonic does not
@@ -132,10 +148,14 @@ impl<S> tower::Layer<S> for HideBatchCommandsLayer {
     }
 }
 
-async fn start_with(limits: ServerLimits, hide_batch_commands: bool) -> FakeNode {
+async fn start_with(
+    limits: ServerLimits,
+    hide_batch_commands: bool,
+    advertised: Option<String>,
+) -> FakeNode {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let peers = BTreeMap::from([(1, addr.to_string())]);
+    let peers = BTreeMap::from([(1, advertised.unwrap_or_else(|| addr.to_string()))]);
     let region: Region =
         NodeConfig::new(1, addr, peers.clone(), std::env::temp_dir()).first_region();
     let (mailbox, rx) = StoreMailbox::new(64);
