@@ -266,3 +266,54 @@ fn drain(first: Queued, queued: &mut mpsc::UnboundedReceiver<Queued>) -> Vec<Que
     }
     batch
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A queued get and the receiver its caller would await.
+    fn queued() -> (Queued, oneshot::Receiver<Result<CommandResponse, Status>>) {
+        let (answer, rx) = oneshot::channel();
+        let request = CommandRequest::Get(kvrpc::RawGetRequest::default());
+        (Queued { request, answer }, rx)
+    }
+
+    #[test]
+    fn abandoned_calls_are_pruned_and_live_ones_kept() {
+        let mut unanswered = Unanswered::default();
+        let mut live = Vec::new();
+        // Every tenth caller keeps waiting; the others give up after their call was sent.
+        for i in 0..PRUNE_AT_LEAST {
+            let (q, rx) = queued();
+            unanswered.command(q);
+            if i % 10 == 0 {
+                live.push(rx);
+            }
+        }
+        assert_eq!(
+            unanswered.calls.len(),
+            live.len() + 1,
+            "pruned at the threshold"
+        );
+        // The next prune waits for twice the calls that remained (no prune per call).
+        assert_eq!(unanswered.prune_at, unanswered.calls.len() * 2);
+        // The live callers still get their answers.
+        unanswered.fail_all(&Status::unavailable("the stream broke"));
+        for mut rx in live {
+            let outcome = rx.try_recv().expect("a live caller is answered");
+            assert_eq!(outcome.unwrap_err().code(), tonic::Code::Unavailable);
+        }
+    }
+
+    #[test]
+    fn drain_skips_calls_whose_caller_gave_up() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (first, _first_rx) = queued();
+        let (abandoned, abandoned_rx) = queued();
+        let (last, _last_rx) = queued();
+        drop(abandoned_rx);
+        tx.send(abandoned).unwrap();
+        tx.send(last).unwrap();
+        assert_eq!(drain(first, &mut rx).len(), 2);
+    }
+}
