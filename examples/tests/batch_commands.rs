@@ -297,5 +297,7 @@ async fn a_put_whose_stream_breaks_is_retried_as_the_same_exactly_once_write() {
     );
     retry.succeed();
     put.await.unwrap().expect("the retried put is answered");
+    // Held (unanswered) until here: dropping its callback earlier would answer the first
+    // attempt with an error, a retry path other than the stream breaking.
     drop(first);
 }

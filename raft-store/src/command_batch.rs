@@ -9,7 +9,7 @@ use crate::pb::raft_cmdpb::RaftCmdRequest;
 
 /// Why a batch did not decode.
 #[derive(Debug, thiserror::Error)]
-pub enum BatchDecodeError {
+pub(crate) enum BatchDecodeError {
     /// The protobuf decoder refused the framing or a command.
     #[error(transparent)]
     Protobuf(#[from] DecodeError),
@@ -30,49 +30,55 @@ const COMMANDS_FIELD: u32 = 1;
 /// # Errors
 /// Why a malformed batch or command did not decode; on error nothing is returned, as
 /// with `RaftCmdBatch::decode`.
-pub fn decode(data: Bytes) -> Result<Vec<RaftCmdRequest>, BatchDecodeError> {
-    let mut commands = Vec::with_capacity(count(data.clone())?);
-    let mut buf = data;
-    while buf.has_remaining() {
-        let (field, wire_type) = decode_key(&mut buf)?;
-        if field == COMMANDS_FIELD {
-            let command = delimited(&mut buf, wire_type)?;
-            commands.push(RaftCmdRequest::decode(command)?);
-        } else {
-            skip_field(wire_type, field, &mut buf, DecodeContext::default())?;
-        }
+pub(crate) fn decode(data: Bytes) -> Result<Vec<RaftCmdRequest>, BatchDecodeError> {
+    let count = CommandSlices(data.clone()).try_fold(0, |n, slice| slice.map(|_| n + 1))?;
+    let mut commands = Vec::with_capacity(count);
+    for slice in CommandSlices(data) {
+        commands.push(RaftCmdRequest::decode(slice?)?);
     }
     Ok(commands)
 }
 
-/// How many commands the batch holds, checking its framing (not the commands).
-fn count(mut buf: Bytes) -> Result<usize, BatchDecodeError> {
-    let mut n = 0;
-    while buf.has_remaining() {
-        let (field, wire_type) = decode_key(&mut buf)?;
-        if field == COMMANDS_FIELD {
-            delimited(&mut buf, wire_type)?;
-            n += 1;
-        } else {
-            skip_field(wire_type, field, &mut buf, DecodeContext::default())?;
+/// The encoded commands of a batch, one slice of its buffer each, in order; fields other
+/// than `commands` are skipped, as prost skips unknown fields. After an error it yields
+/// nothing more.
+struct CommandSlices(Bytes);
+
+impl Iterator for CommandSlices {
+    type Item = Result<Bytes, BatchDecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let slice = self.next_slice().transpose();
+        if matches!(slice, Some(Err(_))) {
+            self.0.clear();
         }
+        slice
     }
-    Ok(n)
 }
 
-/// Splits the length-delimited value at the front of `buf` off it.
-fn delimited(buf: &mut Bytes, wire_type: WireType) -> Result<Bytes, BatchDecodeError> {
-    if wire_type != WireType::LengthDelimited {
-        return Err(BatchDecodeError::Framing(
-            "the commands field is not length-delimited",
-        ));
+impl CommandSlices {
+    fn next_slice(&mut self) -> Result<Option<Bytes>, BatchDecodeError> {
+        let buf = &mut self.0;
+        while buf.has_remaining() {
+            let (field, wire_type) = decode_key(buf)?;
+            if field != COMMANDS_FIELD {
+                skip_field(wire_type, field, buf, DecodeContext::default())?;
+                continue;
+            }
+            if wire_type != WireType::LengthDelimited {
+                return Err(BatchDecodeError::Framing(
+                    "the commands field is not length-delimited",
+                ));
+            }
+            let len = decode_varint(buf)?;
+            if len > buf.remaining() as u64 {
+                return Err(BatchDecodeError::Framing("a command runs past the batch"));
+            }
+            // `len` fits in usize: it is at most `buf.remaining()`.
+            return Ok(Some(buf.split_to(len as usize)));
+        }
+        Ok(None)
     }
-    let len = decode_varint(buf)?;
-    if len > buf.remaining() as u64 {
-        return Err(BatchDecodeError::Framing("a command runs past the batch"));
-    }
-    // `len` fits in usize: it is at most `buf.remaining()`.
-    Ok(buf.split_to(len as usize))
 }
 
 #[cfg(test)]
