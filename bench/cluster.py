@@ -63,8 +63,11 @@ def parse_prometheus(text):
 class Cluster:
     """n raftkv-server processes forming one cluster (region 1 on every store)."""
 
-    def __init__(self, engine="fjall", store=None, n=3, tick_ms=100, server=None):
-        """`store`: the [store] table's settings; `server`: top-level config keys."""
+    def __init__(self, engine="fjall", store=None, n=3, tick_ms=100, server=None,
+                 binary=SERVER, extra_env=None):
+        """`store`: the [store] table's settings; `server`: top-level config keys;
+        `binary`: the raftkv-server executable; `extra_env`: variables added to the
+        servers' environment."""
         os.makedirs(DATA_ROOT, exist_ok=True)
         self.dir = tempfile.mkdtemp(prefix=f"{engine}-", dir=DATA_ROOT)
         ports = free_ports(2 * n)
@@ -73,6 +76,8 @@ class Cluster:
         peers = ", ".join(f'"{i + 1}={a}"' for i, a in enumerate(self.addrs))
         store = dict(store or {})
         store.setdefault("raft_base_tick_ms", tick_ms)
+        env = dict(os.environ, RUST_LOG=os.environ.get("BENCH_RUST_LOG", "warn"))
+        env.update(extra_env or {})
         self.procs = []
         for i in range(n):
             cfg = os.path.join(self.dir, f"node{i + 1}.toml")
@@ -86,9 +91,8 @@ class Cluster:
                     + "".join(f"{k} = {toml_value(v)}\n" for k, v in store.items())
                 )
             log = open(os.path.join(self.dir, f"node{i + 1}.log"), "w")
-            env = dict(os.environ, RUST_LOG=os.environ.get("BENCH_RUST_LOG", "warn"))
             self.procs.append(
-                subprocess.Popen([SERVER, "--config", cfg], stdout=subprocess.DEVNULL,
+                subprocess.Popen([binary, "--config", cfg], stdout=subprocess.DEVNULL,
                                  stderr=log, env=env)
             )
         self._wait_serving()

@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Two raftkv-server builds (or settings) side by side: interleaved runs, fresh clusters.
+
+    python3 bench/ab_servers.py [--clients 1000] [--seconds 10] [--reps 3] [--read-ratio 0]
+        before=/tmp/raftkv-server-old after=target/release/raftkv-server[,ENV=VALUE...]
+
+Each side is `label=path`, optionally followed by `,NAME=VALUE` environment variables
+for its servers (e.g. `purge=target/release/raftkv-server,MIMALLOC_PURGE_DELAY=-1`).
+Every repetition starts a fresh 3-node fjall cluster (fsync on) per side from that
+binary and runs `raftkv bench` (8-byte keys over 10,000 keys, 256-byte values) against
+it; the sides alternate, and which goes first swaps every repetition, so load on the
+shared machine hits both. Prints each run and the means, and the ratio of the last side
+to the first. To compare two commits: build one, copy its `target/release/raftkv-server`
+aside, build the other.
+
+The bench client is `target/release/raftkv` for both sides.
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cluster import Cluster  # noqa: E402
+
+
+def side(spec):
+    label, _, rest = spec.partition("=")
+    path, *env = rest.split(",")
+    if not label or not path:
+        raise argparse.ArgumentTypeError(f"expected label=path[,NAME=VALUE...]: {spec}")
+    return label, path, dict(kv.split("=", 1) for kv in env)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--read-ratio", type=float, default=0.0)
+    parser.add_argument("sides", nargs="+", type=side)
+    args = parser.parse_args()
+    runs = {label: [] for label, _, _ in args.sides}
+    for rep in range(args.reps):
+        order = args.sides if rep % 2 == 0 else list(reversed(args.sides))
+        for label, path, env in order:
+            with Cluster("fjall", binary=path, extra_env=env) as cluster:
+                result = cluster.bench(args.clients, args.seconds, args.read_ratio,
+                                       preload=args.read_ratio > 0)
+            runs[label].append(result["ops_per_sec"])
+            print(f"rep {rep + 1} {label}: {result['ops_per_sec']:.0f} ops/s", flush=True)
+    means = {label: sum(v) / len(v) for label, v in runs.items()}
+    for label, mean in means.items():
+        print(f"mean {label}: {mean:.0f} ops/s over {len(runs[label])} runs")
+    first, last = args.sides[0][0], args.sides[-1][0]
+    if first != last:
+        print(f"{last} / {first}: {means[last] / means[first]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
