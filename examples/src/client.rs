@@ -1116,7 +1116,9 @@ impl Client {
                     // The hinted leader comes first among the candidates.
                     rotation = 0;
                     hints += 1;
-                    if hints % HINTS_BEFORE_BACKOFF != 0 && attempts.remaining() > Duration::ZERO {
+                    if !hints.is_multiple_of(HINTS_BEFORE_BACKOFF)
+                        && attempts.remaining() > Duration::ZERO
+                    {
                         continue;
                     }
                 } else {

@@ -105,13 +105,13 @@ fn handle_ready(
     out: &mut VecDeque<Message>,
 ) -> Result<(), raft_core::Error> {
     let mut rd = node.raw.ready()?;
-    if let Some(ss) = rd.soft_state() {
-        if ss.raft_state == StateRole::Leader {
-            println!(
-                "node {id}: became leader of term {}",
-                node.raw.raft().term()
-            );
-        }
+    if let Some(ss) = rd.soft_state()
+        && ss.raft_state == StateRole::Leader
+    {
+        println!(
+            "node {id}: became leader of term {}",
+            node.raw.raft().term()
+        );
     }
     out.extend(rd.take_messages());
     node.storage.wl().append(rd.entries())?;

@@ -430,13 +430,22 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                 peer.tick()?;
             }
         }
-        if self.ticks % self.cfg.snap_gc_tick_ticks as u64 == 0 {
+        if self
+            .ticks
+            .is_multiple_of(self.cfg.snap_gc_tick_ticks as u64)
+        {
             self.sweep_snapshots();
         }
-        if self.ticks % self.cfg.raft_log_gc_tick_ticks as u64 == 0 {
+        if self
+            .ticks
+            .is_multiple_of(self.cfg.raft_log_gc_tick_ticks as u64)
+        {
             self.propose_log_gc();
         }
-        if self.ticks % self.cfg.split_check_tick_ticks as u64 == 0 {
+        if self
+            .ticks
+            .is_multiple_of(self.cfg.split_check_tick_ticks as u64)
+        {
             self.check_splits()?;
         }
         Ok(())
@@ -572,15 +581,16 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
 
     fn on_command(&mut self, req: RaftCmdRequest, callback: Callback) {
         let header = req.header.unwrap_or_default();
-        if let Some(peer) = header.peer {
-            if peer.store_id != 0 && peer.store_id != self.store_id {
-                let e = Error::StoreNotMatch {
-                    request_store_id: peer.store_id,
-                    actual_store_id: self.store_id,
-                };
-                callback(error_response(&e));
-                return;
-            }
+        if let Some(peer) = header.peer
+            && peer.store_id != 0
+            && peer.store_id != self.store_id
+        {
+            let e = Error::StoreNotMatch {
+                request_store_id: peer.store_id,
+                actual_store_id: self.store_id,
+            };
+            callback(error_response(&e));
+            return;
         }
         let mut req = req;
         if let Err(e) = self.assign_new_ids(&mut req) {
@@ -745,14 +755,14 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         let epoch = m.region_epoch.unwrap_or_default();
         // A tombstone's conf_ver is one at which the destroyed peer was no longer a member:
         // configurations from it on never name that peer id again (ids are not reused).
-        if let Some(dead) = self.tombstones.get(&m.region_id) {
-            if epoch.conf_ver < dead.conf_ver {
-                debug!(
-                    region_id = m.region_id,
-                    "message for a destroyed peer; dropped"
-                );
-                return Ok(false);
-            }
+        if let Some(dead) = self.tombstones.get(&m.region_id)
+            && epoch.conf_ver < dead.conf_ver
+        {
+            debug!(
+                region_id = m.region_id,
+                "message for a destroyed peer; dropped"
+            );
+            return Ok(false);
         }
         let start = keys::data_key(&m.start_key);
         let overlaps = self

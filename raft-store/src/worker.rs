@@ -100,10 +100,10 @@ impl<T> Drop for Worker<T> {
     fn drop(&mut self) {
         // Closing our sender ends the loop once every other scheduler is gone too.
         self.scheduler.take();
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                error!("a worker thread panicked");
-            }
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            error!("a worker thread panicked");
         }
     }
 }

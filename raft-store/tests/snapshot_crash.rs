@@ -123,11 +123,11 @@ fn killed_during_snapshot_catch_up_never_leaves_a_half_applied_region() {
         for line in BufReader::new(child.stdout.take().unwrap()).lines() {
             let line = line.unwrap();
             let mut words = line.split(' ');
-            if let (Some("task"), Some(r), Some(id)) = (words.next(), words.next(), words.next()) {
-                if r.parse::<u64>().unwrap() == kill_round {
-                    lagging = id.parse().unwrap();
-                    break;
-                }
+            if let (Some("task"), Some(r), Some(id)) = (words.next(), words.next(), words.next())
+                && r.parse::<u64>().unwrap() == kill_round
+            {
+                lagging = id.parse().unwrap();
+                break;
             }
         }
         std::thread::sleep(delay);

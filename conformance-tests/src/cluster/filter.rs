@@ -177,14 +177,14 @@ impl<S: RaftMessageSender> RaftMessageSender for FilteredSender<S> {
             self.inner.send(to_store, msg);
             return;
         }
-        if message_type(&msg) == MessageType::MsgSnapshot {
-            if let Some(report) = &self.snapshot_reporter {
-                report(StoreMsg::SnapshotStatus {
-                    region_id: msg.region_id,
-                    to_peer: msg.to_peer.map_or(0, |p| p.id),
-                    delivered: false,
-                });
-            }
+        if message_type(&msg) == MessageType::MsgSnapshot
+            && let Some(report) = &self.snapshot_reporter
+        {
+            report(StoreMsg::SnapshotStatus {
+                region_id: msg.region_id,
+                to_peer: msg.to_peer.map_or(0, |p| p.id),
+                delivered: false,
+            });
         }
     }
 

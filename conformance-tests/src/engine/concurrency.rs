@@ -71,7 +71,7 @@ fn write_version<E: Engine>(engine: &E, writer: usize, version: u64) {
         }
     }
     let options = WriteOptions {
-        sync: version % 10 == 0,
+        sync: version.is_multiple_of(10),
     };
     must(engine.write(&batch, options), "write");
 }

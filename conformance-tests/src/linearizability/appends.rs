@@ -25,7 +25,7 @@ pub fn append_token(client: u64, seq: u64) -> String {
 pub fn parse_tokens(value: &[u8]) -> Result<Vec<(u64, u64)>, String> {
     let text = std::str::from_utf8(value).map_err(|e| format!("not UTF-8: {e}"))?;
     let words: Vec<&str> = text.split_whitespace().collect();
-    if words.len() % 4 != 0 {
+    if !words.len().is_multiple_of(4) {
         return Err(format!("{text:?} is not a sequence of append tokens"));
     }
     words
@@ -133,12 +133,12 @@ pub fn check_appends(
                 }
                 Some(_) => {}
             }
-            if let Some(&prev) = last_seq.get(&client) {
-                if seq <= prev {
-                    return Err(violation(format!(
-                        "client {client}'s append {seq} appears after its append {prev}"
-                    )));
-                }
+            if let Some(&prev) = last_seq.get(&client)
+                && seq <= prev
+            {
+                return Err(violation(format!(
+                    "client {client}'s append {seq} appears after its append {prev}"
+                )));
             }
             last_seq.insert(client, seq);
         }

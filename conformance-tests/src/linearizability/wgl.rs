@@ -86,7 +86,8 @@ impl Meter {
     fn step(&mut self) -> bool {
         self.steps += 1;
         self.steps <= self.steps_max
-            && (self.steps % Self::CLOCK_EVERY_STEPS != 0 || Instant::now() < self.deadline)
+            && (!self.steps.is_multiple_of(Self::CLOCK_EVERY_STEPS)
+                || Instant::now() < self.deadline)
     }
 }
 

@@ -218,10 +218,10 @@ impl SimClient {
 
     /// Attempt `token` found its store down: it was never seen.
     pub(crate) fn refused(&mut self, token: u64, ctx: &mut Ctx<'_>) {
-        if let Waiting::Answer { token: t, store } = self.waiting {
-            if t == token {
-                self.retry(Retry::NotLeader(None), store, ctx);
-            }
+        if let Waiting::Answer { token: t, store } = self.waiting
+            && t == token
+        {
+            self.retry(Retry::NotLeader(None), store, ctx);
         }
     }
 

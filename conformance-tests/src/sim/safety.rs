@@ -92,10 +92,10 @@ impl SafetyMonitor {
             },
         );
         for region_id in region_ids {
-            if let Ok(Some(bytes)) = kv.get(CF_META, &keys::apply_state_key(region_id)) {
-                if let Ok(state) = RaftApplyState::decode(bytes.as_slice()) {
-                    durable.insert(region_id, state.applied_index);
-                }
+            if let Ok(Some(bytes)) = kv.get(CF_META, &keys::apply_state_key(region_id))
+                && let Ok(state) = RaftApplyState::decode(bytes.as_slice())
+            {
+                durable.insert(region_id, state.applied_index);
             }
         }
         durable
@@ -111,15 +111,15 @@ impl SafetyMonitor {
     ) {
         for peer in store.peers() {
             let applied = peer.raft_group().raft().raft_log().applied;
-            if let Some(&d) = durable.get(&peer.region_id()) {
-                if applied < d {
-                    self.violations.push(format!(
-                        "after a crash, peer {} of region {} on store {store_id} restarted \
+            if let Some(&d) = durable.get(&peer.region_id())
+                && applied < d
+            {
+                self.violations.push(format!(
+                    "after a crash, peer {} of region {} on store {store_id} restarted \
                          at applied index {applied}, below the durable {d}",
-                        peer.meta().id,
-                        peer.region_id()
-                    ));
-                }
+                    peer.meta().id,
+                    peer.region_id()
+                ));
             }
         }
         self.observe(store_id, store);

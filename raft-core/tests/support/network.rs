@@ -338,10 +338,10 @@ impl Network {
         if self.ignored.contains(&m.msg_type()) {
             return false;
         }
-        if let Some(&p) = self.drops.get(&(m.from, m.to)) {
-            if p >= 1.0 || self.next_f64() < p {
-                return false;
-            }
+        if let Some(&p) = self.drops.get(&(m.from, m.to))
+            && (p >= 1.0 || self.next_f64() < p)
+        {
+            return false;
         }
         self.hook.as_mut().is_none_or(|hook| hook(m))
     }

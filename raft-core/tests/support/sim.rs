@@ -421,7 +421,7 @@ impl Sim {
             let result = catch_unwind(AssertUnwindSafe(|| {
                 self.random_step()?;
                 self.check_step()?;
-                if self.step % FULL_LOG_CHECK_INTERVAL_STEPS == 0 {
+                if self.step.is_multiple_of(FULL_LOG_CHECK_INTERVAL_STEPS) {
                     self.check_logs_pairwise()?;
                 }
                 Ok(())
@@ -866,10 +866,10 @@ impl Sim {
                 ));
             }
         }
-        if ty == MessageType::MsgSnapshot {
-            if let Some(l) = self.live_mut(from) {
-                l.raw.report_snapshot(to, SnapshotStatus::Finish);
-            }
+        if ty == MessageType::MsgSnapshot
+            && let Some(l) = self.live_mut(from)
+        {
+            l.raw.report_snapshot(to, SnapshotStatus::Finish);
         }
         Ok(())
     }

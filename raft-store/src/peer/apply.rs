@@ -480,13 +480,12 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             Err(e) => return Ok(error_response(&Error::Corruption(e.to_string()))),
         };
         let mut region = self.region().clone();
-        if req.header.is_some() {
-            if let Err(e) =
+        if req.header.is_some()
+            && let Err(e) =
                 check_epoch(&req, &region).and_then(|()| check_conf_change(&req, &region))
-            {
-                // Rejected alike on every replica: raft-core never sees the change.
-                return Ok(error_response(&e));
-            }
+        {
+            // Rejected alike on every replica: raft-core never sees the change.
+            return Ok(error_response(&e));
         }
         let cs = match self.raft_group.apply_conf_change(&cc) {
             Ok(cs) => cs,

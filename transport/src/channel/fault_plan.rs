@@ -312,7 +312,7 @@ mod tests {
     fn filters_drop_by_content() {
         let mut plan = FaultPlan::new(1);
         let id = plan.add_filter(Arc::new(|_, to, frame: &Bytes| {
-            to == 2 && frame[0] % 2 == 0
+            to == 2 && frame[0].is_multiple_of(2)
         }));
         let fate = plan.plan_batch(1, 2, frames(6));
         assert_eq!(

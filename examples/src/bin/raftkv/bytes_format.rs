@@ -35,7 +35,7 @@ impl BytesFormat {
 
 fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
     let s = s.strip_prefix("0x").unwrap_or(s);
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(format!("{s:?} is not hex: odd number of digits"));
     }
     (0..s.len())
