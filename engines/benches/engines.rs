@@ -4,8 +4,8 @@
 //! Run with `cargo bench -p engines --all-features --bench engines`. Criterion reports time
 //! per iteration; every iteration is one operation of the workload (one batch, one read,
 //! one scan), so "1M random reads" is criterion's iteration count over a 1M-key table. At
-//! the end a table of mean times and of wrapper/raw ratios is printed (markdown, as copied
-//! into `BENCHMARKS.md`).
+//! the end a table of mean times, of log/fjall ratios and of wrapper/raw ratios is printed
+//! (markdown, as copied into `BENCHMARKS.md`).
 //!
 //! Workloads: `synced_put` (individually synced one-put batches), `batch_1000` (batches of
 //! 1,000 puts of 24-byte keys and 150-byte values, unsynced), `get_1t` / `get_2t` (random
@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput};
 use engines::fjall::backend::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use engines::heed::backend as heed;
-use engines::{Direction, Engine, FjallEngine, HeedEngine, MemoryEngine, WriteBatch, WriteOptions};
+use engines::{
+    Direction, Engine, FjallEngine, HeedEngine, LogEngine, MemoryEngine, WriteBatch, WriteOptions,
+};
 use heed::types::Bytes;
 use heed::{EnvFlags, EnvOpenOptions, WithoutTls};
 
@@ -469,15 +471,17 @@ fn print_summary() {
     };
     println!("\n## Mean time per operation (wrapper / raw ratio)\n");
     println!(
-        "| workload | memory | fjall | fjall raw | fjall ratio | heed | heed raw | heed ratio |"
+        "| workload | memory | log | log / fjall | fjall | fjall raw | fjall ratio | heed | heed raw | heed ratio |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for workload in workloads {
-        let [memory, fjall, fjall_raw, heed, heed_raw] =
-            ["memory", "fjall", "fjall-raw", "heed", "heed-raw"].map(|s| mean(workload, s));
+        let [memory, log, fjall, fjall_raw, heed, heed_raw] =
+            ["memory", "log", "fjall", "fjall-raw", "heed", "heed-raw"].map(|s| mean(workload, s));
         println!(
-            "| {workload} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {workload} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             show(memory),
+            show(log),
+            ratio(log, fjall),
             show(fjall),
             show(fjall_raw),
             ratio(fjall, fjall_raw),
@@ -499,6 +503,12 @@ fn main() {
     };
     let entries = vec![
         entry("memory", Box::new(Ours(MemoryEngine::new(&CFS).unwrap()))),
+        entry(
+            "log",
+            Box::new(Ours(
+                LogEngine::open(&dir.path().join("log"), &CFS).unwrap(),
+            )),
+        ),
         entry(
             "fjall",
             Box::new(Ours(

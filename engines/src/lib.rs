@@ -11,10 +11,11 @@
 //! | backend | feature | type | storage |
 //! | --- | --- | --- | --- |
 //! | memory | always built | [`MemoryEngine`] | one `BTreeMap` per column family; crash simulation and fsync failure injection for tests |
+//! | log | always built (Unix) | [`LogEngine`] | append-only segment files and an in-memory key index; for raft logs |
 //! | fjall | `fjall` (default) | `FjallEngine` | LSM tree; one fjall keyspace per column family, one journal |
 //! | heed | `heed` | `HeedEngine` | LMDB B+tree; one named database per column family; the map grows on demand |
 //!
-//! Features are additive: `--all-features` builds all three. Every backend passes the same
+//! Features are additive: `--all-features` builds all four. Every backend passes the same
 //! conformance suite (`conformance-tests::engine`).
 //!
 //! # Keys
@@ -82,6 +83,8 @@ mod engines;
 mod error;
 mod iterable;
 mod key_range;
+#[cfg(unix)]
+pub mod log;
 pub mod memory;
 mod peekable;
 mod snapshot;
@@ -98,6 +101,8 @@ pub use crate::engines::Engines;
 pub use crate::error::{Error, Result};
 pub use crate::iterable::{Direction, Iterable};
 pub use crate::key_range::KeyRange;
+#[cfg(unix)]
+pub use crate::log::{LogEngine, LogOptions, LogSnapshot, LogWriteBatch};
 pub use crate::memory::{MemoryDisk, MemoryEngine, MemorySnapshot, MemoryWriteBatch};
 pub use crate::peekable::Peekable;
 pub use crate::snapshot::Snapshot;
