@@ -37,7 +37,8 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// The data directory cannot be used (another engine or cluster, a bad identity file).
+    /// The data directory cannot be used (another engine, raft engine or cluster, a bad
+    /// identity file).
     #[error("data dir {dir} cannot be used: {reason}")]
     DataDir {
         /// The data directory.

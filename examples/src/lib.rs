@@ -34,4 +34,4 @@ pub use admin_client::AdminClient;
 pub use admission::ServerLimits;
 pub use client::Client;
 pub use error::{Error, Result};
-pub use node::{EngineKind, Node, NodeConfig};
+pub use node::{EngineKind, Node, NodeConfig, RaftEngineKind};

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,18 +42,59 @@ pub const FIRST_REGION_ID: u64 = 1;
 /// The default of [`NodeConfig::drain_timeout_ms`].
 pub const DRAIN_TIMEOUT_MS: u64 = 5_000;
 
+/// The directory of the state machine's engine inside the data directory.
+const KV_DIR: &str = "kv";
+
 /// Which storage engine a node keeps its data in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
-    /// fjall (LSM), in `data_dir/raft` and `data_dir/kv`.
+    /// fjall (LSM), in `data_dir/kv` (and the raft log in `data_dir/raft` with
+    /// [`RaftEngineKind::Kv`]).
     #[default]
     Fjall,
-    /// LMDB through heed (feature `heed`).
+    /// LMDB through heed (feature `heed`), in `data_dir/kv` (and the raft log in
+    /// `data_dir/raft` with [`RaftEngineKind::Kv`]).
     #[cfg(feature = "heed")]
     Heed,
-    /// In memory: lost on shutdown (tests).
+    /// In memory: lost on shutdown (tests). The raft log is in memory too, whatever
+    /// [`NodeConfig::raft_engine`] says.
     Memory,
+}
+
+/// Which engine a node on a disk engine keeps its raft log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RaftEngineKind {
+    /// The raft log in `data_dir/raft-log`, a [`LogEngine`](engines::LogEngine): one
+    /// append per write batch instead of an LSM tree's memtable, journal and compactions.
+    /// Unix only (the default there).
+    #[cfg_attr(unix, default)]
+    Log,
+    /// The raft log in `data_dir/raft`, on the same backend as the state machine: the
+    /// layout before `LogEngine` existed.
+    #[cfg_attr(not(unix), default)]
+    Kv,
+}
+
+impl RaftEngineKind {
+    /// The setting's value in a config file or on the command line (`log`, `kv`).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Log => "log",
+            Self::Kv => "kv",
+        }
+    }
+
+    /// The directory of the raft log inside the data directory.
+    #[must_use]
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Self::Log => "raft-log",
+            Self::Kv => "raft",
+        }
+    }
 }
 
 /// How to start a node.
@@ -70,6 +111,11 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// The storage engine.
     pub engine: EngineKind,
+    /// Where the raft log is kept: a [`LogEngine`](engines::LogEngine) of its own
+    /// (default) or the state machine's backend. Recorded in the data directory on the
+    /// first start, which later starts must match. Ignored with [`EngineKind::Memory`],
+    /// whose raft log is always in memory.
+    pub raft_engine: RaftEngineKind,
     /// The raft tick interval (overrides `store.raft_base_tick_ms`).
     pub tick_ms: u64,
     /// How long a graceful shutdown waits for the client requests in flight (and then
@@ -86,7 +132,7 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// A config with defaults (fjall, 100 ms ticks).
+    /// A config with defaults (fjall, the raft log in a log engine, 100 ms ticks).
     #[must_use]
     pub fn new(
         store_id: u64,
@@ -100,6 +146,7 @@ impl NodeConfig {
             peers,
             data_dir,
             engine: EngineKind::default(),
+            raft_engine: RaftEngineKind::default(),
             tick_ms: 100,
             drain_timeout_ms: DRAIN_TIMEOUT_MS,
             store: raft_store::Config::default(),
@@ -124,6 +171,12 @@ impl NodeConfig {
         }
         if self.tick_ms == 0 {
             return Err(Error::Config("tick_ms must be greater than 0".into()));
+        }
+        #[cfg(not(unix))]
+        if self.raft_engine == RaftEngineKind::Log && self.engine != EngineKind::Memory {
+            return Err(Error::Config(
+                "raft_engine = \"log\" needs a Unix system; use raft_engine = \"kv\"".into(),
+            ));
         }
         if let Some(id) = self
             .initial_members
@@ -230,12 +283,12 @@ impl Node {
     ///
     /// # Errors
     /// A bad config, [`Error::StoreNotMatch`] when the data dir belongs to another store,
-    /// [`Error::DataDir`] when it was written by another engine, an engine or store
-    /// failure.
+    /// [`Error::DataDir`] when it was written by another engine or keeps its raft log
+    /// elsewhere (see [`NodeConfig::raft_engine`]), an engine or store failure.
     pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<Self> {
         cfg.validate()?;
         if cfg.engine != EngineKind::Memory {
-            crate::data_dir::claim(&cfg.data_dir, cfg.store_id, cfg.engine)?;
+            crate::data_dir::claim(&cfg.data_dir, cfg.store_id, cfg.engine, cfg.raft_engine)?;
         }
         let addr = listener.local_addr()?;
         let (mailbox, rx) = StoreMailbox::new(MAILBOX_CAPACITY);
@@ -265,42 +318,32 @@ impl Node {
             grpc_config.snapshot_chunk_bytes,
             snap_mgr.clone(),
         );
+        let parts = StoreParts {
+            sender,
+            snap_mgr,
+            mailbox: mailbox.clone(),
+            rx,
+        };
         let (worker, engines) = match cfg.engine {
             EngineKind::Memory => launch(
                 &cfg,
                 MemoryEngine::new(&[CF_RAFT])?,
                 MemoryEngine::new(&[CF_DEFAULT, CF_META])?,
-                sender,
-                snap_mgr,
-                mailbox.clone(),
-                rx,
+                parts,
             )?,
             EngineKind::Fjall => {
-                std::fs::create_dir_all(&cfg.data_dir)?;
-                launch(
-                    &cfg,
-                    FjallEngine::open(&cfg.data_dir.join("raft"), &[CF_RAFT])?,
-                    FjallEngine::open(&cfg.data_dir.join("kv"), &[CF_DEFAULT, CF_META])?,
-                    sender,
-                    snap_mgr,
-                    mailbox.clone(),
-                    rx,
-                )?
+                launch_on_disk(&cfg, |dir, cfs| Ok(FjallEngine::open(dir, cfs)?), parts)?
             }
             #[cfg(feature = "heed")]
-            EngineKind::Heed => {
-                std::fs::create_dir_all(cfg.data_dir.join("raft"))?;
-                std::fs::create_dir_all(cfg.data_dir.join("kv"))?;
-                launch(
-                    &cfg,
-                    engines::HeedEngine::open(&cfg.data_dir.join("raft"), &[CF_RAFT])?,
-                    engines::HeedEngine::open(&cfg.data_dir.join("kv"), &[CF_DEFAULT, CF_META])?,
-                    sender,
-                    snap_mgr,
-                    mailbox.clone(),
-                    rx,
-                )?
-            }
+            EngineKind::Heed => launch_on_disk(
+                &cfg,
+                |dir, cfs| {
+                    // LMDB opens an existing directory only.
+                    std::fs::create_dir_all(dir)?;
+                    Ok(engines::HeedEngine::open(dir, cfs)?)
+                },
+                parts,
+            )?,
         };
         let admission = Admission::new(cfg.store_id, &cfg.limits);
         let rpc_metrics = RpcMetricsLayer::new();
@@ -438,10 +481,10 @@ impl Node {
 
 impl Node {
     fn remove_temp_snap_dir(&mut self) {
-        if let Some(dir) = self.temp_snap_dir.take() {
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                warn!(dir = %dir.display(), "cannot remove the snapshot directory: {e}");
-            }
+        if let Some(dir) = self.temp_snap_dir.take()
+            && let Err(e) = std::fs::remove_dir_all(&dir)
+        {
+            warn!(dir = %dir.display(), "cannot remove the snapshot directory: {e}");
         }
     }
 }
@@ -485,16 +528,55 @@ impl std::fmt::Debug for EngineSync {
     }
 }
 
+/// What a store needs besides its engines, handed to [`launch`].
+struct StoreParts {
+    sender: TransportSender,
+    snap_mgr: SnapManager,
+    mailbox: StoreMailbox,
+    rx: crossbeam_channel::Receiver<raft_store::StoreMsg>,
+}
+
+/// Opens a disk engine's state machine in `data_dir/kv` with `open`, and the raft log as
+/// `cfg.raft_engine` says (`open` again in `data_dir/raft`, or a log engine in
+/// `data_dir/raft-log`), then [`launch`]es the store over them.
+fn launch_on_disk<EK: Engine>(
+    cfg: &NodeConfig,
+    open: impl Fn(&Path, &[&str]) -> Result<EK>,
+    parts: StoreParts,
+) -> Result<(RaftWorker, EngineSync)> {
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let raft_dir = cfg.data_dir.join(cfg.raft_engine.dir_name());
+    let kv = open(&cfg.data_dir.join(KV_DIR), &[CF_DEFAULT, CF_META])?;
+    match cfg.raft_engine {
+        #[cfg(unix)]
+        RaftEngineKind::Log => launch(
+            cfg,
+            engines::LogEngine::open(&raft_dir, &[CF_RAFT])?,
+            kv,
+            parts,
+        ),
+        // `NodeConfig::validate` refuses this combination first.
+        #[cfg(not(unix))]
+        RaftEngineKind::Log => Err(Error::Config(
+            "raft_engine = \"log\" needs a Unix system".into(),
+        )),
+        RaftEngineKind::Kv => launch(cfg, open(&raft_dir, &[CF_RAFT])?, kv, parts),
+    }
+}
+
 /// Bootstraps (if new) and opens the store over `raft` and `kv`, and starts its workers.
 fn launch<ER: Engine, EK: Engine>(
     cfg: &NodeConfig,
     raft: ER,
     kv: EK,
-    sender: TransportSender,
-    snap_mgr: SnapManager,
-    mailbox: StoreMailbox,
-    rx: crossbeam_channel::Receiver<raft_store::StoreMsg>,
+    parts: StoreParts,
 ) -> Result<(RaftWorker, EngineSync)> {
+    let StoreParts {
+        sender,
+        snap_mgr,
+        mailbox,
+        rx,
+    } = parts;
     bootstrap_store(&kv, CLUSTER_ID, cfg.store_id).map_err(|e| match e {
         raft_store::Error::StoreNotMatch {
             actual_store_id, ..

@@ -7,7 +7,7 @@ use std::time::Duration;
 use raftkv_examples::proto::kvrpc::admin_client::AdminClient;
 use raftkv_examples::proto::kvrpc::kv_client::KvClient;
 use raftkv_examples::proto::kvrpc::{self, Context};
-use raftkv_examples::{Client, Error, Node, NodeConfig};
+use raftkv_examples::{Client, EngineKind, Error, Node, NodeConfig, RaftEngineKind};
 use tokio::net::TcpListener;
 
 mod support;
@@ -310,4 +310,66 @@ async fn a_restarted_fjall_node_keeps_its_data_and_catches_up() {
         vec![bytes::Bytes::from("x1"), bytes::Bytes::from("x4")]
     );
     shutdown(nodes).await;
+}
+
+/// Starts a single fjall (or heed) node in `dir` with its raft log in `raft_engine`.
+async fn start_single(
+    dir: &std::path::Path,
+    engine: EngineKind,
+    raft_engine: RaftEngineKind,
+) -> raftkv_examples::Result<Node> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut cfg = NodeConfig::new(1, addr, BTreeMap::from([(1, addr.to_string())]), dir.into());
+    cfg.engine = engine;
+    cfg.raft_engine = raft_engine;
+    cfg.tick_ms = TICK_MS;
+    Node::start_on(cfg, listener).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_raft_engine_keeps_the_log_in_its_own_dir_and_a_data_dir_keeps_its_raft_engine() {
+    let engines = [
+        EngineKind::Fjall,
+        #[cfg(feature = "heed")]
+        EngineKind::Heed,
+    ];
+    for engine in engines {
+        for (raft_engine, other) in [
+            (RaftEngineKind::Log, RaftEngineKind::Kv),
+            (RaftEngineKind::Kv, RaftEngineKind::Log),
+        ] {
+            let what = format!("{engine:?} with the raft log in {raft_engine:?}");
+            let dir = tempfile::tempdir().expect("tempdir");
+            let node = start_single(dir.path(), engine, raft_engine)
+                .await
+                .expect("start");
+            let client = Client::connect(endpoints(std::slice::from_ref(&node))).expect("client");
+            client.put("k", "v").await.expect("put");
+            node.shutdown().await.expect("stop");
+            assert!(dir.path().join(raft_engine.dir_name()).is_dir(), "{what}");
+            assert!(!dir.path().join(other.dir_name()).exists(), "{what}");
+
+            // The other raft engine would find an empty log: refused, naming the setting.
+            match start_single(dir.path(), engine, other).await {
+                Err(e @ Error::DataDir { .. }) => {
+                    let wanted = format!("raft_engine = \"{}\"", raft_engine.name());
+                    assert!(e.to_string().contains(&wanted), "{what}: {e}");
+                }
+                other => panic!("{what}: expected DataDir, got {other:?}"),
+            }
+            assert!(!dir.path().join(other.dir_name()).exists(), "{what}");
+
+            let node = start_single(dir.path(), engine, raft_engine)
+                .await
+                .expect("restart");
+            let client = Client::connect(endpoints(std::slice::from_ref(&node))).expect("client");
+            assert_eq!(
+                client.get("k").await.expect("get").as_deref(),
+                Some(&b"v"[..]),
+                "{what}"
+            );
+            node.shutdown().await.expect("stop");
+        }
+    }
 }

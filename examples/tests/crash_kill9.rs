@@ -1,7 +1,8 @@
 //! Crash tests with real processes: `raftkv-server`s (fjall, and heed with the `heed`
-//! feature; three nodes and one) under a workload of concurrent recording clients, SIGKILLed
-//! at random points and restarted from their data dirs, with the raft log fsynced before
-//! every acknowledgement (`sync_log`, the default).
+//! feature, their raft log in a log engine; fjall keeping it on the kv backend too; three
+//! nodes and one) under a workload of concurrent recording clients, SIGKILLed at random
+//! points and restarted from their data dirs, with the raft log fsynced before every
+//! acknowledgement (`sync_log`, the default).
 //!
 //! The clients put, get and compare-and-swap a few registers and append to a shared log key
 //! by compare-and-swap; every operation is recorded (an error or a timeout is an unknown
@@ -381,6 +382,20 @@ async fn kill9_fjall_three_nodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_fjall_single_node() {
     crash_test("kill9_fjall_single_node", 1, on("fjall")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_fjall_single_node_raft_log_on_the_kv_backend() {
+    let options = Options {
+        raft_engine: "kv",
+        ..on("fjall")
+    };
+    crash_test(
+        "kill9_fjall_single_node_raft_log_on_the_kv_backend",
+        1,
+        options,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

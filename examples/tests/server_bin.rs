@@ -62,6 +62,10 @@ fn a_bad_config_is_refused_naming_the_setting() {
             "node_id = 1\nlisten = \"127.0.0.1:0\"\nengine = \"rocks\"\n",
             "unknown engine",
         ),
+        (
+            "node_id = 1\nlisten = \"127.0.0.1:0\"\nraft_engine = \"rocks\"\n",
+            "unknown raft engine",
+        ),
         ("node_id = 0\nlisten = \"127.0.0.1:0\"\n", "store id 0"),
         ("listen = \"127.0.0.1:0\"\n", "node-id"),
         (

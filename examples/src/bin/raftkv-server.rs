@@ -6,6 +6,12 @@
 //! raftkv-server --config node1.toml
 //! ```
 //!
+//! `--engine` picks the storage engine (fjall by default) and `--raft-engine` where the raft
+//! log goes: `log` (default) keeps it in `data_dir/raft-log`, an append-only log engine;
+//! `kv` keeps it in `data_dir/raft` on the storage engine, the layout of data dirs written
+//! before the log engine existed (a data dir must be started with the raft engine it was
+//! created with).
+//!
 //! Command-line flags override the TOML file. Logs go to stderr, filtered by `RUST_LOG`
 //! (default `info`). SIGINT or SIGTERM shut the node down gracefully: stop accepting,
 //! finish the requests in flight, stop the raft worker, sync the engines, exit 0.
@@ -22,7 +28,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use raftkv_examples::{EngineKind, Node, NodeConfig};
+use raftkv_examples::{EngineKind, Node, NodeConfig, RaftEngineKind};
 use serde::Deserialize;
 use tracing::info;
 
@@ -37,7 +43,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "raftkv-server", about = "Runs one raftkv node")]
 struct Args {
     /// A TOML config file (keys: node_id, listen, peers = ["id=addr", ...], data_dir,
-    /// engine, tick_ms, drain_timeout_ms, metrics_listen, max_requests_in_flight,
+    /// engine, raft_engine, tick_ms, drain_timeout_ms, metrics_listen, max_requests_in_flight,
     /// max_request_bytes_in_flight, max_concurrent_streams, and a `[store]` table of
     /// raft-store settings; see the README's configuration reference).
     #[arg(long)]
@@ -57,6 +63,11 @@ struct Args {
     /// The storage engine: fjall (default), memory, or heed (feature `heed`).
     #[arg(long)]
     engine: Option<String>,
+    /// Where the raft log goes: log (default; `data_dir/raft-log`, an append-only log
+    /// engine) or kv (`data_dir/raft`, on the storage engine; data dirs written before the
+    /// log engine). Ignored with the memory engine.
+    #[arg(long)]
+    raft_engine: Option<String>,
     /// The raft tick interval in milliseconds (default 100).
     #[arg(long)]
     tick_ms: Option<u64>,
@@ -80,6 +91,7 @@ struct FileConfig {
     peers: Vec<String>,
     data_dir: Option<PathBuf>,
     engine: Option<String>,
+    raft_engine: Option<String>,
     tick_ms: Option<u64>,
     drain_timeout_ms: Option<u64>,
     metrics_listen: Option<SocketAddr>,
@@ -106,6 +118,14 @@ fn parse_engine(s: &str) -> Result<EngineKind, String> {
             "unknown engine {other:?} (fjall, memory{})",
             if cfg!(feature = "heed") { ", heed" } else { "" }
         )),
+    }
+}
+
+fn parse_raft_engine(s: &str) -> Result<RaftEngineKind, String> {
+    match s {
+        "log" => Ok(RaftEngineKind::Log),
+        "kv" => Ok(RaftEngineKind::Kv),
+        other => Err(format!("unknown raft engine {other:?} (log, kv)")),
     }
 }
 
@@ -163,6 +183,9 @@ fn server_config(args: Args) -> Result<ServerConfig, String> {
     let mut cfg = NodeConfig::new(node_id, listen, peers, data_dir);
     if let Some(engine) = args.engine.or(file.engine) {
         cfg.engine = parse_engine(&engine)?;
+    }
+    if let Some(raft_engine) = args.raft_engine.or(file.raft_engine) {
+        cfg.raft_engine = parse_raft_engine(&raft_engine)?;
     }
     if let Some(store) = file.store {
         cfg.tick_ms = store.raft_base_tick_ms;

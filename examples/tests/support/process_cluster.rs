@@ -1,8 +1,8 @@
 //! A cluster of real `raftkv-server` processes on loopback for end-to-end tests: free
-//! ports, one TOML config and data dir per node in a temp dir (fjall by default, or another
-//! engine), the raft log fsynced before every acknowledgement (`sync_log`), SIGKILL /
-//! SIGTERM / restart, and a Drop guard that kills every child (and prints their logs when
-//! the test failed).
+//! ports, one TOML config and data dir per node in a temp dir (fjall with the raft log in a
+//! log engine by default, or another engine), the raft log fsynced before every
+//! acknowledgement (`sync_log`), SIGKILL / SIGTERM / restart, and a Drop guard that kills
+//! every child (and prints their logs when the test failed).
 #![allow(clippy::unwrap_used, clippy::print_stderr, dead_code)]
 
 use std::net::{SocketAddr, TcpListener};
@@ -99,16 +99,19 @@ pub struct Options {
     pub tick_ms: u64,
     /// The `engine` setting: `fjall`, or `heed` (with the examples' `heed` feature).
     pub engine: &'static str,
+    /// The `raft_engine` setting: `log` (the raft log in `data_dir/raft-log`) or `kv`.
+    pub raft_engine: &'static str,
     /// More `[store]` settings, TOML lines (e.g. `raft_log_gc_count_limit = 20`).
     pub store: &'static str,
 }
 
 impl Default for Options {
-    /// [`TICK_MS`] on fjall.
+    /// [`TICK_MS`] on fjall, the raft log in a log engine.
     fn default() -> Self {
         Self {
             tick_ms: TICK_MS,
             engine: "fjall",
+            raft_engine: "log",
             store: "",
         }
     }
@@ -216,6 +219,7 @@ impl ProcessCluster {
         let Options {
             tick_ms,
             engine,
+            raft_engine,
             store,
         } = options;
         let dir = tempfile::tempdir().unwrap();
@@ -232,7 +236,8 @@ impl ProcessCluster {
                     &config,
                     format!(
                         "node_id = {id}\nlisten = \"{}\"\nmetrics_listen = \"{}\"\n\
-                         peers = [{}]\ndata_dir = {:?}\nengine = \"{engine}\"\ntick_ms = {tick_ms}\n\
+                         peers = [{}]\ndata_dir = {:?}\nengine = \"{engine}\"\n\
+                         raft_engine = \"{raft_engine}\"\ntick_ms = {tick_ms}\n\
                          drain_timeout_ms = {DRAIN_TIMEOUT_MS}\n[store]\nsync_log = true\n{store}\n",
                         addrs[i],
                         addrs[n + i],
