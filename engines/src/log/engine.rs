@@ -483,7 +483,7 @@ impl Iterable for LogEngine {
         // Share the map and release the lock, so `f` may write to the engine.
         let (map, files) = {
             let index = self.inner.index.read();
-            (Arc::clone(&index.maps[cf]), Arc::clone(&index.files))
+            (index.maps[cf].clone(), Arc::clone(&index.files))
         };
         index::scan_in(&map, &files, range.into(), direction, f)
     }
@@ -536,7 +536,7 @@ impl Engine for LogEngine {
                 .inner
                 .cf_ids
                 .iter()
-                .map(|id| Arc::clone(&index.maps[*id as usize]))
+                .map(|id| index.maps[*id as usize].clone())
                 .collect(),
             files: Arc::clone(&index.files),
         })

@@ -18,7 +18,12 @@ pub(super) struct Location {
 }
 
 /// The keys of one column family and where their values lie.
-pub(super) type Map = BTreeMap<Box<[u8]>, Location>;
+///
+/// A persistent map: a clone shares every node and costs O(1), and a write to a shared map
+/// copies only the O(log n) nodes on its path. A scan or snapshot taken while writes go on
+/// (the raft worker reading entries while the log GC deletes) so never copies the whole
+/// index, which a `BTreeMap` behind an `Arc` would (about 100 ms per million keys).
+pub(super) type Map = imbl::OrdMap<Box<[u8]>, Location>;
 
 /// Open segment files by id.
 pub(super) type Files = BTreeMap<u32, Arc<File>>;
@@ -27,11 +32,12 @@ pub(super) type Files = BTreeMap<u32, Arc<File>>;
 /// point into.
 ///
 /// Maps and the file table are shared with snapshots and running scans, and copied on
-/// write while shared, so a reader sees the state of the moment it took them.
+/// write while shared (the maps only along the written path), so a reader sees the state
+/// of the moment it took them.
 #[derive(Default)]
 pub(super) struct Index {
     /// Indexed by catalog id, so column families on disk but not opened are kept too.
-    pub(super) maps: Vec<Arc<Map>>,
+    pub(super) maps: Vec<Map>,
     pub(super) files: Arc<Files>,
     /// Live value bytes per segment; a segment with none can be deleted once every older
     /// segment is gone.
@@ -42,7 +48,7 @@ impl Index {
     /// Makes room for `count` catalog column families.
     pub(super) fn ensure_cfs(&mut self, count: usize) {
         while self.maps.len() < count {
-            self.maps.push(Arc::default());
+            self.maps.push(Map::new());
         }
     }
 
@@ -110,7 +116,7 @@ impl Index {
                 Op::DeleteRange { cf, range } => {
                     let map = self.map_mut(cf)?;
                     let keys: Vec<Box<[u8]>> = map
-                        .range::<[u8], _>(range)
+                        .range::<_, [u8]>(range)
                         .map(|(key, _)| key.clone())
                         .collect();
                     let removed: Vec<Location> =
@@ -130,7 +136,7 @@ impl Index {
                 "log record: column family {cf} is not in the catalog"
             ))
         })?;
-        Ok(Arc::make_mut(map))
+        Ok(map)
     }
 
     /// Adds a segment file readers can read from.
@@ -210,7 +216,7 @@ where
         read_value(files, location, &mut buf)?;
         Ok(f(key, &buf))
     };
-    let entries = map.range::<[u8], _>(range);
+    let entries = map.range::<_, [u8]>(range);
     match direction {
         Direction::Forward => {
             for (key, location) in entries {

@@ -15,7 +15,7 @@ use crate::{Direction, Iterable, KeyRange, Peekable, Result, Snapshot};
 pub struct LogSnapshot {
     pub(super) cfs: ColumnFamilies,
     /// The map of each opened column family, indexed like `cfs`.
-    pub(super) maps: Vec<Arc<Map>>,
+    pub(super) maps: Vec<Map>,
     pub(super) files: Arc<Files>,
 }
 
