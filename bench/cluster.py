@@ -43,6 +43,8 @@ def free_ports(n):
 def toml_value(v):
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v)
     return str(v)
 
 
