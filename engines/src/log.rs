@@ -21,6 +21,9 @@
 //!   A damaged record in the newest segment is a torn append: the segment is cut before it
 //!   (every synced record precedes it). A damaged record in an older segment is
 //!   [`Error::Corruption`](crate::Error::Corruption).
+//! - **Prefill**: a thread writes zeros a few MiB ahead of the appends, so that a synced
+//!   append lands on allocated blocks and its `fdatasync` has no allocation to commit.
+//!   See `prefill.rs`.
 //! - **Memory**: the index holds each live key and where its value lies (16 bytes), not the
 //!   value: a million 300-byte raft entries cost tens of MiB, not hundreds.
 //! - **Space**: segments roll over at [`LogOptions::segment_bytes`]. The oldest segment is
@@ -39,6 +42,7 @@
 mod engine;
 mod format;
 mod index;
+mod prefill;
 mod snapshot;
 mod write_batch;
 

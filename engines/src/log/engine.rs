@@ -12,6 +12,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::format::{self, HEADER_BYTES, KIND_BATCH, KIND_CATALOG, Op, Ops};
 use super::index::{self, Index};
+use super::prefill::{self, Prefill};
 use super::{LogSnapshot, LogWriteBatch};
 use crate::column_families::ColumnFamilies;
 use crate::{Direction, Engine, Error, Iterable, KeyRange, Peekable, Result, WriteOptions};
@@ -73,28 +74,34 @@ struct Inner {
     cf_ids: Arc<[u32]>,
     options: LogOptions,
     /// Held by every append, so records reach the file and the index in the same order.
-    writer: Mutex<Writer>,
+    writer: Arc<Mutex<Writer>>,
     index: RwLock<Index>,
     /// Set when the file or the index may no longer match what was acknowledged.
     poisoned: AtomicBool,
     /// Set by [`LogEngine::fail_next_sync`].
     fail_next_sync: AtomicBool,
+    /// Writes zeros ahead of the appends. Declared before `_lock`: dropping it joins the
+    /// thread, which must not touch a segment once another open may own the directory.
+    prefill: Prefill,
     /// Holds the directory's lock for as long as a handle lives.
     _lock: File,
 }
 
 /// The segment being appended to, and what the purge needs to know of the others.
-struct Writer {
+pub(super) struct Writer {
     file: Arc<File>,
-    segment: u32,
+    pub(super) segment: u32,
     /// Where the next record goes. Invariant: the file holds whole records up to here.
-    end: u64,
+    pub(super) end: u64,
+    /// Up to where the active segment holds written blocks (records, then zeros of the
+    /// prefill); at least `end` once the prefill has run.
+    pub(super) filled: u64,
     /// Every column family name the directory holds, in catalog id order.
     catalog: Vec<String>,
     /// The length of every sealed segment, oldest first.
     sealed: BTreeMap<u32, u64>,
     /// The length a segment is given when it starts (see [`preallocate`]).
-    preallocated: u64,
+    pub(super) preallocated: u64,
 }
 
 impl fmt::Debug for LogEngine {
@@ -197,6 +204,7 @@ impl LogEngine {
             file,
             segment,
             end,
+            filled: end,
             catalog,
             sealed,
             preallocated: options.segment_bytes,
@@ -205,6 +213,8 @@ impl LogEngine {
         // `sync_all`, as the segment's length may have changed.
         writer.append_catalog()?;
         writer.file.sync_all()?;
+        let writer = Arc::new(Mutex::new(writer));
+        let prefill = Prefill::start(path.to_path_buf(), Arc::clone(&writer))?;
 
         let engine = Self {
             inner: Arc::new(Inner {
@@ -212,16 +222,18 @@ impl LogEngine {
                 cfs,
                 cf_ids: cf_ids.into(),
                 options,
-                writer: Mutex::new(writer),
+                writer,
                 index: RwLock::new(index),
                 poisoned: AtomicBool::new(false),
                 fail_next_sync: AtomicBool::new(false),
+                prefill,
                 _lock: lock,
             }),
         };
         {
             let mut writer = engine.inner.writer.lock();
             engine.purge(&mut writer)?;
+            engine.prefill_if_low(&writer);
         }
         Ok(engine)
     }
@@ -237,6 +249,21 @@ impl LogEngine {
     #[must_use]
     pub fn segment_count(&self) -> usize {
         self.inner.writer.lock().sealed.len() + 1
+    }
+
+    /// Waits until the prefill thread has served every request made so far.
+    #[cfg(test)]
+    pub(super) fn wait_for_prefill(&self) {
+        self.inner.prefill.wait_idle();
+    }
+
+    /// Wakes the prefill if the zeros ahead of the end run short.
+    fn prefill_if_low(&self, writer: &Writer) {
+        if writer.filled < writer.preallocated
+            && writer.filled < writer.end + prefill::LOW_WATER_BYTES
+        {
+            self.inner.prefill.request();
+        }
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -288,6 +315,7 @@ impl LogEngine {
             self.poison();
             return Err(e);
         }
+        self.prefill_if_low(writer);
         Ok(())
     }
 
@@ -323,6 +351,7 @@ impl LogEngine {
         writer.file = file;
         writer.segment = id;
         writer.end = end;
+        writer.filled = end;
         Ok(())
     }
 
@@ -430,6 +459,8 @@ impl Writer {
 
     /// Drops whatever a failed append left after the last whole record.
     fn cut_back(&mut self) -> io::Result<()> {
+        // The cut drops the prefilled zeros too.
+        self.filled = self.end;
         preallocate(&self.file, self.end, self.preallocated)
     }
 
@@ -618,7 +649,7 @@ fn in_segment(error: Error, path: &Path) -> Error {
     }
 }
 
-fn segment_path(dir: &Path, id: u32) -> PathBuf {
+pub(super) fn segment_path(dir: &Path, id: u32) -> PathBuf {
     dir.join(format!("{id:010}{SEGMENT_SUFFIX}"))
 }
 

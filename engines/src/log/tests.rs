@@ -186,3 +186,44 @@ fn a_second_open_of_a_directory_in_use_is_refused() {
     drop(engine);
     LogEngine::open(dir.path(), &["raft"]).unwrap();
 }
+
+#[test]
+fn the_prefill_writes_zeros_ahead_of_the_records_and_never_over_them() {
+    use std::os::unix::fs::MetadataExt as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let options = LogOptions {
+        segment_bytes: 8 << 20,
+    };
+    let engine = LogEngine::open_with(dir.path(), &["raft"], options).unwrap();
+    put(&engine, "raft", b"first", b"1");
+    engine.wait_for_prefill();
+    let newest = segments(dir.path()).pop().unwrap();
+    let allocated = fs::metadata(&newest).unwrap().blocks() * 512;
+    assert!(
+        allocated >= super::prefill::AHEAD_BYTES,
+        "only {allocated} bytes of the segment are allocated"
+    );
+
+    // Appends racing the prefill, across a rotation: every record must survive a reopen.
+    let value = [7u8; 300];
+    for i in 0u32..40_000 {
+        let mut batch = engine.write_batch();
+        batch.put("raft", &i.to_be_bytes(), &value).unwrap();
+        engine.write(&batch, WriteOptions::default()).unwrap();
+    }
+    assert!(
+        engine.segment_count() > 1,
+        "the appends should have rotated"
+    );
+    engine.sync().unwrap();
+    drop(engine);
+    let engine = LogEngine::open_with(dir.path(), &["raft"], options).unwrap();
+    assert_eq!(count(&engine, "raft"), 40_001);
+    for i in (0u32..40_000).step_by(997) {
+        assert_eq!(
+            engine.get("raft", &i.to_be_bytes()).unwrap().as_deref(),
+            Some(&value[..])
+        );
+    }
+}
