@@ -71,7 +71,9 @@ impl BatchOps {
     ) -> Result<()> {
         let cf = self.cfs.index(cf)?;
         let range = key_range::normalize(range.into()).map(key_range::to_owned_range);
-        self.size_bytes += range.as_ref().map_or(0, key_range::range_size_bytes);
+        self.size_bytes += range.as_ref().map_or(0, |range| {
+            key_range::range_size_bytes(key_range::as_borrowed(range))
+        });
         self.ops.push(BatchOp::DeleteRange { cf, range });
         Ok(())
     }

@@ -177,8 +177,8 @@ pub(crate) fn as_borrowed(range: &OwnedRange) -> BorrowedRange<'_> {
 }
 
 /// Number of bytes held by the bounds of a range.
-pub(crate) fn range_size_bytes(range: &OwnedRange) -> usize {
-    let len = |bound: &Bound<Vec<u8>>| match bound {
+pub(crate) fn range_size_bytes(range: BorrowedRange<'_>) -> usize {
+    let len = |bound: &Bound<&[u8]>| match bound {
         Bound::Included(key) | Bound::Excluded(key) => key.len(),
         Bound::Unbounded => 0,
     };

@@ -119,7 +119,9 @@ impl WriteBatch for FjallWriteBatch {
     fn delete_range<'k>(&mut self, cf: &str, range: impl Into<KeyRange<'k>>) -> Result<()> {
         let cf = self.cfs.index(cf)?;
         let range = key_range::normalize(range.into()).map(key_range::to_owned_range);
-        self.size_bytes += range.as_ref().map_or(0, key_range::range_size_bytes);
+        self.size_bytes += range.as_ref().map_or(0, |range| {
+            key_range::range_size_bytes(key_range::as_borrowed(range))
+        });
         self.ops.push(FjallOp::DeleteRange { cf, range });
         self.needs_merge = true;
         self.has_range_delete = true;

@@ -72,7 +72,6 @@ struct Inner {
     cfs: ColumnFamilies,
     /// The catalog id of each opened column family, indexed like `cfs`.
     cf_ids: Arc<[u32]>,
-    options: LogOptions,
     /// Held by every append, so records reach the file and the index in the same order.
     writer: Arc<Mutex<Writer>>,
     index: RwLock<Index>,
@@ -100,8 +99,9 @@ pub(super) struct Writer {
     catalog: Vec<String>,
     /// The length of every sealed segment, oldest first.
     sealed: BTreeMap<u32, u64>,
-    /// The length a segment is given when it starts (see [`preallocate`]).
-    pub(super) preallocated: u64,
+    /// [`LogOptions::segment_bytes`]: the length a segment is given when it starts (see
+    /// [`preallocate`]), and past which it is sealed.
+    pub(super) segment_bytes: u64,
 }
 
 impl fmt::Debug for LogEngine {
@@ -207,7 +207,7 @@ impl LogEngine {
             filled: end,
             catalog,
             sealed,
-            preallocated: options.segment_bytes,
+            segment_bytes: options.segment_bytes,
         };
         // Record the catalog (it may have grown) where the next records can rely on it;
         // `sync_all`, as the segment's length may have changed.
@@ -221,7 +221,6 @@ impl LogEngine {
                 dir: path.to_path_buf(),
                 cfs,
                 cf_ids: cf_ids.into(),
-                options,
                 writer,
                 index: RwLock::new(index),
                 poisoned: AtomicBool::new(false),
@@ -232,7 +231,7 @@ impl LogEngine {
         };
         {
             let mut writer = engine.inner.writer.lock();
-            engine.purge(&mut writer)?;
+            engine.purge_or_warn(&mut writer)?;
             engine.prefill_if_low(&writer);
         }
         Ok(engine)
@@ -259,7 +258,7 @@ impl LogEngine {
 
     /// Wakes the prefill if the zeros ahead of the end run short.
     fn prefill_if_low(&self, writer: &Writer) {
-        if writer.filled < writer.preallocated
+        if writer.filled < writer.segment_bytes
             && writer.filled < writer.end + prefill::LOW_WATER_BYTES
         {
             self.inner.prefill.request();
@@ -331,7 +330,7 @@ impl LogEngine {
         let id = writer.segment + 1;
         let path = segment_path(&self.inner.dir, id);
         let started = open_segment(&path, true).and_then(|file| {
-            preallocate(&file, 0, writer.preallocated)?;
+            preallocate(&file, 0, writer.segment_bytes)?;
             let end = append_record(&file, KIND_CATALOG, &format::catalog(&writer.catalog))?;
             file.sync_all()?;
             sync_dir(&self.inner.dir)?;
@@ -363,7 +362,7 @@ impl LogEngine {
     /// segment can only have hidden values in segments already gone: replay never brings
     /// a deleted key back.
     fn purge(&self, writer: &mut Writer) -> Result<()> {
-        let segment_bytes = self.inner.options.segment_bytes;
+        let segment_bytes = writer.segment_bytes;
         while let Some((&oldest, &size)) = writer.sealed.first_key_value() {
             let (live, total_live) = {
                 let index = self.inner.index.read();
@@ -382,6 +381,16 @@ impl LogEngine {
             writer.sealed.remove(&oldest);
             fs::remove_file(segment_path(&self.inner.dir, oldest))?;
             sync_dir(&self.inner.dir)?;
+        }
+        Ok(())
+    }
+
+    /// [`purge`](Self::purge) as housekeeping: a failure is logged and the next rotation (or
+    /// open) tries again; only a failure that poisoned the engine is returned.
+    fn purge_or_warn(&self, writer: &mut Writer) -> Result<()> {
+        if let Err(e) = self.purge(writer) {
+            tracing::warn!(dir = %self.inner.dir.display(), "log segment purge failed: {e}");
+            self.check_writable()?;
         }
         Ok(())
     }
@@ -461,7 +470,7 @@ impl Writer {
     fn cut_back(&mut self) -> io::Result<()> {
         // The cut drops the prefilled zeros too.
         self.filled = self.end;
-        preallocate(&self.file, self.end, self.preallocated)
+        preallocate(&self.file, self.end, self.segment_bytes)
     }
 
     fn append_catalog(&mut self) -> io::Result<()> {
@@ -494,8 +503,13 @@ fn append_record(file: &File, kind: u8, body: &[u8]) -> io::Result<u64> {
 impl Peekable for LogEngine {
     fn get_with<R>(&self, cf: &str, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
         let cf = self.inner.cf_ids[self.inner.cfs.index(cf)?] as usize;
-        let index = self.inner.index.read();
-        index::get_in(&index.maps[cf], &index.files, key, f)
+        // Share the map (O(1)) and read after releasing the lock: a read from disk must not
+        // hold up the appends, which take the lock to index what they wrote.
+        let (map, files) = {
+            let index = self.inner.index.read();
+            (index.maps[cf].clone(), Arc::clone(&index.files))
+        };
+        index::get_in(&map, &files, key, f)
     }
 }
 
@@ -547,14 +561,9 @@ impl Engine for LogEngine {
             }
             return Ok(());
         }
-        if writer.end >= self.inner.options.segment_bytes {
+        if writer.end >= writer.segment_bytes {
             self.rotate(&mut writer)?;
-            // Space reclamation is housekeeping: the write goes on if it fails, and the
-            // next rotation tries again.
-            if let Err(e) = self.purge(&mut writer) {
-                tracing::warn!(dir = %self.inner.dir.display(), "log segment purge failed: {e}");
-                self.check_writable()?;
-            }
+            self.purge_or_warn(&mut writer)?;
         }
         self.append_batch(&mut writer, body, options.sync)
     }

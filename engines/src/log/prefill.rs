@@ -163,7 +163,7 @@ fn fill_step(
         }
         // Invariant kept here: zeros go at `filled` >= `end`, never over a record.
         writer.filled = writer.filled.max(writer.end);
-        let limit = (writer.end + AHEAD_BYTES).min(writer.preallocated);
+        let limit = (writer.end + AHEAD_BYTES).min(writer.segment_bytes);
         if writer.filled >= limit {
             return Ok(false);
         }

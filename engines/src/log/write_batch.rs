@@ -62,7 +62,7 @@ impl WriteBatch for LogWriteBatch {
         // operation like in every other backend.
         if let Some(range) = key_range::normalize(range.into()) {
             format::delete_range_op(&mut self.body, cf, range);
-            self.size_bytes += key_range::range_size_bytes(&key_range::to_owned_range(range));
+            self.size_bytes += key_range::range_size_bytes(range);
         }
         self.ops += 1;
         Ok(())
