@@ -1,7 +1,8 @@
 //! The raftkv transport: moves opaque, already-encoded frames and snapshots between stores.
 //!
 //! - [`Transport`]: the small async trait every transport implements (`send`,
-//!   `send_snapshot`, `close`).
+//!   `send_snapshot`, `close`; a transport whose `send` never waits says so with
+//!   `send_is_immediate`, and raft-store then sends from the raft worker with [`send_now`]).
 //! - [`FrameSink`]: what a store hands its transport to receive frames and snapshots.
 //! - [`OutgoingSnapshot`] / [`IncomingSnapshot`]: a snapshot as metadata plus ordered chunks.
 //! - [`StoreResolver`] / [`StaticResolver`]: store id → address.
@@ -68,7 +69,7 @@ pub use incoming_snapshot::{IncomingSnapshot, SnapshotWriter};
 pub use outgoing_snapshot::{ChunkStream, OutgoingSnapshot};
 pub use static_resolver::StaticResolver;
 pub use store_resolver::StoreResolver;
-pub use transport::Transport;
+pub use transport::{Transport, send_now};
 
 /// Identifies a store (one raftkv process and its engines) in the cluster.
 pub type StoreId = u64;
