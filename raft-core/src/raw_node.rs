@@ -179,6 +179,18 @@ impl<S: Storage> RawNode<S> {
         self.raft.step(m)
     }
 
+    /// Sets whether a new commit index waits for the next append or heartbeat to reach
+    /// the followers (see [`Config::skip_bcast_commit`](crate::Config::skip_bcast_commit)).
+    pub fn set_skip_bcast_commit(&mut self, skip: bool) {
+        self.raft.set_skip_bcast_commit(skip);
+    }
+
+    /// Makes the commit of the entry at `index` reach the followers at once, even when
+    /// commits are not broadcast (see [`Raft::broadcast_commit_of`]).
+    pub fn broadcast_commit_of(&mut self, index: u64) {
+        self.raft.broadcast_commit_of(index);
+    }
+
     /// Asks the leader to hand leadership to `transferee`.
     ///
     /// # Errors

@@ -229,3 +229,63 @@ fn max_msg_bytes_limits_entries_per_append() {
     assert!(appends.iter().all(|m| m.entries.len() == 1));
     assert_eq!(net.applied_data(2).len(), 4);
 }
+
+/// The appends (with or without entries) node 1 sent while proposing `data` and running
+/// the network until quiet.
+fn appends_for_one_proposal(net: &mut Network, data: &[u8]) -> usize {
+    net.delivered.clear();
+    net.propose(1, data).expect("a leader accepts the proposal");
+    net.delivered
+        .iter()
+        .filter(|m| m.msg_type() == MsgAppend && m.from == 1)
+        .count()
+}
+
+/// With `skip_bcast_commit`, a commit costs no second round of appends: followers learn
+/// the commit index from the next append or heartbeat. Without it, each commit is
+/// broadcast (an empty append per follower) as soon as the leader learns it.
+#[test]
+fn skipped_commit_broadcast_reaches_followers_with_the_next_message() {
+    let mut eager = Network::new(&[1, 2, 3]);
+    eager.elect(1);
+    assert_eq!(appends_for_one_proposal(&mut eager, b"a"), 4);
+    assert_eq!(eager.applied_data(2), [b"a".to_vec()]);
+
+    let mut net = Network::with_config(&[1, 2, 3], |c| c.skip_bcast_commit = true);
+    net.elect(1);
+    assert_eq!(appends_for_one_proposal(&mut net, b"a"), 2);
+    let committed = net.raft(1).raft_log().committed;
+    assert_eq!(net.applied_data(1), [b"a".to_vec()]);
+    for id in [2, 3] {
+        assert!(net.raft(id).raft_log().committed < committed);
+        assert!(net.applied_data(id).is_empty());
+    }
+    // The next proposal's append carries the commit of the first.
+    assert_eq!(appends_for_one_proposal(&mut net, b"b"), 2);
+    assert_eq!(net.applied_data(2), [b"a".to_vec()]);
+    // A heartbeat carries the commit of the second.
+    net.tick(1, 1);
+    for id in [2, 3] {
+        assert_eq!(net.raft(id).raft_log().committed, committed + 1);
+        assert_eq!(net.applied_data(id), [b"a".to_vec(), b"b".to_vec()]);
+    }
+}
+
+/// An entry marked with `broadcast_commit_of` has its commit broadcast at once even when
+/// commits are not: a follower must apply it soon (e.g. a region split).
+#[test]
+fn urgent_commit_is_broadcast_even_when_commits_are_not() {
+    let mut net = Network::with_config(&[1, 2, 3], |c| c.skip_bcast_commit = true);
+    net.elect(1);
+    let next = net.raft(1).raft_log().last_index() + 1;
+    net.raw(1).broadcast_commit_of(next);
+    assert_eq!(appends_for_one_proposal(&mut net, b"split"), 4);
+    for id in [2, 3] {
+        assert_eq!(net.raft(id).raft_log().committed, next);
+        assert_eq!(net.applied_data(id), [b"split".to_vec()]);
+    }
+    // Only that entry: the next commit waits again.
+    assert_eq!(appends_for_one_proposal(&mut net, b"after"), 2);
+    net.raw(1).set_skip_bcast_commit(false);
+    assert_eq!(appends_for_one_proposal(&mut net, b"eager"), 4);
+}

@@ -160,6 +160,17 @@ fn removed_node_leaves_the_quorum() {
     );
 }
 
+/// A configuration change's commit reaches the followers at once even when the leader
+/// does not broadcast commits: they apply it without waiting for the next message.
+#[test]
+fn conf_change_commit_is_broadcast_when_commits_are_not() {
+    let mut net = Network::with_config(&[1, 2, 3], |c| c.skip_bcast_commit = true);
+    net.elect(1);
+    net.propose_conf_change(1, &cc(RemoveNode, 3)).unwrap();
+    assert_eq!(voters(&net, 1).0, vec![1, 2]);
+    assert_eq!(voters(&net, 2).0, vec![1, 2], "applied on the follower too");
+}
+
 /// ARCHITECTURE (thesis §4.2.2): a leader that removes itself steps down once it applies
 /// the change; the remaining voters elect a new leader among themselves.
 #[test]

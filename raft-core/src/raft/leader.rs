@@ -179,8 +179,30 @@ impl<S: Storage> Raft<S> {
     /// Reacts to a higher commit index: followers must hear of it, and reads waiting for
     /// the first commit of this term can proceed.
     pub(super) fn on_commit_advanced(&mut self) {
-        self.bcast_pending = true;
+        let urgent =
+            self.urgent_commit_index != 0 && self.raft_log.committed >= self.urgent_commit_index;
+        if urgent {
+            self.urgent_commit_index = 0;
+        }
+        // Followers must apply a configuration change soon (they may be leaving, or be
+        // needed for the next quorum), so its commit goes out at once, as an urgent one.
+        if !self.skip_bcast_commit || urgent || self.pending_conf_index > self.raft_log.applied {
+            self.bcast_pending = true;
+        }
         self.release_pending_read_index_messages();
+    }
+
+    /// Sets whether a new commit index waits for the next append or heartbeat to reach
+    /// the followers (see [`Config::skip_bcast_commit`](crate::Config::skip_bcast_commit)).
+    pub fn set_skip_bcast_commit(&mut self, skip: bool) {
+        self.skip_bcast_commit = skip;
+    }
+
+    /// Makes the commit of the entry at `index` reach the followers at once, even when
+    /// commits are not broadcast: for entries the followers must apply soon (a region
+    /// split). Only the highest such index is remembered; a term change forgets it.
+    pub fn broadcast_commit_of(&mut self, index: u64) {
+        self.urgent_commit_index = self.urgent_commit_index.max(index);
     }
 
     fn committed_entry_in_current_term(&self) -> bool {
