@@ -122,7 +122,8 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         region: Region,
         meta: metapb::Peer,
     ) -> Result<Self> {
-        let storage = PeerStorage::new(raft_engine, kv_engine, region)?;
+        let mut storage = PeerStorage::new(raft_engine, kv_engine, region)?;
+        storage.set_entry_cache_bytes(cfg.raft_entry_cache_bytes);
         let session_policy = SessionPolicy::from(cfg);
         let sessions = SessionTable::load(
             storage.kv_engine(),

@@ -9,6 +9,7 @@ use raft_core::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft_core::{RaftState, Storage, StorageError, StorageResult};
 use tracing::debug;
 
+use crate::entry_cache::EntryCache;
 use crate::error::{Error, Result};
 use crate::keys::{self, CF_META, CF_RAFT};
 use crate::pb::metapb::{self, PeerRole, Region, RegionEpoch};
@@ -60,6 +61,8 @@ pub struct PeerStorage<ER: Engine, EK: Engine> {
     apply_state: RaftApplyState,
     raft_engine: ER,
     kv_engine: EK,
+    /// The newest entries, served to `entries` without reading the raft engine.
+    entry_cache: EntryCache,
     /// Changed by `Storage::snapshot` (which takes `&self`); only the raft worker thread
     /// touches a peer, so a `RefCell` is enough.
     snap_gen: RefCell<SnapGen>,
@@ -215,6 +218,7 @@ impl<ER: Engine, EK: Engine> PeerStorage<ER, EK> {
             apply_state,
             raft_engine,
             kv_engine,
+            entry_cache: EntryCache::new(0),
             snap_gen: RefCell::new(SnapGen::Idle),
         };
         storage.validate_and_repair()?;
@@ -360,13 +364,21 @@ impl<ER: Engine, EK: Engine> PeerStorage<ER, EK> {
         }
         self.raft_state.last_index = last.index;
         self.raft_state.last_term = last.term;
+        self.entry_cache.append(entries);
         Ok(())
+    }
+
+    /// Keeps up to `bytes` of the newest entries in memory (0: none), from the next
+    /// append on.
+    pub fn set_entry_cache_bytes(&mut self, bytes: u64) {
+        self.entry_cache = EntryCache::new(bytes);
     }
 
     /// Moves the log's end to a snapshot at `(index, term)`: the log is empty after it.
     pub fn set_snapshot_raft_state(&mut self, index: u64, term: u64) {
         self.raft_state.last_index = index;
         self.raft_state.last_term = term;
+        self.entry_cache.clear();
     }
 
     /// Records a new hard state (staged by [`Self::write_raft_state`]).
@@ -482,6 +494,9 @@ impl<ER: Engine, EK: Engine> Storage for PeerStorage<ER, EK> {
         self.check_range(low, high)?;
         if low == high {
             return Ok(Vec::new());
+        }
+        if let Some(entries) = self.entry_cache.get(low, high, max_size) {
+            return Ok(entries);
         }
         let region_id = self.region.id;
         let from = keys::raft_log_key(region_id, low);
@@ -801,8 +816,15 @@ mod tests {
 
     #[test]
     fn append_truncates_conflicts_and_survives_restart() {
+        for cache_bytes in [0, 1 << 20] {
+            append_truncates_conflicts_and_survives_restart_with(cache_bytes);
+        }
+    }
+
+    fn append_truncates_conflicts_and_survives_restart_with(cache_bytes: u64) {
         let (raft, kv) = engines();
         let mut s = PeerStorage::new(raft.clone(), kv.clone(), region()).unwrap();
+        s.set_entry_cache_bytes(cache_bytes);
         append(&mut s, &[ent(6, 6), ent(7, 6), ent(8, 6)]);
         assert_eq!(s.entries(6, 9, None).unwrap().len(), 3);
         append(&mut s, &[ent(7, 7)]);
@@ -824,8 +846,15 @@ mod tests {
 
     #[test]
     fn entries_respect_bounds_and_size_limits() {
+        for cache_bytes in [0, 1 << 20] {
+            entries_respect_bounds_and_size_limits_with(cache_bytes);
+        }
+    }
+
+    fn entries_respect_bounds_and_size_limits_with(cache_bytes: u64) {
         let (raft, kv) = engines();
         let mut s = PeerStorage::new(raft, kv, region()).unwrap();
+        s.set_entry_cache_bytes(cache_bytes);
         append(&mut s, &(6..=15).map(|i| ent(i, 6)).collect::<Vec<_>>());
         assert_eq!(s.entries(5, 7, None), Err(StorageError::Compacted));
         assert_eq!(s.entries(6, 17, None), Err(StorageError::Unavailable));
@@ -837,6 +866,24 @@ mod tests {
             "at least one entry"
         );
         assert_eq!(s.term(4), Err(StorageError::Compacted));
+    }
+
+    #[test]
+    fn cached_entries_are_served_without_the_engine_and_dropped_by_a_snapshot() {
+        let (raft, kv) = engines();
+        let mut s = PeerStorage::new(raft.clone(), kv, region()).unwrap();
+        s.set_entry_cache_bytes(1 << 20);
+        append(&mut s, &(6..=9).map(|i| ent(i, 6)).collect::<Vec<_>>());
+        // Gone from the engine, still served: the read came from the cache.
+        let mut wb = raft.write_batch();
+        wb.delete(CF_RAFT, &keys::raft_log_key(1, 7)).unwrap();
+        raft.write(&wb, engines::WriteOptions::synced()).unwrap();
+        assert_eq!(s.entries(7, 9, None).unwrap(), vec![ent(7, 6), ent(8, 6)]);
+        assert_eq!(s.entries(5, 7, None), Err(StorageError::Compacted));
+        // A snapshot empties the cache: the same read now goes to the engine, which
+        // misses entry 7.
+        s.set_snapshot_raft_state(20, 7);
+        assert!(s.entries(7, 9, None).is_err());
     }
 
     #[test]

@@ -74,8 +74,14 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             }
             Some(AdminCmdType::Split | AdminCmdType::BatchSplit) => {
                 let splits = split_requests(req.admin_request.as_ref().expect("admin checked"));
-                validate_splits(self.region(), &splits)
-                    .and_then(|()| self.propose_normal(cfg, &req))
+                let proposed = validate_splits(self.region(), &splits)
+                    .and_then(|()| self.propose_normal(cfg, &req));
+                if let Ok(ProposeOutcome::Proposed { index, .. }) = proposed {
+                    // The followers create the new regions' peers when they apply it: the
+                    // new regions cannot elect leaders before that.
+                    self.raft_group.broadcast_commit_of(index);
+                }
+                proposed
             }
             _ => self.propose_normal(cfg, &req),
         };

@@ -1,0 +1,196 @@
+//! The newest entries of a peer's log, kept in memory so that applying them and sending
+//! them to followers does not read them back from the raft engine.
+//!
+//! Raft reads an entry from storage soon after it was persisted: to apply it once it
+//! commits, and to send it to a follower that fell a little behind. Without a cache each
+//! such read is an engine scan (for the log engine a `pread` and a decode per entry).
+
+use std::collections::VecDeque;
+
+use raft_core::eraftpb::Entry;
+use raft_core::util::entry_size;
+
+/// A contiguous run of the newest log entries, at most `budget_bytes` of them (always
+/// the newest one, if any). Invariant: when not empty, the last cached entry is the last
+/// entry of the log, and the cached indexes are consecutive.
+#[derive(Debug)]
+pub struct EntryCache {
+    entries: VecDeque<Entry>,
+    bytes: u64,
+    budget_bytes: u64,
+}
+
+impl EntryCache {
+    /// An empty cache holding up to `budget_bytes` of entries; 0 disables it.
+    #[must_use]
+    pub fn new(budget_bytes: u64) -> Self {
+        Self {
+            entries: VecDeque::new(),
+            bytes: 0,
+            budget_bytes,
+        }
+    }
+
+    /// Records `entries`, just staged as the new end of the log: they replace any cached
+    /// entries at or after their first index (a conflicting suffix), then the oldest are
+    /// evicted past the budget.
+    pub fn append(&mut self, entries: &[Entry]) {
+        let Some(first) = entries.first() else {
+            return;
+        };
+        if self.budget_bytes == 0 {
+            return;
+        }
+        match (self.entries.front(), self.entries.back()) {
+            // Extends the run or replaces a suffix of it: keep what comes before.
+            (Some(front), Some(back))
+                if front.index < first.index && first.index <= back.index + 1 =>
+            {
+                let keep = usize::try_from(first.index - front.index)
+                    .expect("a cached run is shorter than usize::MAX");
+                for dropped in self.entries.drain(keep..) {
+                    self.bytes -= entry_size(&dropped);
+                }
+            }
+            // Replaces the whole run, or leaves a gap after it: start over.
+            _ => self.clear(),
+        }
+        for e in entries {
+            self.bytes += entry_size(e);
+            self.entries.push_back(e.clone());
+        }
+        while self.bytes > self.budget_bytes && self.entries.len() > 1 {
+            let evicted = self
+                .entries
+                .pop_front()
+                .expect("more than one entry cached");
+            self.bytes -= entry_size(&evicted);
+        }
+    }
+
+    /// The entries `[low, high)`, stopping before the one that would take their total
+    /// size past `max_size` (the first is always returned), if all of them are cached.
+    #[must_use]
+    pub fn get(&self, low: u64, high: u64, max_size: Option<u64>) -> Option<Vec<Entry>> {
+        let front = self.entries.front()?.index;
+        let back = self.entries.back()?.index;
+        if low < front || high > back + 1 || low >= high {
+            return None;
+        }
+        let start = usize::try_from(low - front).ok()?;
+        let count = usize::try_from(high - low).ok()?;
+        let mut out = Vec::with_capacity(count);
+        let mut size = 0;
+        for e in self.entries.range(start..start + count) {
+            size += entry_size(e);
+            if !out.is_empty() && max_size.is_some_and(|max| size > max) {
+                break;
+            }
+            out.push(e.clone());
+        }
+        Some(out)
+    }
+
+    /// Forgets every entry (the log was replaced by a snapshot).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// The bytes of entries held.
+    #[must_use]
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            data: vec![index as u8; 100].into(),
+            ..Default::default()
+        }
+    }
+
+    fn run(from: u64, to: u64, term: u64) -> Vec<Entry> {
+        (from..=to).map(|i| entry(i, term)).collect()
+    }
+
+    fn indexes_terms(es: &[Entry]) -> Vec<(u64, u64)> {
+        es.iter().map(|e| (e.index, e.term)).collect()
+    }
+
+    #[test]
+    fn serves_only_ranges_it_holds_whole() {
+        let mut c = EntryCache::new(1 << 20);
+        assert_eq!(c.get(1, 2, None), None);
+        c.append(&run(5, 9, 1));
+        assert_eq!(
+            indexes_terms(&c.get(5, 10, None).unwrap()),
+            (5..10).map(|i| (i, 1)).collect::<Vec<_>>()
+        );
+        assert_eq!(indexes_terms(&c.get(7, 8, None).unwrap()), [(7, 1)]);
+        assert_eq!(c.get(4, 6, None), None, "starts before the cache");
+        assert_eq!(c.get(9, 11, None), None, "ends after the cache");
+        assert_eq!(c.get(6, 6, None), None, "empty range");
+    }
+
+    #[test]
+    fn conflicting_suffix_is_replaced_and_gap_starts_over() {
+        let mut c = EntryCache::new(1 << 20);
+        c.append(&run(1, 10, 1));
+        c.append(&run(7, 8, 2));
+        let got = c.get(5, 9, None).unwrap();
+        assert_eq!(indexes_terms(&got), [(5, 1), (6, 1), (7, 2), (8, 2)]);
+        assert_eq!(c.get(9, 10, None), None, "the replaced suffix is gone");
+        c.append(&run(9, 9, 2));
+        assert_eq!(
+            indexes_terms(&c.get(8, 10, None).unwrap()),
+            [(8, 2), (9, 2)]
+        );
+        // A gap: nothing older may be served around it.
+        c.append(&run(20, 21, 3));
+        assert_eq!(c.get(9, 10, None), None);
+        assert_eq!(
+            indexes_terms(&c.get(20, 22, None).unwrap()),
+            [(20, 3), (21, 3)]
+        );
+        // Replacing from before the first cached entry drops the whole run.
+        c.append(&run(15, 16, 4));
+        assert_eq!(c.get(20, 21, None), None);
+        assert_eq!(
+            indexes_terms(&c.get(15, 17, None).unwrap()),
+            [(15, 4), (16, 4)]
+        );
+    }
+
+    #[test]
+    fn budget_evicts_oldest_and_size_limit_keeps_one() {
+        let one = entry_size(&entry(1, 1));
+        let mut c = EntryCache::new(3 * one);
+        c.append(&run(1, 5, 1));
+        assert_eq!(c.bytes(), 3 * one);
+        assert_eq!(c.get(2, 4, None), None, "evicted");
+        assert_eq!(
+            indexes_terms(&c.get(3, 6, None).unwrap()),
+            [(3, 1), (4, 1), (5, 1)]
+        );
+        assert_eq!(
+            indexes_terms(&c.get(3, 6, Some(2 * one)).unwrap()),
+            [(3, 1), (4, 1)]
+        );
+        assert_eq!(indexes_terms(&c.get(3, 6, Some(1)).unwrap()), [(3, 1)]);
+        // An entry larger than the budget is still held alone: the newest is always kept.
+        let mut small = EntryCache::new(1);
+        small.append(&run(1, 2, 1));
+        assert_eq!(indexes_terms(&small.get(2, 3, None).unwrap()), [(2, 1)]);
+        let mut off = EntryCache::new(0);
+        off.append(&run(1, 2, 1));
+        assert_eq!(off.get(1, 2, None), None);
+    }
+}
