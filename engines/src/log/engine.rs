@@ -594,6 +594,13 @@ impl Engine for LogEngine {
 /// Replays the records of one segment into `index` and returns where its last whole
 /// record ends. A damaged record ends the newest segment (a torn append); anywhere else
 /// it is corruption.
+///
+/// In the newest segment, whole records *after* a damaged one are cut as well, and that
+/// loses nothing acknowledged: an fdatasync makes every earlier write of the file durable
+/// with it, so a record synced after the damaged one would have kept it whole. A later
+/// record can still be whole after a crash because the pages of unsynced writes reach
+/// the disk in any order; neither of them was acknowledged. (Only media corruption of a
+/// synced record can look the same, and no file-level check tells the two apart.)
 fn replay(
     file: &File,
     segment: u32,
