@@ -101,7 +101,47 @@ fn regions_split_automatically_by_size<F: EngineFactory>(factory: F) {
     }
 }
 
+/// Commits are not broadcast by default (`raft_skip_bcast_commit`), but a split's is:
+/// every follower applies it, and so routes the right half to the new region, before any
+/// heartbeat (no tick) carries the commit index. An ordinary write after it is not
+/// applied on the followers until then.
+fn split_commit_reaches_followers_without_a_heartbeat<F: EngineFactory>(factory: F) {
+    let cfg = test_config();
+    assert!(cfg.raft_skip_bcast_commit, "the default this test is about");
+    let mut c = Cluster::with_factory(factory, 3, cfg, b"", b"");
+    c.must_put(b"a", b"1");
+    let resp = c.must_admin(split_at(b"m"));
+    let right = resp.admin_response.unwrap().splits.unwrap().regions[1].id;
+    c.run();
+    for id in 1..=3 {
+        assert_eq!(
+            c.stores[&id].region_for_key(b"x").unwrap().id,
+            right,
+            "store {id} applied the split"
+        );
+    }
+    let leader = c.leader(1);
+    let applied = |c: &Cluster<F>, id: u64| {
+        c.stores[&id]
+            .region_statuses()
+            .into_iter()
+            .find(|s| s.region.id == 1)
+            .map(|s| s.applied_index)
+    };
+    let before: Vec<_> = (1..=3).map(|id| applied(&c, id)).collect();
+    c.must_put(b"b", b"2");
+    c.run();
+    let followers_moved = (1..=3)
+        .filter(|&id| id != leader && applied(&c, id) != before[id as usize - 1])
+        .count();
+    assert_eq!(
+        followers_moved, 0,
+        "an ordinary commit waits for the next message"
+    );
+}
+
 on_every_engine!(
     split_creates_a_region_that_serves_its_keys,
-    regions_split_automatically_by_size
+    regions_split_automatically_by_size,
+    split_commit_reaches_followers_without_a_heartbeat
 );
