@@ -11,7 +11,6 @@
 //!   hang, and delivery resumes in order after it restarts.
 //! - [`many_peers`]: eight stores all-to-all at once.
 //! - [`errors`]: unknown store, closed transport, oversized frame.
-//! - [`send_is_immediate`]: a transport that says its `send` never waits keeps its word.
 //!
 //! Bad input on the wire (garbage, oversized frames from a hostile peer) depends on the
 //! wire format, so each transport tests it beside its harness (see `tests/transport_grpc.rs`).
@@ -26,7 +25,7 @@ use transport::{FrameSink, StoreId, Transport};
 
 pub use cases::{
     LARGE_SNAPSHOT_BYTES, batches_arrive_whole, errors, fifo_per_link, large_snapshot, many_peers,
-    peer_down_then_up, send_is_immediate,
+    peer_down_then_up,
 };
 pub use recording_sink::{GUARD, RecordingSink};
 
@@ -56,7 +55,6 @@ pub async fn run_all<H: TransportHarness>(make: impl Fn() -> H) {
     peer_down_then_up(&make()).await;
     many_peers(&make()).await;
     errors(&make()).await;
-    send_is_immediate(&make()).await;
 }
 
 /// Expands to one `#[tokio::test]` per case of the transport suite, each calling `$make`
@@ -75,7 +73,6 @@ macro_rules! transport_suite {
         $crate::transport_suite!(@case $make, peer_down_then_up);
         $crate::transport_suite!(@case $make, many_peers);
         $crate::transport_suite!(@case $make, errors);
-        $crate::transport_suite!(@case $make, send_is_immediate);
     };
     (@case $make:expr, $case:ident) => {
         #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]

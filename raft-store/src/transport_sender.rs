@@ -25,12 +25,10 @@ const SNAPSHOT_READ_AHEAD_CHUNKS: usize = 2;
 /// Frames queued per destination store before new ones are shed.
 pub const SEND_QUEUE_FRAMES: usize = 4096;
 
-/// A [`RaftMessageSender`] over any [`Transport`]. Never blocks the raft worker. When the
-/// transport's `send` is immediate ([`Transport::send_is_immediate`]), a flush hands each
-/// destination's batch to the transport on the calling thread; otherwise each destination
-/// store has a bounded queue drained by its own task. When a queue is full or a send
-/// fails, the messages are dropped and the store is reported unreachable so its leaders
-/// stop streaming to it.
+/// A [`RaftMessageSender`] over any [`Transport`]. Never blocks the raft worker: each
+/// destination store has a bounded queue drained by its own task; when a queue is full
+/// or a send fails, the messages are dropped and the store is reported unreachable so
+/// its leaders stop streaming to it.
 ///
 /// A snapshot message carries only the descriptor; its staged data is streamed from the
 /// [`SnapManager`] after it, read lazily a few chunks ahead of the transport, so a
@@ -38,8 +36,6 @@ pub const SEND_QUEUE_FRAMES: usize = 4096;
 /// once; the outcome goes back to the store as [`StoreMsg::SnapshotStatus`].
 pub struct TransportSender {
     transport: Arc<dyn Transport>,
-    /// Cached [`Transport::send_is_immediate`]: batches skip the per-destination tasks.
-    immediate: bool,
     runtime: tokio::runtime::Handle,
     mailbox: StoreMailbox,
     queues: HashMap<u64, mpsc::Sender<Vec<Bytes>>>,
@@ -71,7 +67,6 @@ impl TransportSender {
         snap_mgr: SnapManager,
     ) -> Self {
         Self {
-            immediate: transport.send_is_immediate(),
             transport,
             runtime,
             mailbox,
@@ -218,30 +213,10 @@ impl RaftMessageSender for TransportSender {
     }
 
     fn flush(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        // An immediate transport may start a connection task on first use: in its runtime.
-        let _runtime = self.immediate.then(|| self.runtime.enter());
         for (to, msgs) in std::mem::take(&mut self.pending) {
             let frames = encode_frames(msgs, self.max_frame_bytes);
-            let sent = if self.immediate {
-                match transport::send_now(self.transport.as_ref(), to, frames) {
-                    Some(result) => result.map_err(|e| debug!(to, "send failed: {e}")),
-                    None => {
-                        warn!(
-                            to,
-                            "an immediate transport's send had to wait: messages lost"
-                        );
-                        Err(())
-                    }
-                }
-            } else {
-                self.queue(to)
-                    .try_send(frames)
-                    .map_err(|_| debug!(to, "send queue full: messages shed"))
-            };
-            if sent.is_err() {
+            if self.queue(to).try_send(frames).is_err() {
+                debug!(to, "send queue full: messages shed");
                 let _ = self.mailbox.try_send(StoreMsg::StoreUnreachable(to));
             }
         }

@@ -1,8 +1,7 @@
 //! The raftkv transport: moves opaque, already-encoded frames and snapshots between stores.
 //!
 //! - [`Transport`]: the small async trait every transport implements (`send`,
-//!   `send_snapshot`, `close`; a transport whose `send` never waits says so with
-//!   `send_is_immediate`, and raft-store then sends from the raft worker with [`send_now`]).
+//!   `send_snapshot`, `close`).
 //! - [`FrameSink`]: what a store hands its transport to receive frames and snapshots.
 //! - [`OutgoingSnapshot`] / [`IncomingSnapshot`]: a snapshot as metadata plus ordered chunks.
 //! - [`StoreResolver`] / [`StaticResolver`]: store id → address.
@@ -69,7 +68,7 @@ pub use incoming_snapshot::{IncomingSnapshot, SnapshotWriter};
 pub use outgoing_snapshot::{ChunkStream, OutgoingSnapshot};
 pub use static_resolver::StaticResolver;
 pub use store_resolver::StoreResolver;
-pub use transport::{Transport, send_now};
+pub use transport::Transport;
 
 /// Identifies a store (one raftkv process and its engines) in the cluster.
 pub type StoreId = u64;

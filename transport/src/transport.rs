@@ -1,9 +1,5 @@
 //! The [`Transport`] trait.
 
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
-
 use async_trait::async_trait;
 use bytes::Bytes;
 
@@ -49,18 +45,6 @@ pub trait Transport: Send + Sync + 'static {
     /// - [`Error::Closed`](crate::Error::Closed) after [`Transport::close`].
     async fn send(&self, to: StoreId, frames: Vec<Bytes>) -> Result<()>;
 
-    /// Whether [`send`](Transport::send) is *immediate*: its future completes at the first
-    /// poll, whatever the outcome (the batch goes into an in-memory queue, or an error is
-    /// known at once), as long as it is polled inside the runtime the transport runs on.
-    ///
-    /// A caller may then drive `send` on its own thread with [`send_now`] instead of
-    /// handing the batch to a task that awaits it, which spares one thread wake-up on every
-    /// hop between two stores. The default, `false`, is always correct; say `true` only if
-    /// the `send_is_immediate` case of the conformance suite passes.
-    fn send_is_immediate(&self) -> bool {
-        false
-    }
-
     /// Streams `snapshot` to store `to`: its metadata, then its chunks in order.
     ///
     /// Returns when the receiver has received and verified the whole snapshot. A receiver
@@ -80,17 +64,4 @@ pub trait Transport: Send + Sync + 'static {
     /// Stops sending and receiving: later calls return [`Error::Closed`](crate::Error::Closed),
     /// and the sink receives nothing more once `close` returns. Idempotent.
     async fn close(&self);
-}
-
-/// Polls `transport.send(to, frames)` once on the calling thread: `Some` with its outcome if
-/// it completed, `None` if it would have had to wait. After `None` the batch's fate is
-/// unknown (the future was dropped mid-way), so call this only on a transport whose
-/// [`Transport::send_is_immediate`] is `true`, inside its runtime, where `None` means the
-/// transport broke its promise.
-pub fn send_now(transport: &dyn Transport, to: StoreId, frames: Vec<Bytes>) -> Option<Result<()>> {
-    let send = pin!(transport.send(to, frames));
-    match send.poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(result) => Some(result),
-        Poll::Pending => None,
-    }
 }

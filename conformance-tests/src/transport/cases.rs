@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use transport::{Error, OutgoingSnapshot, StoreId, Transport, send_now};
+use transport::{Error, OutgoingSnapshot, StoreId, Transport};
 
 use super::TransportHarness;
 use super::recording_sink::{GUARD, RecordingSink};
@@ -366,68 +366,5 @@ pub async fn errors(harness: &dyn TransportHarness) {
     assert!(
         matches!(result, Err(Error::Closed)),
         "send after close: {result:?}"
-    );
-}
-
-/// A transport whose `send` says it is immediate ([`Transport::send_is_immediate`]) keeps
-/// its word: polled once from a thread outside the runtime's workers (one that entered the
-/// runtime, as a raft worker does), every send completes — delivered, to an unknown store,
-/// oversized, after close — and the delivered batches arrive in order. A transport that
-/// makes no such promise passes without being polled.
-pub async fn send_is_immediate(harness: &dyn TransportHarness) {
-    let (t1, _sink1) = start(harness, 1).await;
-    let (_t2, sink2) = start(harness, 2).await;
-    if !t1.send_is_immediate() {
-        t1.close().await;
-        return;
-    }
-    let batches = 100;
-    let max_bytes = harness.max_frame_bytes();
-    let runtime = tokio::runtime::Handle::current();
-    let sender = t1.clone();
-    let outcomes = tokio::task::spawn_blocking(move || {
-        let _runtime = runtime.enter();
-        let mut outcomes: Vec<(&str, Option<transport::Result<()>>)> = (0..batches)
-            .map(|seq| {
-                (
-                    "delivered",
-                    send_now(sender.as_ref(), 2, vec![frame(1, seq, 64)]),
-                )
-            })
-            .collect();
-        let unknown = send_now(sender.as_ref(), 999, vec![frame(1, 0, 32)]);
-        outcomes.push(("unknown store", unknown));
-        if let Some(max_bytes) = max_bytes {
-            let frames = vec![Bytes::from(vec![0; max_bytes + 1])];
-            outcomes.push(("oversized", send_now(sender.as_ref(), 2, frames)));
-        }
-        outcomes
-    });
-    let outcomes = guard("immediate sends", outcomes)
-        .await
-        .expect("the sending thread finished");
-    for (what, outcome) in &outcomes {
-        let Some(result) = outcome else {
-            panic!("a send ({what}) did not complete at its first poll");
-        };
-        match *what {
-            "delivered" => assert!(result.is_ok(), "send: {result:?}"),
-            "unknown store" => assert!(
-                matches!(result, Err(Error::Unreachable(999))),
-                "unknown store: {result:?}"
-            ),
-            _ => assert!(
-                matches!(result, Err(Error::FrameTooLarge { .. })),
-                "oversized: {result:?}"
-            ),
-        }
-    }
-    sink2.wait_frames(batches as usize).await;
-    assert_fifo(&sink2, &HashMap::from([(1, batches)]));
-    t1.close().await;
-    let closed = send_now(t1.as_ref(), 2, vec![frame(1, batches, 32)]);
-    assert!(
-        matches!(closed, Some(Err(Error::Closed))),
-        "send after close: {closed:?}"
     );
 }

@@ -81,11 +81,6 @@ impl Transport for ChannelTransport {
         }
     }
 
-    /// `send` only plans the batch's faults and queues it for the link's task.
-    fn send_is_immediate(&self) -> bool {
-        true
-    }
-
     async fn send_snapshot(&self, to: StoreId, snapshot: OutgoingSnapshot) -> Result<()> {
         self.check_open()?;
         let inner = &self.network.inner;

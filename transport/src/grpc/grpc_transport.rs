@@ -237,11 +237,6 @@ impl Transport for GrpcTransport {
         tx.try_send(frames).map_err(|_| Error::Unreachable(to))
     }
 
-    /// `send` only checks, then queues in memory (the link's task does the network I/O).
-    fn send_is_immediate(&self) -> bool {
-        true
-    }
-
     async fn send_snapshot(&self, to: StoreId, snapshot: OutgoingSnapshot) -> Result<()> {
         if self.shared.is_closed() {
             return Err(Error::Closed);
