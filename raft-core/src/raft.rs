@@ -114,9 +114,9 @@ pub struct Raft<S: Storage> {
     /// Whether a leader leaves followers to learn a new commit index from the next
     /// append or heartbeat (see [`Config::skip_bcast_commit`]).
     skip_bcast_commit: bool,
-    /// An entry whose commit followers learn at once even when commits are not
-    /// broadcast; 0 for none. Cleared once it commits and at every term change.
-    urgent_commit_index: u64,
+    /// Entries whose commit followers learn at once even when commits are not
+    /// broadcast. Each leaves once it commits; all leave at every term change.
+    urgent_commit_indexes: Vec<u64>,
     rng: Rng,
     /// New entries or a new commit index wait to be broadcast; appends are coalesced and
     /// sent once per `Ready` rather than once per proposal.
@@ -178,7 +178,7 @@ impl<S: Storage> Raft<S> {
             max_uncommitted_bytes: config.max_uncommitted_bytes,
             disable_proposal_forwarding: config.disable_proposal_forwarding,
             skip_bcast_commit: config.skip_bcast_commit,
-            urgent_commit_index: 0,
+            urgent_commit_indexes: Vec::new(),
             rng: Rng(config.random_seed ^ config.id.wrapping_mul(0xA24B_AED4_963E_E407)),
             bcast_pending: false,
         };
@@ -403,7 +403,7 @@ impl<S: Storage> Raft<S> {
             }
         }
         self.pending_conf_index = 0;
-        self.urgent_commit_index = 0;
+        self.urgent_commit_indexes.clear();
         self.uncommitted_bytes = 0;
         self.read_only = ReadOnly::new(self.read_only.option);
         self.pending_read_index_messages.clear();

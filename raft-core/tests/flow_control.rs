@@ -289,3 +289,22 @@ fn urgent_commit_is_broadcast_even_when_commits_are_not() {
     net.raw(1).set_skip_bcast_commit(false);
     assert_eq!(appends_for_one_proposal(&mut net, b"eager"), 4);
 }
+
+/// Two entries marked urgent commit one after the other: each commit is broadcast, the
+/// first without waiting for the second.
+#[test]
+fn each_urgent_commit_is_broadcast_in_turn() {
+    let mut net = Network::with_config(&[1, 2, 3], |c| c.skip_bcast_commit = true);
+    net.elect(1);
+    let next = net.raft(1).raft_log().last_index() + 1;
+    net.raw(1).broadcast_commit_of(next);
+    net.raw(1).broadcast_commit_of(next + 1);
+    assert_eq!(appends_for_one_proposal(&mut net, b"first"), 4);
+    assert_eq!(net.applied_data(2), [b"first".to_vec()]);
+    assert_eq!(appends_for_one_proposal(&mut net, b"second"), 4);
+    assert_eq!(net.applied_data(2), [b"first".to_vec(), b"second".to_vec()]);
+    // Marking an entry already committed, or on a follower, changes nothing.
+    net.raw(1).broadcast_commit_of(next);
+    net.raw(2).broadcast_commit_of(next + 5);
+    assert_eq!(appends_for_one_proposal(&mut net, b"third"), 2);
+}

@@ -179,11 +179,11 @@ impl<S: Storage> Raft<S> {
     /// Reacts to a higher commit index: followers must hear of it, and reads waiting for
     /// the first commit of this term can proceed.
     pub(super) fn on_commit_advanced(&mut self) {
-        let urgent =
-            self.urgent_commit_index != 0 && self.raft_log.committed >= self.urgent_commit_index;
-        if urgent {
-            self.urgent_commit_index = 0;
-        }
+        let committed = self.raft_log.committed;
+        let waiting = self.urgent_commit_indexes.len();
+        self.urgent_commit_indexes
+            .retain(|&index| index > committed);
+        let urgent = self.urgent_commit_indexes.len() < waiting;
         // Followers must apply a configuration change soon (they may be leaving, or be
         // needed for the next quorum), so its commit goes out at once, as an urgent one.
         if !self.skip_bcast_commit || urgent || self.pending_conf_index > self.raft_log.applied {
@@ -200,9 +200,12 @@ impl<S: Storage> Raft<S> {
 
     /// Makes the commit of the entry at `index` reach the followers at once, even when
     /// commits are not broadcast: for entries the followers must apply soon (a region
-    /// split). Only the highest such index is remembered; a term change forgets it.
+    /// split). Ignored unless this node leads and the entry is not committed yet; a term
+    /// change forgets it.
     pub fn broadcast_commit_of(&mut self, index: u64) {
-        self.urgent_commit_index = self.urgent_commit_index.max(index);
+        if self.state == StateRole::Leader && index > self.raft_log.committed {
+            self.urgent_commit_indexes.push(index);
+        }
     }
 
     fn committed_entry_in_current_term(&self) -> bool {

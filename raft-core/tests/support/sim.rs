@@ -107,6 +107,8 @@ pub struct Params {
     pub loss_per_mille: u64,
     /// Probability (per mille) that a delivery leaves a copy in flight.
     pub dup_per_mille: u64,
+    /// `Config::skip_bcast_commit` (drawn last, so earlier draws of a seed stay the same).
+    pub skip_bcast_commit: bool,
 }
 
 impl Params {
@@ -129,6 +131,7 @@ impl Params {
             max_committed_bytes_per_ready: [32, 1 << 20][rng.below(2) as usize],
             loss_per_mille: [0, 20, 80, 200][rng.below(4) as usize],
             dup_per_mille: [0, 20, 100][rng.below(3) as usize],
+            skip_bcast_commit: rng.chance(500),
         }
     }
 
@@ -141,6 +144,7 @@ impl Params {
         c.max_msg_bytes = self.max_msg_bytes;
         c.max_inflight_msgs = self.max_inflight_msgs;
         c.max_committed_bytes_per_ready = self.max_committed_bytes_per_ready;
+        c.skip_bcast_commit = self.skip_bcast_commit;
         c.random_seed = self.seed ^ incarnation.wrapping_mul(0x9E37_79B9);
         c
     }
