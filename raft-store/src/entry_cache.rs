@@ -91,6 +91,15 @@ impl EntryCache {
         Some(out)
     }
 
+    /// Drops the entries at or below `index`, which nobody will read again (applied,
+    /// and on a leader also held by every follower).
+    pub fn compact_to(&mut self, index: u64) {
+        while self.entries.front().is_some_and(|e| e.index <= index) {
+            let dropped = self.entries.pop_front().expect("the front was just seen");
+            self.bytes -= entry_size(&dropped);
+        }
+    }
+
     /// Forgets every entry (the log was replaced by a snapshot).
     pub fn clear(&mut self) {
         self.entries.clear();
@@ -98,6 +107,7 @@ impl EntryCache {
     }
 
     /// The bytes of entries held.
+    #[cfg(test)]
     #[must_use]
     pub fn bytes(&self) -> u64 {
         self.bytes
@@ -189,6 +199,13 @@ mod tests {
         let mut small = EntryCache::new(1);
         small.append(&run(1, 2, 1));
         assert_eq!(indexes_terms(&small.get(2, 3, None).unwrap()), [(2, 1)]);
+        // Compaction empties the front, and the run resumes after it.
+        c.compact_to(4);
+        assert_eq!((c.get(4, 5, None), c.bytes()), (None, one));
+        c.compact_to(9);
+        assert_eq!((c.get(5, 6, None), c.bytes()), (None, 0));
+        c.append(&run(6, 6, 1));
+        assert_eq!(indexes_terms(&c.get(6, 7, None).unwrap()), [(6, 1)]);
         let mut off = EntryCache::new(0);
         off.append(&run(1, 2, 1));
         assert_eq!(off.get(1, 2, None), None);

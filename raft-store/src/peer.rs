@@ -193,6 +193,23 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         self.raft_group.raft().state() == StateRole::Leader
     }
 
+    /// Drops the cached entries nobody will read again, so an idle region holds none: a
+    /// follower reads an entry from storage only to apply it, a leader also to send it
+    /// to a follower that lacks it.
+    pub fn trim_entry_cache(&mut self) {
+        let applied = self.raft_group.store().applied_index();
+        let needed_after = if self.is_leader() {
+            let tracker = self.raft_group.raft().tracker();
+            let replicated = tracker.progress.values().map(|p| p.matched).min();
+            replicated.unwrap_or(applied).min(applied)
+        } else {
+            applied
+        };
+        self.raft_group
+            .store_mut()
+            .compact_entry_cache(needed_after);
+    }
+
     /// Whether the peer was removed and waits to be destroyed.
     #[must_use]
     pub fn pending_remove(&self) -> bool {

@@ -368,6 +368,11 @@ impl<ER: Engine, EK: Engine> PeerStorage<ER, EK> {
         Ok(())
     }
 
+    /// Drops the cached entries at or below `index` (see [`EntryCache::compact_to`]).
+    pub fn compact_entry_cache(&mut self, index: u64) {
+        self.entry_cache.compact_to(index);
+    }
+
     /// Keeps up to `bytes` of the newest entries in memory (0: none), from the next
     /// append on.
     pub fn set_entry_cache_bytes(&mut self, bytes: u64) {

@@ -861,6 +861,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                         .entered();
                 peer.apply_entries(committed, kv_wb, &mut answers, &mut results)?;
                 peer.write_apply_state(kv_wb)?;
+                peer.trim_entry_cache();
             }
         }
         let apply_seconds = apply_started.elapsed().as_secs_f64();
