@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 
 use raft_core::eraftpb::Entry;
-use raft_core::util::entry_size;
+use raft_core::util::{entry_size, limit_size};
 
 /// A contiguous run of the newest log entries, at most `budget_bytes` of them (always
 /// the newest one, if any). Invariant: when not empty, the last cached entry is the last
@@ -79,15 +79,9 @@ impl EntryCache {
         }
         let start = usize::try_from(low - front).ok()?;
         let count = usize::try_from(high - low).ok()?;
-        let mut out = Vec::with_capacity(count);
-        let mut size = 0;
-        for e in self.entries.range(start..start + count) {
-            size += entry_size(e);
-            if !out.is_empty() && max_size.is_some_and(|max| size > max) {
-                break;
-            }
-            out.push(e.clone());
-        }
+        // Clones share the payloads (`Bytes`); cutting them afterwards is cheap.
+        let mut out: Vec<Entry> = self.entries.range(start..start + count).cloned().collect();
+        limit_size(&mut out, max_size);
         Some(out)
     }
 

@@ -888,7 +888,13 @@ mod tests {
         // A snapshot empties the cache: the same read now goes to the engine, which
         // misses entry 7.
         s.set_snapshot_raft_state(20, 7);
-        assert!(s.entries(7, 9, None).is_err());
+        let missing = s.entries(7, 9, None).unwrap_err();
+        assert!(
+            missing
+                .to_string()
+                .contains("raft log has entry 8 where 7 belongs"),
+            "{missing}"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use parking_lot::{Mutex, RwLock};
 
 use super::format::{self, HEADER_BYTES, KIND_BATCH, KIND_CATALOG, Op, Ops};
-use super::index::{self, Index};
+use super::index::{self, Files, Index, Map};
 use super::prefill::{self, Prefill};
 use super::{LogSnapshot, LogWriteBatch};
 use crate::column_families::ColumnFamilies;
@@ -277,6 +277,23 @@ impl LogEngine {
         self.inner.poisoned.store(true, Ordering::SeqCst);
     }
 
+    /// Fdatasyncs the active segment. A failure poisons the engine: what reached the disk
+    /// is unknown, so every later write is refused until reopen.
+    fn sync_data(&self, writer: &Writer) -> Result<()> {
+        writer.file.sync_data().inspect_err(|_| self.poison())?;
+        Ok(())
+    }
+
+    /// The map of column family `cf` and the files it points into, shared (O(1)) so the
+    /// caller reads after the lock is released: a read from disk must not hold up the
+    /// appends, which take the lock to index what they wrote, and a scan's callback may
+    /// write to the engine.
+    fn view(&self, cf: &str) -> Result<(Map, Arc<Files>)> {
+        let cf = self.inner.cf_ids[self.inner.cfs.index(cf)?] as usize;
+        let index = self.inner.index.read();
+        Ok((index.maps[cf].clone(), Arc::clone(&index.files)))
+    }
+
     /// Consumes an injected sync failure, poisoning the engine.
     fn injected_sync_failure(&self) -> Result<()> {
         if self.inner.fail_next_sync.swap(false, Ordering::SeqCst) {
@@ -298,10 +315,8 @@ impl LogEngine {
                 return Err(e.into());
             }
         };
-        if sync && let Err(e) = writer.file.sync_data() {
-            // What reached the disk is unknown: refuse every later write until reopen.
-            self.poison();
-            return Err(e.into());
+        if sync {
+            self.sync_data(writer)?;
         }
         let body_offset = start + (HEADER_BYTES + 1) as u64;
         if let Err(e) = self
@@ -414,8 +429,7 @@ impl LogEngine {
         if !body.is_empty() {
             self.append_batch(writer, &body, false)?;
         }
-        writer.file.sync_data().inspect_err(|_| self.poison())?;
-        Ok(())
+        self.sync_data(writer)
     }
 
     /// The batch body re-encoded with this engine's catalog ids, if `batch` was made by
@@ -502,13 +516,7 @@ fn append_record(file: &File, kind: u8, body: &[u8]) -> io::Result<u64> {
 
 impl Peekable for LogEngine {
     fn get_with<R>(&self, cf: &str, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
-        let cf = self.inner.cf_ids[self.inner.cfs.index(cf)?] as usize;
-        // Share the map (O(1)) and read after releasing the lock: a read from disk must not
-        // hold up the appends, which take the lock to index what they wrote.
-        let (map, files) = {
-            let index = self.inner.index.read();
-            (index.maps[cf].clone(), Arc::clone(&index.files))
-        };
+        let (map, files) = self.view(cf)?;
         index::get_in(&map, &files, key, f)
     }
 }
@@ -524,12 +532,7 @@ impl Iterable for LogEngine {
     where
         F: FnMut(&[u8], &[u8]) -> bool,
     {
-        let cf = self.inner.cf_ids[self.inner.cfs.index(cf)?] as usize;
-        // Share the map and release the lock, so `f` may write to the engine.
-        let (map, files) = {
-            let index = self.inner.index.read();
-            (index.maps[cf].clone(), Arc::clone(&index.files))
-        };
+        let (map, files) = self.view(cf)?;
         index::scan_in(&map, &files, range.into(), direction, f)
     }
 }
@@ -556,10 +559,11 @@ impl Engine for LogEngine {
             self.injected_sync_failure()?;
         }
         if body.is_empty() {
-            if options.sync {
-                writer.file.sync_data().inspect_err(|_| self.poison())?;
-            }
-            return Ok(());
+            return if options.sync {
+                self.sync_data(&writer)
+            } else {
+                Ok(())
+            };
         }
         if writer.end >= writer.segment_bytes {
             self.rotate(&mut writer)?;
@@ -586,8 +590,7 @@ impl Engine for LogEngine {
         let writer = self.inner.writer.lock();
         self.check_writable()?;
         self.injected_sync_failure()?;
-        writer.file.sync_data().inspect_err(|_| self.poison())?;
-        Ok(())
+        self.sync_data(&writer)
     }
 }
 

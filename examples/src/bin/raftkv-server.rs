@@ -122,11 +122,10 @@ fn parse_engine(s: &str) -> Result<EngineKind, String> {
 }
 
 fn parse_raft_engine(s: &str) -> Result<RaftEngineKind, String> {
-    match s {
-        "log" => Ok(RaftEngineKind::Log),
-        "kv" => Ok(RaftEngineKind::Kv),
-        other => Err(format!("unknown raft engine {other:?} (log, kv)")),
-    }
+    [RaftEngineKind::Log, RaftEngineKind::Kv]
+        .into_iter()
+        .find(|kind| kind.name() == s)
+        .ok_or_else(|| format!("unknown raft engine {s:?} (log, kv)"))
 }
 
 fn parse_peers(peers: &[String]) -> Result<BTreeMap<u64, String>, String> {
