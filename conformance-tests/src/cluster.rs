@@ -244,10 +244,20 @@ impl<F: EngineFactory> Cluster<F> {
         for _ in 0..1000 {
             let batch: Vec<(u64, RaftMessage)> = self.queue.borrow_mut().drain(..).collect();
             let reports = std::mem::take(&mut *self.reports.lock().unwrap());
-            if batch.is_empty() && reports.is_empty() {
+            // Stores with unwritten raft batches (`raft_async_write`) write them when run.
+            let unwritten: Vec<u64> = self
+                .stores
+                .iter()
+                .filter(|(_, s)| s.has_unwritten_rounds())
+                .map(|(&id, _)| id)
+                .collect();
+            if batch.is_empty() && reports.is_empty() && unwritten.is_empty() {
                 return;
             }
             let mut per_store: BTreeMap<u64, Vec<StoreMsg>> = BTreeMap::new();
+            for id in unwritten {
+                per_store.entry(id).or_default();
+            }
             for (store, msg) in reports {
                 per_store.entry(store).or_default().push(msg);
             }

@@ -57,6 +57,9 @@ pub enum StoreMsg {
     QueryRegions(RegionsCallback),
     /// The region worker finished a task.
     RegionTaskDone(Box<RegionTaskResult>),
+    /// The raft log writer finished a batch (a wake-up: the store takes every
+    /// completion at the start of each iteration).
+    RaftLogWritten,
 }
 
 impl std::fmt::Debug for StoreMsg {
@@ -72,6 +75,7 @@ impl std::fmt::Debug for StoreMsg {
             StoreMsg::StoreUnreachable(id) => write!(f, "StoreUnreachable({id})"),
             StoreMsg::QueryRegions(_) => f.write_str("QueryRegions"),
             StoreMsg::RegionTaskDone(r) => write!(f, "RegionTaskDone({r:?})"),
+            StoreMsg::RaftLogWritten => f.write_str("RaftLogWritten"),
             StoreMsg::SnapshotStatus {
                 region_id,
                 to_peer,

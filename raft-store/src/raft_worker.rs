@@ -116,6 +116,17 @@ impl RaftWorker {
             runner,
         )?;
         store.set_region_scheduler(region_worker.scheduler());
+        if store.config().raft_async_write {
+            let wake = mailbox.clone();
+            store.start_raft_log_writer(
+                format!("raft-writer-{}", store.store_id()),
+                Box::new(move || {
+                    // A full mailbox means the worker is busy and takes every completion
+                    // at the start of its next iteration anyway.
+                    let _ = wake.try_send(StoreMsg::RaftLogWritten);
+                }),
+            )?;
+        }
         let (stop, stop_rx) = bounded(1);
         let name = format!("raft-worker-{}", store.store_id());
         let thread = std::thread::Builder::new()

@@ -4,8 +4,11 @@
 //! no randomness, so a production thread and a deterministic simulator drive the same
 //! code (the simulator delivers `Tick`s by virtual time).
 
+mod raft_writes;
 mod region_tasks;
 mod stale_peer;
+
+use raft_writes::{PersistedReady, RaftWrites};
 
 use region_tasks::begin_apply_snapshot;
 
@@ -71,6 +74,9 @@ pub struct Store<ER: Engine, EK: Engine, S: RaftMessageSender> {
     /// round and kept for the next, for the same reason as `answers`.
     raft_wb: ER::WriteBatch,
     kv_wb: EK::WriteBatch,
+    /// Where `raft_wb` is written (inline unless an asynchronous writer was set up),
+    /// and the Readies waiting for it.
+    raft_writes: RaftWrites<ER>,
 }
 
 /// A round's write batch past this many operations (a snapshot's deletions, say) is
@@ -123,6 +129,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             Box::new(|_| {}),
         );
         let (raft_wb, kv_wb) = (raft_engine.write_batch(), kv_engine.write_batch());
+        let raft_writes = RaftWrites::new(cfg.raft_async_write);
         let mut store = Self {
             store_id,
             cfg,
@@ -143,6 +150,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             answers: Vec::new(),
             raft_wb,
             kv_wb,
+            raft_writes,
         };
         let (lo, hi) = keys::region_state_range();
         let mut states = Vec::new();
@@ -231,6 +239,8 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
     }
 
     fn insert_peer(&mut self, region: Region, meta: metapb::Peer) -> Result<()> {
+        // A replaced peer's unwritten rounds must not be confirmed to its successor.
+        self.flush_raft_writes_of(region.id)?;
         let peer = Peer::new(
             &self.cfg,
             self.raft_engine.clone(),
@@ -244,6 +254,12 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         }
         self.peers.insert(peer.region_id(), peer);
         Ok(())
+    }
+
+    /// The store's configuration.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.cfg
     }
 
     /// Deletes truncated raft log on `scheduler`'s worker instead of inline.
@@ -379,8 +395,10 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
     }
 
     fn handle_batch(&mut self, msgs: impl IntoIterator<Item = StoreMsg>) -> Result<()> {
+        self.complete_raft_writes()?;
         for msg in msgs {
             match msg {
+                StoreMsg::RaftLogWritten => {}
                 StoreMsg::Tick => self.on_tick()?,
                 StoreMsg::RaftMessage(m) => self.on_raft_message(*m)?,
                 StoreMsg::Command { request, callback } => self.on_command(*request, callback),
@@ -801,19 +819,22 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         let Self {
             peers,
             sender,
-            raft_engine,
-            kv_engine,
             cfg,
             region_ranges,
             pending_region_tasks,
             raft_wb,
             kv_wb,
+            raft_writes,
             ..
         } = self;
-        raft_wb.clear();
+        // The raft batch may hold rounds gathered while an asynchronous write runs.
+        if !raft_writes.is_pending() {
+            raft_wb.clear();
+        }
         kv_wb.clear();
         let mut readies = Vec::new();
         let mut must_sync = false;
+        let mut has_snapshot = false;
         for (&region_id, peer) in peers.iter_mut() {
             if peer.is_applying_snapshot() || !peer.raft_group().has_ready() {
                 continue;
@@ -823,6 +844,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             if let Some(snapshot) = rd.snapshot() {
                 let task = begin_apply_snapshot(peer, snapshot, region_ranges, raft_wb)?;
                 pending_region_tasks.push_back(task);
+                has_snapshot = true;
             }
             let storage = peer.raft_group_mut().store_mut();
             storage.append(rd.entries(), raft_wb)?;
@@ -845,9 +867,8 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         // index (`RaftLog::next_committed_ents`), so they are durable here and on a quorum
         // already; only the entries appended in this round wait for the fsync. Answering
         // first spares every write one fsync of latency: the entries proposed after it
-        // no longer hold its answer back. The kv batch is still written after the raft
-        // write, so the applied index on disk never passes the commit index on disk. A
-        // read is served on this thread after that kv write, so nothing reads around it.
+        // no longer hold its answer back. A read is served on this thread after the kv
+        // write, so nothing reads around it.
         let apply_started = std::time::Instant::now();
         let mut answers = std::mem::take(&mut self.answers);
         let mut results = Vec::new();
@@ -868,39 +889,53 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         for (cb, resp) in answers.drain(..) {
             cb(resp);
         }
-        // Group commit: one write and at most one fsync for every peer's Ready. The clock
-        // read here only feeds a metric; it never steers the state machines.
-        let write_started = std::time::Instant::now();
+        // Group commit: one write and at most one fsync for every peer's Ready. With an
+        // asynchronous writer the round joins the batch gathering for the next write, and
+        // its persisted messages wait for that write. A round that begins applying a
+        // snapshot is written here, after everything before it: the region worker
+        // applies the snapshot's data once the round ends.
         let sync = must_sync && cfg.sync_log;
-        raft_engine.write(raft_wb, WriteOptions { sync })?;
-        crate::store_metrics::group_commit(
-            readies.len(),
-            sync,
-            write_started.elapsed().as_secs_f64(),
-        );
+        let write_now = !raft_writes.is_async() || has_snapshot;
+        let mut round = Vec::new();
         for (region_id, mut rd) in readies {
             let peer = peers.get_mut(&region_id).expect("peer handled above");
-            let persisted_messages = rd.take_persisted_messages();
-            if peer.is_applying_snapshot() {
-                peer.hold_messages(persisted_messages);
-            } else {
-                send_messages(peer, persisted_messages, sender);
-            }
+            round.push(PersistedReady {
+                region_id,
+                number: rd.number(),
+                messages: rd.take_persisted_messages(),
+            });
             let lost_leadership = rd
                 .soft_state()
                 .is_some_and(|ss| ss.raft_state != raft_core::StateRole::Leader);
-            let read_states = rd.take_read_states();
-            peer.raft_group_mut().on_persist_ready(rd.number())?;
             if lost_leadership {
                 peer.on_leadership_lost();
                 // Only a leader sends snapshots: its staged one can go.
                 peer.raft_group_mut().store_mut().clear_snapshot_cache();
             }
-            peer.on_read_states(read_states);
+            peer.on_read_states(rd.take_read_states());
         }
+        self.answers = answers;
+        self.raft_writes.gather(round, sync);
+        if write_now {
+            self.flush_raft_writes()?;
+        } else {
+            self.raft_writes
+                .submit_if_idle(&mut self.raft_wb, &self.raft_engine);
+        }
+        let Self {
+            peers,
+            kv_engine,
+            kv_wb,
+            ..
+        } = self;
+        let mut answers = std::mem::take(&mut self.answers);
         // The applied index travels with the data it describes. A compaction must be on
         // disk before the log it truncates is deleted, and a removal (Tombstone) before
-        // the destroyed peer's data is.
+        // the destroyed peer's data is. This batch may reach the disk before the raft
+        // batch of its round (with an asynchronous writer, or after a crash between the
+        // two): it applies only entries persisted in earlier rounds, so the applied index
+        // on disk never passes the log on disk, and a commit index on disk left behind
+        // the applied index is raised to it on load (`PeerStorage::new`).
         let must_sync_kv = results.iter().any(|r| {
             matches!(
                 r,
@@ -929,7 +964,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             cb(resp);
         }
         self.answers = answers;
-        if self.raft_wb.len() > KEPT_WRITE_BATCH_OPS {
+        if self.raft_wb.len() > KEPT_WRITE_BATCH_OPS && !self.raft_writes.is_pending() {
             self.raft_wb = self.raft_engine.write_batch();
         }
         if self.kv_wb.len() > KEPT_WRITE_BATCH_OPS {
@@ -1008,6 +1043,9 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
     /// Removes a peer that is no longer a member and has its data deleted by the region
     /// worker. `tombstone` says whether its `Tombstone` state is already on disk.
     fn destroy_peer(&mut self, region_id: u64, tombstone: TombstoneWrite) -> Result<()> {
+        // The region worker deletes the peer's raft log: none of its writes may land
+        // after that.
+        self.flush_raft_writes_of(region_id)?;
         let Some(mut peer) = self.peers.remove(&region_id) else {
             return Ok(());
         };

@@ -1,6 +1,8 @@
 //! Apply atomicity and durability across a real crash: a child process runs a
 //! single-node store on fjall and acknowledges puts on stdout; the parent kills it with
-//! SIGKILL at a seeded random moment, then checks the engines it left behind.
+//! SIGKILL at a seeded random moment, then checks the engines it left behind. Once with
+//! raft batches written inline, once written asynchronously (`raft_async_write`: the kv
+//! batch of a round may land before its raft batch).
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // a test and its child process
 
@@ -18,15 +20,24 @@ use raft_store::pb::raft_cmdpb::{CmdType, RaftCmdRequest};
 use raft_store::pb::raft_serverpb::RaftApplyState;
 
 const CHILD_ENV: &str = "RAFT_STORE_CRASH_CHILD_DIR";
+const ASYNC_CHILD_ENV: &str = "RAFT_STORE_ASYNC_CRASH_CHILD_DIR";
 const TEST_NAME: &str = "killed_store_keeps_acknowledged_writes_and_consistent_apply_state";
+const ASYNC_TEST_NAME: &str = "killed_store_with_async_raft_writes_keeps_acknowledged_writes";
+
+fn config(async_raft_writes: bool) -> raft_store::Config {
+    raft_store::Config {
+        raft_async_write: async_raft_writes,
+        ..test_config()
+    }
+}
 
 fn data_key(seq: u64) -> Vec<u8> {
     format!("data/{seq:08}").into_bytes()
 }
 
 /// The child: put (data/i, i) and (last, i) in one command, forever; print each ack.
-fn run_child(dir: &str) -> ! {
-    let mut c = Cluster::with_factory(FjallFactory::at(dir.as_ref()), 1, test_config(), b"", b"");
+fn run_child(dir: &str, cfg: raft_store::Config) -> ! {
+    let mut c = Cluster::with_factory(FjallFactory::at(dir.as_ref()), 1, cfg, b"", b"");
     for seq in 1.. {
         let value = seq.to_string().into_bytes();
         c.must_call(vec![
@@ -67,8 +78,18 @@ fn last_seq_in_log(raft: &FjallEngine, applied: u64) -> u64 {
 
 #[test]
 fn killed_store_keeps_acknowledged_writes_and_consistent_apply_state() {
-    if let Ok(dir) = std::env::var(CHILD_ENV) {
-        run_child(&dir);
+    crash_rounds(TEST_NAME, CHILD_ENV, false);
+}
+
+#[test]
+fn killed_store_with_async_raft_writes_keeps_acknowledged_writes() {
+    crash_rounds(ASYNC_TEST_NAME, ASYNC_CHILD_ENV, true);
+}
+
+/// Three children killed at seeded moments (this test's child when `child_env` is set).
+fn crash_rounds(test_name: &str, child_env: &str, async_raft_writes: bool) {
+    if let Ok(dir) = std::env::var(child_env) {
+        run_child(&dir, config(async_raft_writes));
     }
     let seed = crash_child::seed("RAFT_STORE_CRASH_SEED");
     println!("crash test seed={seed} (replay with RAFT_STORE_CRASH_SEED={seed})");
@@ -80,7 +101,7 @@ fn killed_store_keeps_acknowledged_writes_and_consistent_apply_state() {
                 .wrapping_add(round * 7919)
                 >> 33)
                 % 150;
-        let mut child = crash_child::spawn(TEST_NAME, CHILD_ENV, dir.path());
+        let mut child = crash_child::spawn(test_name, child_env, dir.path());
         let mut acked = 0u64;
         for line in BufReader::new(child.stdout.take().unwrap()).lines() {
             let line = line.unwrap();
@@ -127,7 +148,7 @@ fn killed_store_keeps_acknowledged_writes_and_consistent_apply_state() {
             }
         }
         // After a restart every acknowledged write is there.
-        let mut c = Cluster::reopen(FjallFactory::at(dir.path()), 1, test_config());
+        let mut c = Cluster::reopen(FjallFactory::at(dir.path()), 1, config(async_raft_writes));
         for seq in 1..=acked {
             assert_eq!(
                 c.must_get(&data_key(seq)),

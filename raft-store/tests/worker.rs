@@ -1,6 +1,8 @@
 //! Three stores, each on its own raft worker thread with a real clock, exchanging
 //! messages mailbox to mailbox.
 
+#![allow(clippy::unwrap_used)] // a test
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,8 +43,19 @@ impl RaftMessageSender for MailboxSender {
 
 #[test]
 fn workers_elect_replicate_and_serve_reads() {
+    elect_replicate_and_serve_reads(false);
+}
+
+/// The same with each store's raft batches written by its writer thread.
+#[test]
+fn workers_with_raft_log_writers_elect_replicate_and_serve_reads() {
+    elect_replicate_and_serve_reads(true);
+}
+
+fn elect_replicate_and_serve_reads(raft_async_write: bool) {
     let cfg = Config {
         raft_base_tick_ms: 10,
+        raft_async_write,
         ..Config::default()
     };
     let routes: Routes = Arc::default();
@@ -76,6 +89,18 @@ fn workers_elect_replicate_and_serve_reads() {
         let got = resp.responses[0].get.clone().unwrap();
         assert!(got.found);
         assert_eq!(&got.value[..], b"v");
+        // Many writes in flight at once: rounds gather while a batch is written.
+        let mut puts = tokio::task::JoinSet::new();
+        for i in 0..200u32 {
+            let mailboxes = mailboxes.clone();
+            let req = request(vec![put(format!("k{i}").as_bytes(), b"x")]);
+            puts.spawn(async move { on_leader(&mailboxes, req).await });
+        }
+        while let Some(done) = puts.join_next().await {
+            done.unwrap();
+        }
+        let (_, resp) = on_leader(&mailboxes, request(vec![get(b"k199")])).await;
+        assert!(resp.responses[0].get.clone().unwrap().found);
     });
     for worker in workers {
         worker.shutdown().unwrap();

@@ -77,6 +77,10 @@ impl SimConfig {
             snap_gc_tick_ticks: 50,
             // A few entries' worth: eviction and reads past the cache happen all the time.
             raft_entry_cache_bytes: 2048,
+            // Every other seed writes raft batches asynchronously (at the store's next
+            // run): acknowledgements an iteration late, the kv batch ahead of the raft
+            // batch, several rounds gathered, crashes in between.
+            raft_async_write: self.seed % 2 == 1,
             ..Config::default()
         }
     }

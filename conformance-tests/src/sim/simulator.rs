@@ -436,6 +436,10 @@ impl Simulator {
         self.schedule_region_task(id);
         if let Some(store) = self.nodes[&id].store() {
             self.safety.observe(id, store);
+            if store.has_unwritten_rounds() {
+                // Its raft batch is written when it next runs: the disk's latency.
+                self.schedule_run(id);
+            }
         }
     }
 
