@@ -167,15 +167,18 @@ class Cluster:
         self.stop()
 
 
-def fsync_floor(seconds=3.0):
-    """(syncs/s, p50 µs, p99 µs) of fdatasync by one writer in DATA_ROOT."""
+def fsync_floor(seconds=3.0, shared=False):
+    """(syncs/s, p50 µs, p99 µs) of fdatasync in DATA_ROOT by one writer, or (`shared`)
+    by three writers at once, as three replicas on this disk sync."""
     os.makedirs(DATA_ROOT, exist_ok=True)
     out = subprocess.run([FSYNC_FLOOR, DATA_ROOT, str(seconds)], capture_output=True,
                          text=True, check=True).stdout
     # "fdatasync floor in DIR: N syncs/s by one writer, p50 X, p99 Y (K syncs)"
-    rate = float(out.split(": ", 1)[1].split(" syncs/s")[0])
-    p50 = parse_debug_duration(out.split("p50 ", 1)[1].split(",")[0])
-    p99 = parse_debug_duration(out.split("p99 ", 1)[1].split(" (")[0])
+    # "three writers at once: N syncs/s in all, p50 X, p99 Y (K syncs)"
+    line = out.splitlines()[1 if shared else 0]
+    rate = float(line.split(": ", 1)[1].split(" syncs/s")[0])
+    p50 = parse_debug_duration(line.split("p50 ", 1)[1].split(",")[0])
+    p99 = parse_debug_duration(line.split("p99 ", 1)[1].split(" (")[0])
     return rate, p50, p99
 
 

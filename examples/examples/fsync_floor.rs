@@ -1,5 +1,6 @@
-//! Prints the disk's fdatasync floor for a directory: `cargo run --release -p
-//! raftkv-examples --example fsync_floor -- [DIR] [SECONDS]`.
+//! Prints the disk's fdatasync floor for a directory, for one writer and for three at
+//! once (three replicas sharing the disk): `cargo run --release -p raftkv-examples
+//! --example fsync_floor -- [DIR] [SECONDS]`.
 #![allow(clippy::print_stdout)]
 
 use std::path::PathBuf;
@@ -19,6 +20,12 @@ fn main() -> std::io::Result<()> {
         stats.p50,
         stats.p99,
         stats.syncs
+    );
+    let shared =
+        fsync_probe::measure_concurrent(&dir, 3, 256, Duration::from_secs_f64(seconds), 10)?;
+    println!(
+        "three writers at once: {:.0} syncs/s in all, p50 {:?}, p99 {:?} ({} syncs)",
+        shared.syncs_per_sec, shared.p50, shared.p99, shared.syncs
     );
     Ok(())
 }
