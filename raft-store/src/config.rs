@@ -84,9 +84,9 @@ pub struct Config {
     /// Whether raft batches are written on a writer thread, so the raft worker goes on
     /// handling messages, committing and applying while the fsync runs (what waits for
     /// durability still waits; rounds made meanwhile gather into the next write). Pays
-    /// when the fsync is slow against the CPU (1.3x puts/s at 64 clients with 1 ms added
-    /// to each fsync); costs two thread hand-offs per write, a loss where CPU is the
-    /// limit (0.88x on the 2-vCPU benchmark machine). A store driven by hand rather than
+    /// when the fsync is slow against the CPU (1.27x puts/s at 64 clients with 1 ms
+    /// added to each fsync); costs two thread hand-offs per write, a loss where CPU is
+    /// the limit (0.94x at 64 clients and 0.85x at one on the 2-vCPU benchmark machine). A store driven by hand rather than
     /// by a [`RaftWorker`](crate::RaftWorker) writes at the start of its next iteration
     /// instead. Off: the raft worker writes each batch before its round ends. Default
     /// false.
