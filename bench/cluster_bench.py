@@ -123,6 +123,7 @@ def e2e():
             print(row(engine, "put", 1, r, load_avg(), floor))
             lines = breakdown(cluster, r, before, after)
             put_p50 = r["write"]["latency_us"]["p50"]
+            lines.append("")
             lines.append(f"Put p50 {ms(put_p50)} ms = {put_p50 / p50:.2f}× the one-writer "
                          f"fdatasync p50, {put_p50 / shared_p50:.2f}× the three-writer one.")
             notes.append((engine, lines))
