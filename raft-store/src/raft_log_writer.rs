@@ -11,7 +11,7 @@
 
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, unbounded};
 use engines::{Engine, WriteBatch, WriteOptions};
 use tracing::error;
 
@@ -29,10 +29,11 @@ pub(crate) struct Job<B> {
     peers: usize,
 }
 
-/// A finished job: its outcome and the batch, emptied, to be used again.
+/// A finished job: its outcome and the batch, emptied, to be used again (unless it grew
+/// too large to keep).
 struct Done<B> {
     result: Result<()>,
-    batch: B,
+    batch: Option<B>,
 }
 
 /// Where the store's raft-engine batches are written. At most one batch is in flight
@@ -87,17 +88,28 @@ impl<ER: Engine> RaftLogWriter<ER> {
         match self {
             Self::Inline => Ok(false),
             Self::Deferred(slot) => {
-                let Some(mut job) = slot.take() else {
+                let Some(job) = slot.take() else {
                     return Ok(false);
                 };
                 write_round(engine, &job.batch, job.sync, job.peers)?;
-                job.batch.clear();
-                reuse.push(job.batch);
+                reuse.extend(reusable(job.batch));
                 Ok(true)
             }
             Self::Threaded(thread) => thread.take_completed(wait, reuse),
         }
     }
+}
+
+/// A write batch past this many operations (a snapshot's deletions, say) is dropped after
+/// its write rather than kept for the next, so one large round does not pin its memory.
+pub(crate) const KEPT_WRITE_BATCH_OPS: usize = 1 << 16;
+
+/// `batch`, emptied, if it is small enough to keep for a later round.
+pub(crate) fn reusable<B: WriteBatch>(mut batch: B) -> Option<B> {
+    (batch.len() <= KEPT_WRITE_BATCH_OPS).then(|| {
+        batch.clear();
+        batch
+    })
 }
 
 /// Writes one round's batch and records the group-commit metrics.
@@ -133,14 +145,13 @@ impl<ER: Engine> WriterThread<ER> {
             .spawn(move || {
                 // Jobs still queued when the store goes are written: the loop ends only
                 // once the channel is empty and disconnected.
-                for mut job in job_rx {
+                for job in job_rx {
                     let result = write_round(&engine, &job.batch, job.sync, job.peers);
                     let failed = result.is_err();
-                    job.batch.clear();
                     if done_tx
                         .send(Done {
                             result,
-                            batch: job.batch,
+                            batch: reusable(job.batch),
                         })
                         .is_err()
                     {
@@ -191,12 +202,16 @@ impl<ER: Engine> WriterThread<ER> {
         } else {
             match self.done.try_recv() {
                 Ok(done) => done,
-                Err(_) => return Ok(false),
+                Err(TryRecvError::Empty) => return Ok(false),
+                // The thread died (a panic in the engine) without answering.
+                Err(TryRecvError::Disconnected) => {
+                    return Err(Error::Other("the raft log writer has stopped".into()));
+                }
             }
         };
         self.in_flight = false;
         done.result?;
-        reuse.push(done.batch);
+        reuse.extend(done.batch);
         Ok(true)
     }
 }

@@ -219,6 +219,10 @@ fn run<ER: Engine, EK: Engine, S: RaftMessageSender>(
             return Err(e);
         }
     }
+    // Gathered raft writes go to disk before the store does (nothing unwritten was
+    // promised, so dropping them would be safe, but a clean stop should not look like
+    // a crash).
+    store.flush_raft_writes()?;
     info!(store_id, "raft worker stopped");
     Ok(())
 }

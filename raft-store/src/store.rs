@@ -31,6 +31,7 @@ use crate::pb::raft_cmdpb::{
 use crate::pb::raft_serverpb::{PeerState, RaftMessage, RegionLocalState};
 use crate::peer::{ApplyResult, Peer, error_response};
 use crate::raft_log_gc::RaftLogGcTask;
+use crate::raft_log_writer::KEPT_WRITE_BATCH_OPS;
 use crate::region_worker::{RegionRunner, RegionTask};
 use crate::sender::RaftMessageSender;
 use crate::snapshot::{SnapKey, SnapManager};
@@ -78,10 +79,6 @@ pub struct Store<ER: Engine, EK: Engine, S: RaftMessageSender> {
     /// and the Readies waiting for it.
     raft_writes: RaftWrites<ER>,
 }
-
-/// A round's write batch past this many operations (a snapshot's deletions, say) is
-/// dropped after the round rather than kept, so one large round does not pin its memory.
-const KEPT_WRITE_BATCH_OPS: usize = 1 << 16;
 
 /// Where a store's region tasks run.
 enum RegionDispatch<ER: Engine, EK: Engine> {
@@ -816,6 +813,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
 
     /// One round of Ready handling over every peer. Returns whether any peer had one.
     fn handle_readies(&mut self) -> Result<bool> {
+        self.flush_raft_writes_before_snapshots()?;
         let Self {
             peers,
             sender,
@@ -964,9 +962,6 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             cb(resp);
         }
         self.answers = answers;
-        if self.raft_wb.len() > KEPT_WRITE_BATCH_OPS && !self.raft_writes.is_pending() {
-            self.raft_wb = self.raft_engine.write_batch();
-        }
         if self.kv_wb.len() > KEPT_WRITE_BATCH_OPS {
             self.kv_wb = self.kv_engine.write_batch();
         }

@@ -1,8 +1,9 @@
 //! Apply atomicity and durability across a real crash: a child process runs a
 //! single-node store on fjall and acknowledges puts on stdout; the parent kills it with
 //! SIGKILL at a seeded random moment, then checks the engines it left behind. Once with
-//! raft batches written inline, once written asynchronously (`raft_async_write`: the kv
-//! batch of a round may land before its raft batch).
+//! raft batches written inline, and twice written asynchronously (`raft_async_write`:
+//! the kv batch of a round may land before its raft batch): at the store's next
+//! iteration (a store driven by hand) and on a `RaftWorker`'s writer thread.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // a test and its child process
 
@@ -11,7 +12,7 @@ mod crash_child;
 
 use std::io::{BufRead, BufReader};
 
-use conformance_tests::cluster::{self, Cluster, FjallFactory, test_config};
+use conformance_tests::cluster::{self, Cluster, EngineFactory, FjallFactory, live, test_config};
 use engines::{Direction, FjallEngine, Iterable, Peekable};
 use prost::Message as _;
 use raft_core::eraftpb::{Entry, EntryType};
@@ -23,6 +24,9 @@ const CHILD_ENV: &str = "RAFT_STORE_CRASH_CHILD_DIR";
 const ASYNC_CHILD_ENV: &str = "RAFT_STORE_ASYNC_CRASH_CHILD_DIR";
 const TEST_NAME: &str = "killed_store_keeps_acknowledged_writes_and_consistent_apply_state";
 const ASYNC_TEST_NAME: &str = "killed_store_with_async_raft_writes_keeps_acknowledged_writes";
+const WRITER_CHILD_ENV: &str = "RAFT_STORE_WRITER_CRASH_CHILD_DIR";
+const WRITER_TEST_NAME: &str =
+    "killed_raft_worker_with_a_log_writer_thread_keeps_acknowledged_writes";
 
 fn config(async_raft_writes: bool) -> raft_store::Config {
     raft_store::Config {
@@ -36,7 +40,10 @@ fn data_key(seq: u64) -> Vec<u8> {
 }
 
 /// The child: put (data/i, i) and (last, i) in one command, forever; print each ack.
-fn run_child(dir: &str, cfg: raft_store::Config) -> ! {
+fn run_child(dir: &str, cfg: raft_store::Config, worker: bool) -> ! {
+    if worker {
+        run_worker_child(dir, cfg);
+    }
     let mut c = Cluster::with_factory(FjallFactory::at(dir.as_ref()), 1, cfg, b"", b"");
     for seq in 1.. {
         let value = seq.to_string().into_bytes();
@@ -46,6 +53,47 @@ fn run_child(dir: &str, cfg: raft_store::Config) -> ! {
         ]);
         println!("ack {seq}");
     }
+    unreachable!("the loop never ends")
+}
+
+/// A single-node store has no one to send to.
+struct NoPeers;
+
+impl raft_store::RaftMessageSender for NoPeers {
+    fn send(&mut self, _: u64, _: raft_store::pb::raft_serverpb::RaftMessage) {}
+    fn flush(&mut self) {}
+}
+
+/// [`run_child`] on a `RaftWorker` thread with its raft log writer thread.
+fn run_worker_child(dir: &str, cfg: raft_store::Config) -> ! {
+    let mut factory = FjallFactory::at(dir.as_ref());
+    let region = cluster::first_region(1, b"", b"");
+    cluster::bootstrap(&mut factory, 1, &region);
+    let (raft, kv) = factory.open(1);
+    let snap_mgr = raft_store::SnapManager::open(factory.snap_dir(1), &cfg).unwrap();
+    let store = raft_store::Store::open(1, cfg.clone(), raft, kv, NoPeers, snap_mgr).unwrap();
+    let (mailbox, rx) = raft_store::StoreMailbox::new(raft_store::raft_worker::MAILBOX_CAPACITY);
+    let tick = std::time::Duration::from_millis(cfg.raft_base_tick_ms);
+    let _worker =
+        raft_store::RaftWorker::spawn(store, mailbox.clone(), rx, tick, cfg.max_batch_msgs)
+            .unwrap();
+    let mailboxes = [(1, mailbox)];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for seq in 1.. {
+            let value = seq.to_string().into_bytes();
+            let mut req = live::request(vec![
+                cluster::put(&data_key(seq), &value),
+                cluster::put(b"last", &value),
+            ]);
+            req.header.as_mut().unwrap().region_epoch = region.region_epoch;
+            live::on_leader(&mailboxes, req).await;
+            println!("ack {seq}");
+        }
+    });
     unreachable!("the loop never ends")
 }
 
@@ -78,18 +126,24 @@ fn last_seq_in_log(raft: &FjallEngine, applied: u64) -> u64 {
 
 #[test]
 fn killed_store_keeps_acknowledged_writes_and_consistent_apply_state() {
-    crash_rounds(TEST_NAME, CHILD_ENV, false);
+    crash_rounds(TEST_NAME, CHILD_ENV, false, false);
 }
 
 #[test]
 fn killed_store_with_async_raft_writes_keeps_acknowledged_writes() {
-    crash_rounds(ASYNC_TEST_NAME, ASYNC_CHILD_ENV, true);
+    crash_rounds(ASYNC_TEST_NAME, ASYNC_CHILD_ENV, true, false);
 }
 
-/// Three children killed at seeded moments (this test's child when `child_env` is set).
-fn crash_rounds(test_name: &str, child_env: &str, async_raft_writes: bool) {
+#[test]
+fn killed_raft_worker_with_a_log_writer_thread_keeps_acknowledged_writes() {
+    crash_rounds(WRITER_TEST_NAME, WRITER_CHILD_ENV, true, true);
+}
+
+/// Three children killed at seeded moments (this test's child when `child_env` is set);
+/// `worker`: the child runs its store on a `RaftWorker`.
+fn crash_rounds(test_name: &str, child_env: &str, async_raft_writes: bool, worker: bool) {
     if let Ok(dir) = std::env::var(child_env) {
-        run_child(&dir, config(async_raft_writes));
+        run_child(&dir, config(async_raft_writes), worker);
     }
     let seed = crash_child::seed("RAFT_STORE_CRASH_SEED");
     println!("crash test seed={seed} (replay with RAFT_STORE_CRASH_SEED={seed})");

@@ -17,9 +17,11 @@ use engines::{Engine, WriteBatch};
 use raft_core::eraftpb;
 
 use super::{Store, send_messages};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::peer::Peer;
-use crate::raft_log_writer::{RaftLogWriter, WriterThread, WrittenNotifier, write_round};
+use crate::raft_log_writer::{
+    KEPT_WRITE_BATCH_OPS, RaftLogWriter, WriterThread, WrittenNotifier, write_round,
+};
 use crate::sender::RaftMessageSender;
 
 /// Emptied batches kept for later rounds.
@@ -146,12 +148,23 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
 
     /// Puts every round's raft writes on disk now: waits for the batch in flight, then
     /// writes the gathered ones here.
-    pub(super) fn flush_raft_writes(&mut self) -> Result<()> {
+    ///
+    /// # Errors
+    /// A failed write; the store must stop.
+    pub(crate) fn flush_raft_writes(&mut self) -> Result<()> {
         let writes = &mut self.raft_writes;
         if !writes.in_flight.is_empty() {
-            writes
-                .writer
-                .take_completed(&self.raft_engine, true, &mut writes.spare)?;
+            let written =
+                writes
+                    .writer
+                    .take_completed(&self.raft_engine, true, &mut writes.spare)?;
+            if !written {
+                // Acknowledging these Readies now would promise what is not on disk.
+                return Err(Error::Other(
+                    "the raft log writer lost a batch in flight".into(),
+                ));
+            }
+            writes.spare.truncate(SPARE_BATCHES);
             let done = std::mem::take(&mut writes.in_flight);
             finish(done, &mut self.peers, &mut self.sender)?;
         }
@@ -164,7 +177,11 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                 sync,
                 writes.gathering.len(),
             )?;
-            self.raft_wb.clear();
+            if self.raft_wb.len() > KEPT_WRITE_BATCH_OPS {
+                self.raft_wb = self.raft_engine.write_batch();
+            } else {
+                self.raft_wb.clear();
+            }
             writes.gathering_sync = false;
             let done = std::mem::take(&mut writes.gathering);
             finish(done, &mut self.peers, &mut self.sender)?;
@@ -172,8 +189,31 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         Ok(())
     }
 
+    /// Flushes the raft writes before a round in which a peer with unwritten rounds
+    /// takes a snapshot: that peer holds its messages while the snapshot applies, and
+    /// the acknowledgements of its earlier rounds must not wait for (or be lost with)
+    /// the snapshot.
+    pub(super) fn flush_raft_writes_before_snapshots(&mut self) -> Result<()> {
+        if !self.raft_writes.is_pending() {
+            return Ok(());
+        }
+        let snapshot_coming = self.peers.iter().any(|(&region_id, peer)| {
+            peer.raft_group()
+                .raft()
+                .raft_log()
+                .unstable
+                .next_snapshot()
+                .is_some()
+                && self.raft_writes.holds_region(region_id)
+        });
+        if snapshot_coming {
+            self.flush_raft_writes()?;
+        }
+        Ok(())
+    }
+
     /// Flushes the raft writes if a round of `region_id` is among them.
-    pub(super) fn flush_raft_writes_of(&mut self, region_id: u64) -> Result<()> {
+    pub(crate) fn flush_raft_writes_of(&mut self, region_id: u64) -> Result<()> {
         if self.raft_writes.holds_region(region_id) {
             self.flush_raft_writes()?;
         }

@@ -188,6 +188,10 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
     }
 
     fn on_snapshot_applied(&mut self, region_id: u64, result: Result<()>) -> Result<()> {
+        // A failed apply rewrites the peer's raft state directly: nothing of the region
+        // may still be on its way to the raft engine (by construction nothing is: the
+        // peer made no Ready while applying, and the snapshot's round was written first).
+        self.flush_raft_writes_of(region_id)?;
         let Some(peer) = self.peers.get_mut(&region_id) else {
             return Ok(());
         };
