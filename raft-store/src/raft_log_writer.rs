@@ -29,11 +29,10 @@ pub(crate) struct Job<B> {
     peers: usize,
 }
 
-/// A finished job: its outcome and the batch, emptied, to be used again (unless it grew
-/// too large to keep).
+/// A finished job: its outcome and its batch, emptied for the next write.
 struct Done<B> {
     result: Result<()>,
-    batch: Option<B>,
+    batch: B,
 }
 
 /// Where the store's raft-engine batches are written. At most one batch is in flight
@@ -74,8 +73,8 @@ impl<ER: Engine> RaftLogWriter<ER> {
         }
     }
 
-    /// Whether the batch in flight is written (a deferred writer writes it now; with
-    /// `wait`, waits for it); its emptied batch is pushed to `reuse`.
+    /// The emptied batch of the write in flight once it is written (a deferred writer
+    /// writes it now; with `wait`, waits for it); `None` while it is not.
     ///
     /// # Errors
     /// A failed write: the engine is poisoned and the store must stop.
@@ -83,19 +82,18 @@ impl<ER: Engine> RaftLogWriter<ER> {
         &mut self,
         engine: &ER,
         wait: bool,
-        reuse: &mut Vec<ER::WriteBatch>,
-    ) -> Result<bool> {
+    ) -> Result<Option<ER::WriteBatch>> {
         match self {
-            Self::Inline => Ok(false),
+            Self::Inline => Ok(None),
             Self::Deferred(slot) => {
-                let Some(job) = slot.take() else {
-                    return Ok(false);
+                let Some(mut job) = slot.take() else {
+                    return Ok(None);
                 };
                 write_round(engine, &job.batch, job.sync, job.peers)?;
-                reuse.extend(reusable(job.batch));
-                Ok(true)
+                recycle(engine, &mut job.batch);
+                Ok(Some(job.batch))
             }
-            Self::Threaded(thread) => thread.take_completed(wait, reuse),
+            Self::Threaded(thread) => thread.take_completed(wait),
         }
     }
 }
@@ -104,12 +102,14 @@ impl<ER: Engine> RaftLogWriter<ER> {
 /// its write rather than kept for the next, so one large round does not pin its memory.
 pub(crate) const KEPT_WRITE_BATCH_OPS: usize = 1 << 16;
 
-/// `batch`, emptied, if it is small enough to keep for a later round.
-pub(crate) fn reusable<B: WriteBatch>(mut batch: B) -> Option<B> {
-    (batch.len() <= KEPT_WRITE_BATCH_OPS).then(|| {
+/// Empties `batch` for a later round, or replaces it with a new one when it grew past
+/// [`KEPT_WRITE_BATCH_OPS`].
+pub(crate) fn recycle<E: Engine>(engine: &E, batch: &mut E::WriteBatch) {
+    if batch.len() > KEPT_WRITE_BATCH_OPS {
+        *batch = engine.write_batch();
+    } else {
         batch.clear();
-        batch
-    })
+    }
 }
 
 /// Writes one round's batch and records the group-commit metrics.
@@ -145,13 +145,14 @@ impl<ER: Engine> WriterThread<ER> {
             .spawn(move || {
                 // Jobs still queued when the store goes are written: the loop ends only
                 // once the channel is empty and disconnected.
-                for job in job_rx {
+                for mut job in job_rx {
                     let result = write_round(&engine, &job.batch, job.sync, job.peers);
                     let failed = result.is_err();
+                    recycle(&engine, &mut job.batch);
                     if done_tx
                         .send(Done {
                             result,
-                            batch: reusable(job.batch),
+                            batch: job.batch,
                         })
                         .is_err()
                     {
@@ -188,12 +189,12 @@ impl<ER: Engine> WriterThread<ER> {
         }
     }
 
-    fn take_completed(&mut self, wait: bool, reuse: &mut Vec<ER::WriteBatch>) -> Result<bool> {
+    fn take_completed(&mut self, wait: bool) -> Result<Option<ER::WriteBatch>> {
         if self.jobs.is_none() {
             return Err(Error::Other("the raft log writer has stopped".into()));
         }
         if !self.in_flight {
-            return Ok(false);
+            return Ok(None);
         }
         let done = if wait {
             self.done
@@ -202,7 +203,7 @@ impl<ER: Engine> WriterThread<ER> {
         } else {
             match self.done.try_recv() {
                 Ok(done) => done,
-                Err(TryRecvError::Empty) => return Ok(false),
+                Err(TryRecvError::Empty) => return Ok(None),
                 // The thread died (a panic in the engine) without answering.
                 Err(TryRecvError::Disconnected) => {
                     return Err(Error::Other("the raft log writer has stopped".into()));
@@ -211,8 +212,7 @@ impl<ER: Engine> WriterThread<ER> {
         };
         self.in_flight = false;
         done.result?;
-        reuse.extend(done.batch);
-        Ok(true)
+        Ok(Some(done.batch))
     }
 }
 

@@ -31,7 +31,7 @@ use crate::pb::raft_cmdpb::{
 use crate::pb::raft_serverpb::{PeerState, RaftMessage, RegionLocalState};
 use crate::peer::{ApplyResult, Peer, error_response};
 use crate::raft_log_gc::RaftLogGcTask;
-use crate::raft_log_writer::KEPT_WRITE_BATCH_OPS;
+use crate::raft_log_writer::recycle;
 use crate::region_worker::{RegionRunner, RegionTask};
 use crate::sender::RaftMessageSender;
 use crate::snapshot::{SnapKey, SnapManager};
@@ -825,11 +825,9 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             raft_writes,
             ..
         } = self;
-        // The raft batch may hold rounds gathered while an asynchronous write runs.
-        if !raft_writes.is_pending() {
-            raft_wb.clear();
-        }
-        kv_wb.clear();
+        // Both batches start empty but for the rounds gathering in `raft_wb` for the
+        // next asynchronous write: every write recycles its batch (a failed one stops
+        // the store).
         let mut readies = Vec::new();
         let mut must_sync = false;
         let mut has_snapshot = false;
@@ -962,9 +960,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             cb(resp);
         }
         self.answers = answers;
-        if self.kv_wb.len() > KEPT_WRITE_BATCH_OPS {
-            self.kv_wb = self.kv_engine.write_batch();
-        }
+        recycle(&self.kv_engine, &mut self.kv_wb);
         self.on_apply_results(results)?;
         Ok(true)
     }

@@ -13,19 +13,14 @@
 
 use std::collections::BTreeMap;
 
-use engines::{Engine, WriteBatch};
+use engines::Engine;
 use raft_core::eraftpb;
 
 use super::{Store, send_messages};
 use crate::error::{Error, Result};
 use crate::peer::Peer;
-use crate::raft_log_writer::{
-    KEPT_WRITE_BATCH_OPS, RaftLogWriter, WriterThread, WrittenNotifier, write_round,
-};
+use crate::raft_log_writer::{RaftLogWriter, WriterThread, WrittenNotifier, recycle, write_round};
 use crate::sender::RaftMessageSender;
-
-/// Emptied batches kept for later rounds.
-const SPARE_BATCHES: usize = 2;
 
 /// A Ready whose raft writes are not yet known to be on disk.
 pub(crate) struct PersistedReady {
@@ -45,8 +40,9 @@ pub(crate) struct RaftWrites<ER: Engine> {
     gathering: Vec<PersistedReady>,
     /// Whether the gathering batch must be fsynced.
     gathering_sync: bool,
-    /// Emptied batches handed back by the writer.
-    spare: Vec<ER::WriteBatch>,
+    /// The emptied batch of the last completed write, for the next one (one write in
+    /// flight needs at most one spare).
+    spare: Option<ER::WriteBatch>,
 }
 
 impl<ER: Engine> RaftWrites<ER> {
@@ -62,7 +58,7 @@ impl<ER: Engine> RaftWrites<ER> {
             in_flight: Vec::new(),
             gathering: Vec::new(),
             gathering_sync: false,
-            spare: Vec::new(),
+            spare: None,
         }
     }
 
@@ -96,12 +92,34 @@ impl<ER: Engine> RaftWrites<ER> {
         if !self.in_flight.is_empty() || self.gathering.is_empty() {
             return;
         }
-        let spare = self.spare.pop().unwrap_or_else(|| engine.write_batch());
+        let spare = self.spare.take().unwrap_or_else(|| engine.write_batch());
         let peers = self.gathering.len();
         self.writer
             .submit(std::mem::replace(batch, spare), self.gathering_sync, peers);
         self.in_flight = std::mem::take(&mut self.gathering);
         self.gathering_sync = false;
+    }
+
+    /// The Readies of the write in flight once it is written (with `wait`, waiting for
+    /// it); `None` when there is none or it is still running.
+    ///
+    /// # Errors
+    /// A failed write, or a writer that answered a wait without the write.
+    fn take_written(&mut self, engine: &ER, wait: bool) -> Result<Option<Vec<PersistedReady>>> {
+        if self.in_flight.is_empty() {
+            return Ok(None);
+        }
+        match self.writer.take_completed(engine, wait)? {
+            Some(batch) => {
+                self.spare = Some(batch);
+                Ok(Some(std::mem::take(&mut self.in_flight)))
+            }
+            // Acknowledging these Readies now would promise what is not on disk.
+            None if wait => Err(Error::Other(
+                "the raft log writer lost a batch in flight".into(),
+            )),
+            None => Ok(None),
+        }
     }
 }
 
@@ -131,15 +149,8 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
     /// Finishes the Readies whose batch is written and submits the gathered rounds.
     pub(super) fn complete_raft_writes(&mut self) -> Result<()> {
         let writes = &mut self.raft_writes;
-        if writes.in_flight.is_empty() {
-            return Ok(());
-        }
-        if writes
-            .writer
-            .take_completed(&self.raft_engine, false, &mut writes.spare)?
-        {
-            writes.spare.truncate(SPARE_BATCHES);
-            let done = std::mem::take(&mut writes.in_flight);
+        if let Some(done) = writes.take_written(&self.raft_engine, false)? {
+            // The next write starts before this one's messages go out.
             writes.submit_if_idle(&mut self.raft_wb, &self.raft_engine);
             finish(done, &mut self.peers, &mut self.sender)?;
         }
@@ -152,36 +163,18 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
     /// # Errors
     /// A failed write; the store must stop.
     pub(crate) fn flush_raft_writes(&mut self) -> Result<()> {
-        let writes = &mut self.raft_writes;
-        if !writes.in_flight.is_empty() {
-            let written =
-                writes
-                    .writer
-                    .take_completed(&self.raft_engine, true, &mut writes.spare)?;
-            if !written {
-                // Acknowledging these Readies now would promise what is not on disk.
-                return Err(Error::Other(
-                    "the raft log writer lost a batch in flight".into(),
-                ));
-            }
-            writes.spare.truncate(SPARE_BATCHES);
-            let done = std::mem::take(&mut writes.in_flight);
+        if let Some(done) = self.raft_writes.take_written(&self.raft_engine, true)? {
             finish(done, &mut self.peers, &mut self.sender)?;
         }
         let writes = &mut self.raft_writes;
         if !writes.gathering.is_empty() {
-            let sync = writes.gathering_sync;
             write_round(
                 &self.raft_engine,
                 &self.raft_wb,
-                sync,
+                writes.gathering_sync,
                 writes.gathering.len(),
             )?;
-            if self.raft_wb.len() > KEPT_WRITE_BATCH_OPS {
-                self.raft_wb = self.raft_engine.write_batch();
-            } else {
-                self.raft_wb.clear();
-            }
+            recycle(&self.raft_engine, &mut self.raft_wb);
             writes.gathering_sync = false;
             let done = std::mem::take(&mut writes.gathering);
             finish(done, &mut self.peers, &mut self.sender)?;
@@ -198,12 +191,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             return Ok(());
         }
         let snapshot_coming = self.peers.iter().any(|(&region_id, peer)| {
-            peer.raft_group()
-                .raft()
-                .raft_log()
-                .unstable
-                .next_snapshot()
-                .is_some()
+            peer.raft_group().raft().raft_log().has_pending_snapshot()
                 && self.raft_writes.holds_region(region_id)
         });
         if snapshot_coming {
