@@ -133,6 +133,19 @@ def e2e():
                 r = cluster.bench(c, SECS, 1.0, preload=(c == 1))
                 print(row(engine, "linearizable get", c, r, load_avg(), floor))
     print()
+    if "fjall" in ENGINES:
+        # The same single-client put with no fsync anywhere: what the hops, the network
+        # and the CPU cost by themselves, so the latency target can be read against it.
+        with Cluster("fjall", store={"sync_log": False}) as cluster:
+            r = cluster.bench(1, SECS, 0.0)
+        unsynced_p50 = r["write"]["latency_us"]["p50"]
+        _, end_p50, _ = fsync_floor(3.0)
+        print(f"Without any fsync (`sync_log = false`, fjall, 1 client) a put's p50 is "
+              f"{ms(unsynced_p50)} ms = {unsynced_p50 / p50:.2f}× the one-writer fdatasync "
+              f"p50: the hops, the loopback network and the CPU alone. The disk floor "
+              f"measured again at the end of the run: one writer p50 {ms(end_p50)} ms "
+              f"(at the start: {ms(p50)} ms).")
+        print()
     for note in notes:
         if isinstance(note, str):
             print(note)
