@@ -49,6 +49,11 @@ pub struct Config {
     /// replicating them does not read them back from the raft engine; 0 turns it off.
     /// Default 1 MiB.
     pub raft_entry_cache_bytes: u64,
+    /// Bytes of cached entries all peers of a store hold together: a peer whose append
+    /// goes past it evicts its own oldest entries (keeping its newest). A leader keeps
+    /// the entries a lagging follower lacks, so with a store down each leader region
+    /// would otherwise hold `raft_entry_cache_bytes`. Default 64 MiB.
+    pub raft_entry_cache_store_bytes: u64,
     /// Ticks between log GC checks. Default 10.
     pub raft_log_gc_tick_ticks: usize,
     /// Entries kept after the applied index before the leader proposes compaction.
@@ -117,6 +122,7 @@ impl Default for Config {
             raft_max_uncommitted_bytes: 128 << 20,
             raft_skip_bcast_commit: true,
             raft_entry_cache_bytes: 1 << 20,
+            raft_entry_cache_store_bytes: 64 << 20,
             raft_log_gc_tick_ticks: 10,
             raft_log_gc_count_limit: 10_000,
             split_check_tick_ticks: 100,

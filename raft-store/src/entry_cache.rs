@@ -4,41 +4,95 @@
 //! Raft reads an entry from storage soon after it was persisted: to apply it once it
 //! commits, and to send it to a follower that fell a little behind. Without a cache each
 //! such read is an engine scan (for the log engine a `pread` and a decode per entry).
+//!
+//! Two budgets bound the memory: each peer's own ([`EntryCache::new`]'s `peer_bytes`)
+//! and the store's ([`CacheBudget`], shared by every peer of a store). A leader keeps the
+//! entries a lagging follower still lacks, so with a follower down every leader region
+//! would keep a full peer budget; the store budget caps their sum.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use raft_core::eraftpb::Entry;
 use raft_core::util::{entry_size, limit_size};
 
-/// A contiguous run of the newest log entries, at most `budget_bytes` of them (always
-/// the newest one, if any). Invariant: when not empty, the last cached entry is the last
-/// entry of the log, and the cached indexes are consecutive.
+/// The bytes of cached entries a store's peers may hold together, and how many they hold.
+/// Clones share the count.
+///
+/// A peer whose append takes the sum past the limit evicts its own oldest entries until
+/// the sum is back under it (never its newest entry), so the sum stays within the limit
+/// plus one entry per peer.
+#[derive(Debug, Clone)]
+pub struct CacheBudget {
+    used: Arc<AtomicU64>,
+    limit: u64,
+}
+
+impl CacheBudget {
+    /// A budget of `limit` bytes for all the caches sharing it.
+    #[must_use]
+    pub fn new(limit: u64) -> Self {
+        Self {
+            used: Arc::new(AtomicU64::new(0)),
+            limit,
+        }
+    }
+
+    /// The bytes the caches sharing this budget hold now.
+    #[must_use]
+    pub fn used(&self) -> u64 {
+        // Relaxed: the count is only compared with the limit, never used to order
+        // other memory; every cache of a store changes it on the same thread.
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn over(&self) -> bool {
+        self.used() > self.limit
+    }
+
+    fn take(&self, bytes: u64) {
+        self.used.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn give_back(&self, bytes: u64) {
+        self.used.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+/// A contiguous run of the newest log entries, at most `peer_bytes` of them and within
+/// the store's [`CacheBudget`] (always the newest one, if any). Invariant: when not
+/// empty, the last cached entry is the last entry of the log, and the cached indexes are
+/// consecutive; `bytes` is the size of `entries` and is counted in the store budget.
 #[derive(Debug)]
 pub struct EntryCache {
     entries: VecDeque<Entry>,
     bytes: u64,
-    budget_bytes: u64,
+    peer_bytes: u64,
+    store: CacheBudget,
 }
 
 impl EntryCache {
-    /// An empty cache holding up to `budget_bytes` of entries; 0 disables it.
+    /// An empty cache holding up to `peer_bytes` of entries (0 disables it), counted in
+    /// `store`'s budget.
     #[must_use]
-    pub fn new(budget_bytes: u64) -> Self {
+    pub fn new(peer_bytes: u64, store: CacheBudget) -> Self {
         Self {
             entries: VecDeque::new(),
             bytes: 0,
-            budget_bytes,
+            peer_bytes,
+            store,
         }
     }
 
     /// Records `entries`, just staged as the new end of the log: they replace any cached
     /// entries at or after their first index (a conflicting suffix), then the oldest are
-    /// evicted past the budget.
+    /// evicted past the peer's budget or while the store's is exceeded.
     pub fn append(&mut self, entries: &[Entry]) {
         let Some(first) = entries.first() else {
             return;
         };
-        if self.budget_bytes == 0 {
+        if self.peer_bytes == 0 {
             return;
         }
         match (self.entries.front(), self.entries.back()) {
@@ -48,23 +102,25 @@ impl EntryCache {
             {
                 let keep = usize::try_from(first.index - front.index)
                     .expect("a cached run is shorter than usize::MAX");
-                for dropped in self.entries.drain(keep..) {
-                    self.bytes -= entry_size(&dropped);
-                }
+                let dropped: u64 = self.entries.drain(keep..).map(|e| entry_size(&e)).sum();
+                self.release(dropped);
             }
             // Replaces the whole run, or leaves a gap after it: start over.
             _ => self.clear(),
         }
+        let mut added = 0;
         for e in entries {
-            self.bytes += entry_size(e);
+            added += entry_size(e);
             self.entries.push_back(e.clone());
         }
-        while self.bytes > self.budget_bytes && self.entries.len() > 1 {
+        self.bytes += added;
+        self.store.take(added);
+        while self.entries.len() > 1 && (self.bytes > self.peer_bytes || self.store.over()) {
             let evicted = self
                 .entries
                 .pop_front()
                 .expect("more than one entry cached");
-            self.bytes -= entry_size(&evicted);
+            self.release(entry_size(&evicted));
         }
     }
 
@@ -90,27 +146,42 @@ impl EntryCache {
     pub fn compact_to(&mut self, index: u64) {
         while self.entries.front().is_some_and(|e| e.index <= index) {
             let dropped = self.entries.pop_front().expect("the front was just seen");
-            self.bytes -= entry_size(&dropped);
+            self.release(entry_size(&dropped));
         }
     }
 
     /// Forgets every entry (the log was replaced by a snapshot).
     pub fn clear(&mut self) {
         self.entries.clear();
-        self.bytes = 0;
+        self.release(self.bytes);
     }
 
     /// The bytes of entries held.
-    #[cfg(test)]
     #[must_use]
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    fn release(&mut self, bytes: u64) {
+        self.bytes -= bytes;
+        self.store.give_back(bytes);
+    }
+}
+
+impl Drop for EntryCache {
+    /// A destroyed or replaced peer's entries leave the store's budget.
+    fn drop(&mut self) {
+        self.store.give_back(self.bytes);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn unlimited() -> CacheBudget {
+        CacheBudget::new(u64::MAX)
+    }
 
     fn entry(index: u64, term: u64) -> Entry {
         Entry {
@@ -131,7 +202,7 @@ mod tests {
 
     #[test]
     fn serves_only_ranges_it_holds_whole() {
-        let mut c = EntryCache::new(1 << 20);
+        let mut c = EntryCache::new(1 << 20, unlimited());
         assert_eq!(c.get(1, 2, None), None);
         c.append(&run(5, 9, 1));
         assert_eq!(
@@ -146,7 +217,7 @@ mod tests {
 
     #[test]
     fn conflicting_suffix_is_replaced_and_gap_starts_over() {
-        let mut c = EntryCache::new(1 << 20);
+        let mut c = EntryCache::new(1 << 20, unlimited());
         c.append(&run(1, 10, 1));
         c.append(&run(7, 8, 2));
         let got = c.get(5, 9, None).unwrap();
@@ -176,7 +247,7 @@ mod tests {
     #[test]
     fn budget_evicts_oldest_and_size_limit_keeps_one() {
         let one = entry_size(&entry(1, 1));
-        let mut c = EntryCache::new(3 * one);
+        let mut c = EntryCache::new(3 * one, unlimited());
         c.append(&run(1, 5, 1));
         assert_eq!(c.bytes(), 3 * one);
         assert_eq!(c.get(2, 4, None), None, "evicted");
@@ -190,7 +261,7 @@ mod tests {
         );
         assert_eq!(indexes_terms(&c.get(3, 6, Some(1)).unwrap()), [(3, 1)]);
         // An entry larger than the budget is still held alone: the newest is always kept.
-        let mut small = EntryCache::new(1);
+        let mut small = EntryCache::new(1, unlimited());
         small.append(&run(1, 2, 1));
         assert_eq!(indexes_terms(&small.get(2, 3, None).unwrap()), [(2, 1)]);
         // Compaction empties the front, and the run resumes after it.
@@ -200,8 +271,44 @@ mod tests {
         assert_eq!((c.get(5, 6, None), c.bytes()), (None, 0));
         c.append(&run(6, 6, 1));
         assert_eq!(indexes_terms(&c.get(6, 7, None).unwrap()), [(6, 1)]);
-        let mut off = EntryCache::new(0);
+        let mut off = EntryCache::new(0, unlimited());
         off.append(&run(1, 2, 1));
         assert_eq!(off.get(1, 2, None), None);
+    }
+
+    #[test]
+    fn store_budget_caps_the_sum_and_is_given_back() {
+        let one = entry_size(&entry(1, 1));
+        let store = CacheBudget::new(5 * one);
+        // A leader holding entries for a lagging follower keeps them while idle.
+        let mut idle = EntryCache::new(1 << 20, store.clone());
+        idle.append(&run(1, 4, 1));
+        assert_eq!(store.used(), 4 * one);
+        // A busy peer sharing the store's budget gets what is left, and evicts its own
+        // oldest entries, never the idle peer's.
+        let mut busy = EntryCache::new(1 << 20, store.clone());
+        busy.append(&run(1, 3, 1));
+        assert_eq!((busy.bytes(), store.used()), (one, 5 * one));
+        assert_eq!(indexes_terms(&busy.get(3, 4, None).unwrap()), [(3, 1)]);
+        assert_eq!(busy.get(2, 3, None), None, "evicted past the store budget");
+        assert_eq!(
+            idle.bytes(),
+            4 * one,
+            "other peers' entries are not evicted"
+        );
+        // Past the store budget, each peer still keeps its newest entry.
+        let mut third = EntryCache::new(1 << 20, store.clone());
+        third.append(&run(7, 8, 1));
+        assert_eq!((third.bytes(), store.used()), (one, 6 * one));
+        // Trimming, replacing a suffix and dropping a peer give their bytes back.
+        idle.compact_to(2);
+        assert_eq!(store.used(), 4 * one);
+        busy.append(&run(3, 3, 2));
+        assert_eq!((busy.bytes(), store.used()), (one, 4 * one));
+        drop(idle);
+        assert_eq!(store.used(), 2 * one);
+        third.clear();
+        drop(busy);
+        assert_eq!(store.used(), 0);
     }
 }

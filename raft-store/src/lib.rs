@@ -10,7 +10,7 @@ pub mod bootstrap;
 pub mod client_session;
 mod command_batch;
 pub mod config;
-mod entry_cache;
+pub mod entry_cache;
 pub mod error;
 pub mod id_alloc;
 pub mod keys;

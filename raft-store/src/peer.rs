@@ -15,6 +15,7 @@ pub use apply::ApplyResult;
 
 use crate::client_session::{SessionPolicy, SessionTable};
 use crate::config::Config;
+use crate::entry_cache::CacheBudget;
 use crate::error::{Error, Result};
 use crate::msg::Callback;
 use crate::pb::metapb::{self, Region};
@@ -111,7 +112,8 @@ pub fn error_response(e: &Error) -> RaftCmdResponse {
 }
 
 impl<ER: Engine, EK: Engine> Peer<ER, EK> {
-    /// The peer `meta` of `region`, loaded from (or initialized in) the engines.
+    /// The peer `meta` of `region`, loaded from (or initialized in) the engines; its
+    /// entry cache counts in `entry_cache_budget`, its store's.
     ///
     /// # Errors
     /// An engine failure or inconsistent persisted state.
@@ -121,9 +123,10 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         kv_engine: EK,
         region: Region,
         meta: metapb::Peer,
+        entry_cache_budget: CacheBudget,
     ) -> Result<Self> {
         let mut storage = PeerStorage::new(raft_engine, kv_engine, region)?;
-        storage.set_entry_cache_bytes(cfg.raft_entry_cache_bytes);
+        storage.set_entry_cache(cfg.raft_entry_cache_bytes, entry_cache_budget);
         let session_policy = SessionPolicy::from(cfg);
         let sessions = SessionTable::load(
             storage.kv_engine(),

@@ -9,7 +9,7 @@ use raft_core::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft_core::{RaftState, Storage, StorageError, StorageResult};
 use tracing::debug;
 
-use crate::entry_cache::EntryCache;
+use crate::entry_cache::{CacheBudget, EntryCache};
 use crate::error::{Error, Result};
 use crate::keys::{self, CF_META, CF_RAFT};
 use crate::pb::metapb::{self, PeerRole, Region, RegionEpoch};
@@ -218,7 +218,7 @@ impl<ER: Engine, EK: Engine> PeerStorage<ER, EK> {
             apply_state,
             raft_engine,
             kv_engine,
-            entry_cache: EntryCache::new(0),
+            entry_cache: EntryCache::new(0, CacheBudget::new(0)),
             snap_gen: RefCell::new(SnapGen::Idle),
         };
         storage.validate_and_repair()?;
@@ -373,10 +373,10 @@ impl<ER: Engine, EK: Engine> PeerStorage<ER, EK> {
         self.entry_cache.compact_to(index);
     }
 
-    /// Keeps up to `bytes` of the newest entries in memory (0: none), from the next
-    /// append on.
-    pub fn set_entry_cache_bytes(&mut self, bytes: u64) {
-        self.entry_cache = EntryCache::new(bytes);
+    /// Keeps up to `peer_bytes` of the newest entries in memory (0: none), within the
+    /// store's `budget`, from the next append on.
+    pub fn set_entry_cache(&mut self, peer_bytes: u64, budget: CacheBudget) {
+        self.entry_cache = EntryCache::new(peer_bytes, budget);
     }
 
     /// Moves the log's end to a snapshot at `(index, term)`: the log is empty after it.
@@ -829,7 +829,7 @@ mod tests {
     fn append_truncates_conflicts_and_survives_restart_with(cache_bytes: u64) {
         let (raft, kv) = engines();
         let mut s = PeerStorage::new(raft.clone(), kv.clone(), region()).unwrap();
-        s.set_entry_cache_bytes(cache_bytes);
+        s.set_entry_cache(cache_bytes, CacheBudget::new(u64::MAX));
         append(&mut s, &[ent(6, 6), ent(7, 6), ent(8, 6)]);
         assert_eq!(s.entries(6, 9, None).unwrap().len(), 3);
         append(&mut s, &[ent(7, 7)]);
@@ -859,7 +859,7 @@ mod tests {
     fn entries_respect_bounds_and_size_limits_with(cache_bytes: u64) {
         let (raft, kv) = engines();
         let mut s = PeerStorage::new(raft, kv, region()).unwrap();
-        s.set_entry_cache_bytes(cache_bytes);
+        s.set_entry_cache(cache_bytes, CacheBudget::new(u64::MAX));
         append(&mut s, &(6..=15).map(|i| ent(i, 6)).collect::<Vec<_>>());
         assert_eq!(s.entries(5, 7, None), Err(StorageError::Compacted));
         assert_eq!(s.entries(6, 17, None), Err(StorageError::Unavailable));
@@ -877,7 +877,7 @@ mod tests {
     fn cached_entries_are_served_without_the_engine_and_dropped_by_a_snapshot() {
         let (raft, kv) = engines();
         let mut s = PeerStorage::new(raft.clone(), kv, region()).unwrap();
-        s.set_entry_cache_bytes(1 << 20);
+        s.set_entry_cache(1 << 20, CacheBudget::new(u64::MAX));
         append(&mut s, &(6..=9).map(|i| ent(i, 6)).collect::<Vec<_>>());
         // Gone from the engine, still served: the read came from the cache.
         let mut wb = raft.write_batch();

@@ -20,6 +20,7 @@ use raft_core::eraftpb::{self, MessageType};
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
+use crate::entry_cache::CacheBudget;
 use crate::error::{Error, Result};
 use crate::id_alloc::IdAllocator;
 use crate::keys::{self, CF_DEFAULT, CF_META, CF_RAFT};
@@ -78,6 +79,8 @@ pub struct Store<ER: Engine, EK: Engine, S: RaftMessageSender> {
     /// Where `raft_wb` is written (inline unless an asynchronous writer was set up),
     /// and the Readies waiting for it.
     raft_writes: RaftWrites<ER>,
+    /// What every peer's entry cache counts in (`raft_entry_cache_store_bytes`).
+    entry_cache_budget: CacheBudget,
 }
 
 /// Where a store's region tasks run.
@@ -127,6 +130,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         );
         let (raft_wb, kv_wb) = (raft_engine.write_batch(), kv_engine.write_batch());
         let raft_writes = RaftWrites::new(cfg.raft_async_write);
+        let entry_cache_budget = CacheBudget::new(cfg.raft_entry_cache_store_bytes);
         let mut store = Self {
             store_id,
             cfg,
@@ -148,6 +152,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             raft_wb,
             kv_wb,
             raft_writes,
+            entry_cache_budget,
         };
         let (lo, hi) = keys::region_state_range();
         let mut states = Vec::new();
@@ -244,6 +249,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             self.kv_engine.clone(),
             region,
             meta,
+            self.entry_cache_budget.clone(),
         )?;
         if peer.raft_group().store().is_initialized() {
             self.region_ranges
@@ -337,6 +343,13 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
     /// Every peer on this store.
     pub fn peers(&self) -> impl Iterator<Item = &Peer<ER, EK>> {
         self.peers.values()
+    }
+
+    /// The bytes of log entries this store's peers keep cached, together (bounded by
+    /// `raft_entry_cache_store_bytes` plus one entry per peer).
+    #[must_use]
+    pub fn entry_cache_bytes(&self) -> u64 {
+        self.entry_cache_budget.used()
     }
 
     /// The region holding `key`, if this store has a peer of it.
@@ -439,6 +452,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
 
     fn on_tick(&mut self) -> Result<()> {
         self.ticks += 1;
+        crate::store_metrics::entry_cache_bytes(self.entry_cache_budget.used());
         for peer in self.peers.values_mut() {
             // A peer applying a snapshot must not time out and campaign meanwhile.
             if !peer.is_applying_snapshot() {

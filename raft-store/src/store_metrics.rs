@@ -23,6 +23,7 @@
 //! | `raftstore_region_destroy_seconds` | histogram | duration of deleting a destroyed peer's data |
 //! | `raftstore_log_gc_entries_total` | counter | raft log entries deleted by compaction |
 //! | `raftstore_messages_dropped_total` | counter | inbound messages dropped (full mailbox) |
+//! | `raftstore_entry_cache_bytes` | gauge | bytes of log entries the store's peers cache (sampled every tick) |
 
 /// Counts `n` proposed commands.
 pub fn proposal(n: usize) {
@@ -93,4 +94,9 @@ pub fn log_gc(entries: u64) {
 /// Counts an inbound message dropped because the mailbox was full.
 pub fn message_dropped() {
     metrics::counter!("raftstore_messages_dropped_total").increment(1);
+}
+
+/// Records the bytes of log entries the store's peers cache.
+pub fn entry_cache_bytes(bytes: u64) {
+    metrics::gauge!("raftstore_entry_cache_bytes").set(bytes as f64);
 }

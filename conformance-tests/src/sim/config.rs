@@ -77,6 +77,9 @@ impl SimConfig {
             snap_gc_tick_ticks: 50,
             // A few entries' worth: eviction and reads past the cache happen all the time.
             raft_entry_cache_bytes: 2048,
+            // Below what the regions of a store would hold together: the store budget
+            // evicts too.
+            raft_entry_cache_store_bytes: 4096,
             // Every other seed writes raft batches asynchronously (at the store's next
             // run): acknowledgements an iteration late, the kv batch ahead of the raft
             // batch, several rounds gathered, crashes in between.
