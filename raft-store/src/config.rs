@@ -54,6 +54,12 @@ pub struct Config {
     /// the entries a lagging follower lacks, so with a store down each leader region
     /// would otherwise hold `raft_entry_cache_bytes`. Default 64 MiB.
     pub raft_entry_cache_store_bytes: u64,
+    /// Ticks between the checks of peers still uninitialized (created by a leader's or a
+    /// candidate's message, no snapshot yet): each asks the stores it knows whether it
+    /// is still a member, and is destroyed if one answers with a newer configuration
+    /// that lacks it (it was added and removed before it ever got its data). Default
+    /// 600 (a minute at 100 ms ticks).
+    pub uninitialized_peer_check_ticks: usize,
     /// Ticks between log GC checks. Default 10.
     pub raft_log_gc_tick_ticks: usize,
     /// Entries kept after the applied index before the leader proposes compaction.
@@ -123,6 +129,7 @@ impl Default for Config {
             raft_skip_bcast_commit: true,
             raft_entry_cache_bytes: 1 << 20,
             raft_entry_cache_store_bytes: 64 << 20,
+            uninitialized_peer_check_ticks: 600,
             raft_log_gc_tick_ticks: 10,
             raft_log_gc_count_limit: 10_000,
             split_check_tick_ticks: 100,
@@ -162,8 +169,12 @@ impl Config {
         if self.raft_entry_max_bytes == 0 || self.raft_max_size_per_msg_bytes == 0 {
             return bad("raft_entry_max_bytes and raft_max_size_per_msg_bytes must be > 0");
         }
-        if self.raft_log_gc_tick_ticks == 0 || self.split_check_tick_ticks == 0 {
-            return bad("raft_log_gc_tick_ticks and split_check_tick_ticks must be > 0");
+        if self.raft_log_gc_tick_ticks == 0
+            || self.split_check_tick_ticks == 0
+            || self.uninitialized_peer_check_ticks == 0
+        {
+            return bad("raft_log_gc_tick_ticks, split_check_tick_ticks and \
+                 uninitialized_peer_check_ticks must be > 0");
         }
         if self.raft_log_gc_count_limit == 0 {
             return bad("raft_log_gc_count_limit must be greater than 0");

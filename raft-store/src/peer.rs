@@ -80,6 +80,10 @@ pub struct Peer<ER: Engine, EK: Engine> {
     /// Peers heard from, so a peer that does not know its region's membership yet (it
     /// awaits its first snapshot) can still answer the leader.
     peer_cache: HashMap<u64, metapb::Peer>,
+    /// The newest configuration (conf_ver) whose member addressed this peer: the peer
+    /// was a member of it. An uninitialized peer names it when it asks whether it still
+    /// is one (see `store/stale_peer.rs`).
+    member_at_conf_ver: u64,
     /// The highest index a CompactLog entry applied here compacted to: every replica that
     /// applied as far has truncated at least there. Not this peer's own truncated index,
     /// which a snapshot may have moved further; 0 after a restart (the log GC then
@@ -155,6 +159,7 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
             applying_snapshot: None,
             held_messages: Vec::new(),
             peer_cache: HashMap::new(),
+            member_at_conf_ver: 0,
             log_compacted_to: 0,
             sessions,
             session_policy,
@@ -272,6 +277,23 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         if peer.id != 0 && peer.store_id != 0 {
             self.peer_cache.insert(peer.id, peer);
         }
+    }
+
+    /// The peers heard from (see [`Self::remember_peer`]).
+    pub fn peers_heard_from(&self) -> impl Iterator<Item = &metapb::Peer> {
+        self.peer_cache.values()
+    }
+
+    /// Records that a member of configuration `conf_ver` addressed this peer (a leader
+    /// or a candidate only addresses the members of its configuration).
+    pub fn addressed_at(&mut self, conf_ver: u64) {
+        self.member_at_conf_ver = self.member_at_conf_ver.max(conf_ver);
+    }
+
+    /// The newest configuration this peer is known to have been a member of (0: none).
+    #[must_use]
+    pub fn member_at_conf_ver(&self) -> u64 {
+        self.member_at_conf_ver
     }
 
     /// The leader this peer knows of.

@@ -477,6 +477,12 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         {
             self.check_splits()?;
         }
+        if self
+            .ticks
+            .is_multiple_of(self.cfg.uninitialized_peer_check_ticks as u64)
+        {
+            self.ask_whether_uninitialized_peers_are_members();
+        }
         Ok(())
     }
 
@@ -719,7 +725,13 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             return self.on_tombstone_message(&m);
         }
         let Some(msg) = m.message.clone() else {
-            debug!(region_id, "raft message without a payload; dropped");
+            // No payload: an uninitialized peer asks whether it is still a member.
+            if !self.reply_if_sender_removed(&m) {
+                debug!(
+                    region_id,
+                    "membership check: no newer configuration lacks the sender"
+                );
+            }
             return Ok(());
         };
         if self.reply_if_sender_removed(&m) {
@@ -749,6 +761,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         if let Some(from) = m.from_peer {
             peer.remember_peer(from);
         }
+        peer.addressed_at(m.region_epoch.unwrap_or_default().conf_ver);
         if let Err(e) = peer.raft_group_mut().step(msg) {
             debug!(region_id, "step: {e}");
         }

@@ -75,6 +75,8 @@ impl SimConfig {
             // Splits are injected as admin commands; the size-based check stays quiet.
             split_check_tick_ticks: 1_000_000,
             snap_gc_tick_ticks: 50,
+            // Peers added and removed before their snapshot arrived ask often.
+            uninitialized_peer_check_ticks: 20,
             // A few entries' worth: eviction and reads past the cache happen all the time.
             raft_entry_cache_bytes: 2048,
             // Below what the regions of a store would hold together: the store budget

@@ -1,29 +1,102 @@
 //! Stale peers: a peer removed from its region without learning it (it was cut off when
-//! the removal committed) is told so, and gives way.
+//! the removal committed, or it never got its data) is told so, and gives way.
 //!
-//! Two ways out, both driven by messages (there is no placement service to ask):
+//! Three ways out, all driven by messages (there is no placement service to ask):
 //! - the stale peer keeps campaigning (pre-vote) to its old configuration; a member whose
 //!   region is newer and does not include it answers with an `is_tombstone` message and
 //!   the stale peer destroys itself ([`Store::reply_if_sender_removed`],
 //!   [`Store::on_tombstone_message`]);
+//! - an uninitialized peer (added, then removed before its snapshot arrived; or created
+//!   by a vote request of a removed candidate) never campaigns: every
+//!   `uninitialized_peer_check_ticks` it sends a payload-less message naming the newest
+//!   configuration it was addressed in to the stores it knows, which answer as above
+//!   ([`Store::ask_whether_uninitialized_peers_are_members`]);
 //! - its store is added back under a new peer id: the first message for the new peer
 //!   replaces the stale one ([`Store::maybe_destroy_stale_peer`]).
 //!
 //! Why a reply is safe: conf_ver only grows along the one committed history, and peer ids
 //! are never reused. An initialized peer's region always includes itself, so a sender at
-//! conf_ver `Y > 0` was a member at `Y`; a member at `X > Y` whose region lacks it proves
-//! it was removed in between, for good. An uninitialized sender (conf_ver 0) proves
-//! nothing (it may be a new peer a lagging member has not heard of): it gets no reply.
+//! conf_ver `Y > 0` was a member at `Y`; an uninitialized one names the newest conf_ver
+//! `Y` of a leader or candidate that addressed it, and those address only the members of
+//! their configuration. A member at `X > Y` whose region lacks it proves it was removed
+//! in between, for good. An uninitialized peer's ordinary messages carry conf_ver 0 and
+//! prove nothing (it may be a new peer a lagging member has not heard of): they get no
+//! reply.
 
 use engines::Engine;
 use tracing::{debug, info};
 
+use std::collections::BTreeSet;
+
 use super::{Store, TombstoneWrite};
 use crate::error::Result;
+use crate::pb::metapb::{self, RegionEpoch};
 use crate::pb::raft_serverpb::RaftMessage;
 use crate::sender::RaftMessageSender;
 
 impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
+    /// Sends, for each uninitialized peer that was addressed as a member, a membership
+    /// check to every other store it knows: those of the peers it heard from and those
+    /// holding peers of this store's regions (a removed candidate that created it may
+    /// know nothing newer; the region's current members are most likely among the
+    /// others). A store whose region is newer and lacks the peer answers with an
+    /// `is_tombstone` message ([`Self::reply_if_sender_removed`]).
+    pub(super) fn ask_whether_uninitialized_peers_are_members(&mut self) {
+        let mut stores: BTreeSet<u64> = self
+            .peers
+            .values()
+            .flat_map(|p| p.region().peers.iter().map(|m| m.store_id))
+            .collect();
+        stores.remove(&self.store_id);
+        let mut checks = Vec::new();
+        for peer in self.peers.values() {
+            let conf_ver = peer.member_at_conf_ver();
+            if peer.raft_group().store().is_initialized()
+                || peer.is_applying_snapshot()
+                || conf_ver == 0
+            {
+                continue;
+            }
+            let heard_from = peer.peers_heard_from().map(|p| p.store_id);
+            let targets: BTreeSet<u64> = stores
+                .iter()
+                .copied()
+                .chain(heard_from)
+                .filter(|&s| s != self.store_id)
+                .collect();
+            debug!(
+                store_id = self.store_id,
+                region_id = peer.region_id(),
+                peer_id = peer.meta().id,
+                conf_ver,
+                stores = ?targets,
+                "uninitialized peer: asking whether it is still a member"
+            );
+            for store_id in targets {
+                checks.push(RaftMessage {
+                    region_id: peer.region_id(),
+                    from_peer: Some(*peer.meta()),
+                    to_peer: Some(metapb::Peer {
+                        store_id,
+                        ..Default::default()
+                    }),
+                    region_epoch: Some(RegionEpoch {
+                        conf_ver,
+                        version: 0,
+                    }),
+                    is_tombstone: false,
+                    message: None,
+                    start_key: Default::default(),
+                    end_key: Default::default(),
+                });
+            }
+        }
+        for check in checks {
+            let store_id = check.to_peer.unwrap_or_default().store_id;
+            self.sender.send(store_id, check);
+        }
+    }
+
     /// Answers a message from a peer that was removed from the region (see the module
     /// docs) with an `is_tombstone` message; whether it did (the message is then dropped).
     pub(super) fn reply_if_sender_removed(&mut self, m: &RaftMessage) -> bool {
