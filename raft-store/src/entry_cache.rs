@@ -141,6 +141,14 @@ impl EntryCache {
         Some(out)
     }
 
+    /// The term of the entry at `index`, if cached.
+    #[must_use]
+    pub fn term(&self, index: u64) -> Option<u64> {
+        let front = self.entries.front()?.index;
+        let offset = usize::try_from(index.checked_sub(front)?).ok()?;
+        self.entries.get(offset).map(|e| e.term)
+    }
+
     /// Drops the entries at or below `index`, which nobody will read again (applied,
     /// and on a leader also held by every follower).
     pub fn compact_to(&mut self, index: u64) {
@@ -223,6 +231,10 @@ mod tests {
         let got = c.get(5, 9, None).unwrap();
         assert_eq!(indexes_terms(&got), [(5, 1), (6, 1), (7, 2), (8, 2)]);
         assert_eq!(c.get(9, 10, None), None, "the replaced suffix is gone");
+        assert_eq!(
+            (c.term(0), c.term(6), c.term(7), c.term(9)),
+            (None, Some(1), Some(2), None)
+        );
         c.append(&run(9, 9, 2));
         assert_eq!(
             indexes_terms(&c.get(8, 10, None).unwrap()),

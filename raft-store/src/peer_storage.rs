@@ -560,6 +560,12 @@ impl<ER: Engine, EK: Engine> Storage for PeerStorage<ER, EK> {
         if index == self.raft_state.last_index {
             return Ok(self.raft_state.last_term);
         }
+        // A leader asks for the term before each append it sends and each index it
+        // may commit: the newest entries, which the cache holds (else a read and a
+        // decode of the whole entry for one number).
+        if let Some(term) = self.entry_cache.term(index) {
+            return Ok(term);
+        }
         let key = keys::raft_log_key(self.region.id, index);
         match get_msg::<Entry>(&self.raft_engine, CF_RAFT, &key).map_err(storage_err)? {
             Some(e) => Ok(e.term),
@@ -884,6 +890,7 @@ mod tests {
         wb.delete(CF_RAFT, &keys::raft_log_key(1, 7)).unwrap();
         raft.write(&wb, engines::WriteOptions::synced()).unwrap();
         assert_eq!(s.entries(7, 9, None).unwrap(), vec![ent(7, 6), ent(8, 6)]);
+        assert_eq!(s.term(7), Ok(6), "a term lookup is served by the cache too");
         assert_eq!(s.entries(5, 7, None), Err(StorageError::Compacted));
         // A snapshot empties the cache: the same read now goes to the engine, which
         // misses entry 7.
