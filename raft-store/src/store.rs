@@ -4,9 +4,12 @@
 //! no randomness, so a production thread and a deterministic simulator drive the same
 //! code (the simulator delivers `Tick`s by virtual time).
 
+mod commands;
+mod raft_messages;
 mod raft_writes;
 mod region_tasks;
 mod stale_peer;
+mod ticks;
 
 use raft_writes::{PersistedReady, RaftWrites};
 
@@ -16,21 +19,19 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use engines::{Engine, WriteBatch, WriteOptions};
 use prost::Message as _;
-use raft_core::eraftpb::{self, MessageType};
+use raft_core::eraftpb;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::entry_cache::CacheBudget;
 use crate::error::{Error, Result};
 use crate::id_alloc::IdAllocator;
-use crate::keys::{self, CF_DEFAULT, CF_META, CF_RAFT};
+use crate::keys::{self, CF_META, CF_RAFT};
 use crate::msg::{Callback, RegionStatus, StoreMsg};
 use crate::pb::metapb::{self, Region, RegionEpoch};
-use crate::pb::raft_cmdpb::{
-    AdminCmdType, AdminRequest, CompactLogRequest, RaftCmdRequest, RaftCmdResponse, RequestHeader,
-};
+use crate::pb::raft_cmdpb::RaftCmdResponse;
 use crate::pb::raft_serverpb::{PeerState, RaftMessage, RegionLocalState};
-use crate::peer::{ApplyResult, Peer, error_response};
+use crate::peer::{ApplyResult, Peer};
 use crate::raft_log_gc::RaftLogGcTask;
 use crate::raft_log_writer::recycle;
 use crate::region_worker::{RegionRunner, RegionTask};
@@ -450,394 +451,6 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         Ok(())
     }
 
-    fn on_tick(&mut self) -> Result<()> {
-        self.ticks += 1;
-        crate::store_metrics::entry_cache_bytes(self.entry_cache_budget.used());
-        for peer in self.peers.values_mut() {
-            // A peer applying a snapshot must not time out and campaign meanwhile.
-            if !peer.is_applying_snapshot() {
-                peer.tick()?;
-            }
-        }
-        if self
-            .ticks
-            .is_multiple_of(self.cfg.snap_gc_tick_ticks as u64)
-        {
-            self.sweep_snapshots();
-        }
-        if self
-            .ticks
-            .is_multiple_of(self.cfg.raft_log_gc_tick_ticks as u64)
-        {
-            self.propose_log_gc();
-        }
-        if self
-            .ticks
-            .is_multiple_of(self.cfg.split_check_tick_ticks as u64)
-        {
-            self.check_splits()?;
-        }
-        if self
-            .ticks
-            .is_multiple_of(self.cfg.uninitialized_peer_check_ticks as u64)
-        {
-            self.ask_whether_uninitialized_peers_are_members();
-        }
-        Ok(())
-    }
-
-    /// Leaders of regions larger than `region_max_size_bytes` propose splitting them at
-    /// the key where the first `region_split_size_bytes` end.
-    fn check_splits(&mut self) -> Result<()> {
-        let (max, split_at) = (
-            self.cfg.region_max_size_bytes,
-            self.cfg.region_split_size_bytes,
-        );
-        let mut proposals = Vec::new();
-        for peer in self.peers.values().filter(|p| p.is_leader()) {
-            let region = peer.region();
-            let start = keys::data_key(&region.start_key);
-            let end = keys::data_end_key(&region.end_key);
-            let (mut size, mut split_key) = (0u64, None);
-            self.kv_engine.scan(
-                CF_DEFAULT,
-                start.as_slice()..end.as_slice(),
-                engines::Direction::Forward,
-                |k, v| {
-                    size += (k.len() + v.len()) as u64;
-                    if split_key.is_none() && size >= split_at {
-                        split_key = keys::origin_key(k).map(<[u8]>::to_vec);
-                    }
-                    size <= max
-                },
-            )?;
-            // The split key must leave something on the left.
-            let split_key = split_key.filter(|k| k[..] > region.start_key[..]);
-            if let (true, Some(split_key)) = (size > max, split_key) {
-                proposals.push((region.clone(), *peer.meta(), split_key));
-            }
-        }
-        for (region, meta, split_key) in proposals {
-            info!(
-                region_id = region.id,
-                ?split_key,
-                "region too large: proposing split"
-            );
-            let req = RaftCmdRequest {
-                header: Some(RequestHeader {
-                    region_id: region.id,
-                    peer: Some(meta),
-                    region_epoch: region.region_epoch,
-                    ..Default::default()
-                }),
-                requests: Vec::new(),
-                admin_request: Some(Box::new(AdminRequest {
-                    cmd_type: AdminCmdType::Split as i32,
-                    split: Some(crate::pb::raft_cmdpb::SplitRequest {
-                        split_key: split_key.into(),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                })),
-            };
-            self.on_command(req, Box::new(|_| {}));
-        }
-        Ok(())
-    }
-
-    /// Leaders whose log grew past the GC limit propose compacting it.
-    fn propose_log_gc(&mut self) {
-        let limit = self.cfg.raft_log_gc_count_limit;
-        let mut proposals = Vec::new();
-        for peer in self.peers.values() {
-            if !peer.is_leader() {
-                continue;
-            }
-            let storage = peer.raft_group().store();
-            let applied = storage.applied_index();
-            let truncated = storage.truncated_index();
-            // Counted from the followers' truncation, not this leader's own: a leader that
-            // caught up by snapshot has a short log while theirs may still be long.
-            let compacted = peer.log_compacted_to();
-            if applied.saturating_sub(compacted) < limit {
-                continue;
-            }
-            // Keep what a live follower still needs, unless it lags so far that a
-            // snapshot is the better way to catch it up.
-            let status = peer.raft_group().status();
-            let replicated = status
-                .progress
-                .iter()
-                .flat_map(|p| p.values())
-                .map(|p| p.matched)
-                .min()
-                .unwrap_or(applied);
-            let compact_index = log_gc_compact_index(applied, truncated, replicated, limit);
-            // At this leader's own truncated index the term is still known: a compaction
-            // there truncates only the followers' logs.
-            let Ok(compact_term) = raft_core::Storage::term(storage, compact_index) else {
-                continue;
-            };
-            if compact_index <= compacted {
-                continue;
-            }
-            proposals.push((
-                peer.region().clone(),
-                *peer.meta(),
-                compact_index,
-                compact_term,
-            ));
-        }
-        for (region, meta, compact_index, compact_term) in proposals {
-            let req = RaftCmdRequest {
-                header: Some(RequestHeader {
-                    region_id: region.id,
-                    peer: Some(meta),
-                    region_epoch: region.region_epoch,
-                    ..Default::default()
-                }),
-                requests: Vec::new(),
-                admin_request: Some(Box::new(AdminRequest {
-                    cmd_type: AdminCmdType::CompactLog as i32,
-                    compact_log: Some(CompactLogRequest {
-                        compact_index,
-                        compact_term,
-                    }),
-                    ..Default::default()
-                })),
-            };
-            debug!(
-                region_id = region.id,
-                compact_index, "proposing log compaction"
-            );
-            self.on_command(req, Box::new(|_| {}));
-        }
-    }
-
-    fn on_command(&mut self, req: RaftCmdRequest, callback: Callback) {
-        let header = req.header.unwrap_or_default();
-        if let Some(peer) = header.peer
-            && peer.store_id != 0
-            && peer.store_id != self.store_id
-        {
-            let e = Error::StoreNotMatch {
-                request_store_id: peer.store_id,
-                actual_store_id: self.store_id,
-            };
-            callback(error_response(&e));
-            return;
-        }
-        let mut req = req;
-        if let Err(e) = self.assign_new_ids(&mut req) {
-            callback(error_response(&e));
-            return;
-        }
-        let Some(peer) = self.peers.get_mut(&header.region_id) else {
-            callback(error_response(&Error::RegionNotFound(header.region_id)));
-            return;
-        };
-        if peer.pending_remove() {
-            callback(error_response(&Error::RegionNotFound(header.region_id)));
-            return;
-        }
-        peer.propose(&self.cfg, req, callback);
-    }
-
-    /// Fills in the ids a split request or a peer addition left 0, from this store's
-    /// allocator (ids are unique in the cluster, so a client need not choose them).
-    fn assign_new_ids(&mut self, req: &mut RaftCmdRequest) -> Result<()> {
-        let peer_count = req
-            .header
-            .as_ref()
-            .and_then(|h| self.peers.get(&h.region_id))
-            .map_or(0, |p| p.region().peers.len());
-        let Some(admin) = req.admin_request.as_mut() else {
-            return Ok(());
-        };
-        let splits: Vec<&mut crate::pb::raft_cmdpb::SplitRequest> = match admin.cmd_type() {
-            AdminCmdType::Split => admin.split.iter_mut().collect(),
-            AdminCmdType::BatchSplit => admin
-                .splits
-                .iter_mut()
-                .flat_map(|b| b.requests.iter_mut())
-                .collect(),
-            AdminCmdType::ChangePeer | AdminCmdType::ChangePeerV2 => {
-                let changes = admin
-                    .change_peer
-                    .iter_mut()
-                    .chain(admin.change_peer_v2.iter_mut().flat_map(|v| &mut v.changes));
-                for change in changes {
-                    let adds = matches!(
-                        eraftpb::ConfChangeType::try_from(change.change_type),
-                        Ok(eraftpb::ConfChangeType::AddNode
-                            | eraftpb::ConfChangeType::AddLearnerNode)
-                    );
-                    if let Some(peer) = change.peer.as_mut().filter(|p| adds && p.id == 0) {
-                        peer.id = self.id_alloc.alloc(&self.kv_engine)?;
-                    }
-                }
-                return Ok(());
-            }
-            _ => return Ok(()),
-        };
-        for s in splits {
-            if s.new_region_id == 0 {
-                s.new_region_id = self.id_alloc.alloc(&self.kv_engine)?;
-            }
-            while s.new_peer_ids.len() < peer_count {
-                s.new_peer_ids.push(self.id_alloc.alloc(&self.kv_engine)?);
-            }
-        }
-        Ok(())
-    }
-
-    fn on_store_unreachable(&mut self, store_id: u64) {
-        for peer in self.peers.values_mut() {
-            if !peer.is_leader() {
-                continue;
-            }
-            let targets: Vec<u64> = peer
-                .region()
-                .peers
-                .iter()
-                .filter(|p| p.store_id == store_id)
-                .map(|p| p.id)
-                .collect();
-            for id in targets {
-                peer.raft_group_mut().report_unreachable(id);
-            }
-        }
-    }
-
-    fn on_raft_message(&mut self, m: RaftMessage) -> Result<()> {
-        let region_id = m.region_id;
-        let to = m.to_peer.unwrap_or_default();
-        if to.store_id != self.store_id {
-            warn!(
-                store_id = self.store_id,
-                region_id,
-                to_store = to.store_id,
-                "message for another store; dropped"
-            );
-            return Ok(());
-        }
-        if m.is_tombstone {
-            return self.on_tombstone_message(&m);
-        }
-        let Some(msg) = m.message.clone() else {
-            // No payload: an uninitialized peer asks whether it is still a member.
-            if !self.reply_if_sender_removed(&m) {
-                debug!(
-                    region_id,
-                    "membership check: no newer configuration lacks the sender"
-                );
-            }
-            return Ok(());
-        };
-        if self.reply_if_sender_removed(&m) {
-            return Ok(());
-        }
-        if msg.msg_type() == MessageType::MsgSnapshot && !self.check_snapshot(&m, &msg) {
-            crate::store_metrics::snapshot_failed("check");
-            return Ok(());
-        }
-        self.maybe_destroy_stale_peer(&m)?;
-        if !self.peers.contains_key(&region_id) && !self.maybe_create_peer(&m, &msg)? {
-            return Ok(());
-        }
-        let Some(peer) = self.peers.get_mut(&region_id) else {
-            return Ok(());
-        };
-        if peer.meta().id != to.id {
-            debug!(
-                region_id,
-                ours = peer.meta().id,
-                theirs = to.id,
-                "message for another peer id; dropped"
-            );
-            return Ok(());
-        }
-        let _span = tracing::debug_span!("peer", region_id, peer_id = to.id).entered();
-        if let Some(from) = m.from_peer {
-            peer.remember_peer(from);
-        }
-        peer.addressed_at(m.region_epoch.unwrap_or_default().conf_ver);
-        if let Err(e) = peer.raft_group_mut().step(msg) {
-            debug!(region_id, "step: {e}");
-        }
-        Ok(())
-    }
-
-    /// Creates an uninitialized peer for a region this store does not have, when a leader
-    /// or a candidate contacts it (the peer was added); its data arrives by snapshot.
-    ///
-    /// Vote requests create it too: a group whose new members do not exist yet may have no
-    /// quorum without them (a voter added while another was down), and then no leader
-    /// would ever contact them. An uninitialized peer never acknowledged anything, so its
-    /// vote, given on an empty log, is one Raft allows.
-    fn maybe_create_peer(&mut self, m: &RaftMessage, msg: &eraftpb::Message) -> Result<bool> {
-        let initial = matches!(
-            msg.msg_type(),
-            MessageType::MsgAppend
-                | MessageType::MsgHeartbeat
-                | MessageType::MsgSnapshot
-                | MessageType::MsgRequestVote
-                | MessageType::MsgRequestPreVote
-        );
-        if !initial {
-            return Ok(false);
-        }
-        if self.pending_destroys.contains(&m.region_id) {
-            debug!(
-                region_id = m.region_id,
-                "a destroyed peer of the region is still being cleaned up; dropped"
-            );
-            return Ok(false);
-        }
-        let epoch = m.region_epoch.unwrap_or_default();
-        // A tombstone's conf_ver is one at which the destroyed peer was no longer a member:
-        // configurations from it on never name that peer id again (ids are not reused).
-        if let Some(dead) = self.tombstones.get(&m.region_id)
-            && epoch.conf_ver < dead.conf_ver
-        {
-            debug!(
-                region_id = m.region_id,
-                "message for a destroyed peer; dropped"
-            );
-            return Ok(false);
-        }
-        let start = keys::data_key(&m.start_key);
-        let overlaps = self
-            .region_ranges
-            .range::<[u8], _>((
-                std::ops::Bound::Excluded(start.as_slice()),
-                std::ops::Bound::Unbounded,
-            ))
-            .next()
-            .and_then(|(_, id)| self.peers.get(id))
-            .is_some_and(|p| m.end_key.is_empty() || p.region().start_key < m.end_key);
-        if overlaps {
-            debug!(
-                region_id = m.region_id,
-                "new region overlaps an existing one; dropped"
-            );
-            return Ok(false);
-        }
-        let region = Region {
-            id: m.region_id,
-            ..Default::default()
-        };
-        let meta = m.to_peer.unwrap_or_default();
-        info!(
-            store_id = self.store_id,
-            region_id = m.region_id,
-            peer_id = meta.id,
-            "creating peer on demand"
-        );
-        self.insert_peer(region, meta)?;
-        Ok(true)
-    }
-
     /// One round of Ready handling over every peer. Returns whether any peer had one.
     fn handle_readies(&mut self) -> Result<bool> {
         self.flush_raft_writes_before_snapshots()?;
@@ -1111,18 +724,6 @@ pub(crate) enum TombstoneWrite {
     },
 }
 
-/// Where a leader compacts its log: up to what every follower has (`replicated`, the
-/// lowest match index) so live followers need no snapshot, unless one lags more than
-/// `2 × limit` behind `applied` (a snapshot is then cheaper); never past `applied`.
-/// Followers may have more of the log than the leader applied (`replicated > applied`).
-fn log_gc_compact_index(applied: u64, truncated: u64, replicated: u64, limit: u64) -> u64 {
-    if replicated > truncated && applied.saturating_sub(replicated) < 2 * limit {
-        replicated.min(applied)
-    } else {
-        applied
-    }
-}
-
 /// Removes the entry of the region ending at user key `end_key` from `region_ranges` if
 /// it is `region_id`'s (another region may own that end by now).
 fn unregister_range(region_ranges: &mut BTreeMap<Vec<u8>, u64>, end_key: &[u8], region_id: u64) {
@@ -1159,22 +760,5 @@ pub(crate) fn send_messages<ER: Engine, EK: Engine, S: RaftMessageSender>(
             end_key: region.end_key.clone(),
         };
         sender.send(to.store_id, rm);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::log_gc_compact_index;
-
-    #[test]
-    fn log_gc_keeps_what_followers_need_and_never_passes_applied() {
-        // A follower at 40 of 50 applied: keep its entries.
-        assert_eq!(log_gc_compact_index(50, 10, 40, 10), 40);
-        // Lagging by 2 × limit or more: compact to applied, it gets a snapshot.
-        assert_eq!(log_gc_compact_index(50, 10, 30, 10), 50);
-        assert_eq!(log_gc_compact_index(50, 10, 5, 10), 50);
-        // Followers ahead of what the leader applied (they persist before it applies):
-        // this used to overflow `applied - replicated` and panic the raft worker.
-        assert_eq!(log_gc_compact_index(50, 10, 53, 10), 50);
     }
 }
