@@ -211,15 +211,20 @@ impl Simulator {
     }
 
     pub(super) fn schedule_run(&mut self, id: u64) {
+        // The raft worker picks up its mailbox a little later: messages arriving
+        // meanwhile join the same batch.
+        let latency = self.rng.random_range(10..300);
+        self.schedule_run_after(id, latency);
+    }
+
+    /// Runs store `id` in `latency` µs of virtual time, unless a run is already due.
+    fn schedule_run_after(&mut self, id: u64, latency: u64) {
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
         if node.run_scheduled || node.store().is_none() {
             return;
         }
         node.run_scheduled = true;
         let incarnation = node.incarnation;
-        // The raft worker picks up its mailbox a little later: messages arriving
-        // meanwhile join the same batch.
-        let latency = self.rng.random_range(10..300);
         self.queue.after(
             latency,
             Event::Run {
@@ -437,8 +442,12 @@ impl Simulator {
         if let Some(store) = self.nodes[&id].store() {
             self.safety.observe(id, store);
             if store.has_unwritten_rounds() {
-                // Its raft batch is written when it next runs: the disk's latency.
-                self.schedule_run(id);
+                // Its raft batch is written when it next runs, a disk write later (the
+                // store runs no sooner: its writer is busy). Acknowledgements wait that
+                // long and a crash meanwhile loses the rounds, so an acknowledgement
+                // sent before its write would be caught in this window.
+                let disk = self.rng.random_range(200..3_000);
+                self.schedule_run_after(id, disk);
             }
         }
     }
