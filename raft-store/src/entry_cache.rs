@@ -323,4 +323,124 @@ mod tests {
         drop(busy);
         assert_eq!(store.used(), 0);
     }
+
+    mod model {
+        use std::collections::BTreeMap;
+
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            /// `len` entries of `term` on cache `cache`, starting `back` entries before
+            /// the end of its log (a conflict) or `gap` after it.
+            Append {
+                cache: usize,
+                back: u64,
+                gap: u64,
+                len: u64,
+                term: u64,
+                payload: usize,
+            },
+            Compact {
+                cache: usize,
+                back: u64,
+            },
+            Clear {
+                cache: usize,
+            },
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                6 => (0usize..2, 0u64..4, 0u64..2, 1u64..6, 1u64..4, 0usize..300).prop_map(
+                    |(cache, back, gap, len, term, payload)| Op::Append {
+                        cache,
+                        back,
+                        gap: u64::from(gap == 1 && back == 0),
+                        len,
+                        term,
+                        payload,
+                    }
+                ),
+                2 => (0usize..2, 0u64..8).prop_map(|(cache, back)| Op::Compact { cache, back }),
+                1 => (0usize..2).prop_map(|cache| Op::Clear { cache }),
+            ]
+        }
+
+        fn entry(index: u64, term: u64, payload: usize) -> Entry {
+            Entry {
+                index,
+                term,
+                data: vec![0; payload].into(),
+                ..Default::default()
+            }
+        }
+
+        proptest! {
+            /// Two caches sharing a store budget, against the logs they were given: whatever
+            /// they serve is the log's; they always hold their newest entry; their bytes
+            /// are what the budget counts; past either budget only the newest is left.
+            #[test]
+            fn serves_only_the_log_and_keeps_both_budgets(
+                peer_bytes in 1u64..2_000,
+                store_bytes in 0u64..3_000,
+                ops in prop::collection::vec(op(), 1..120),
+            ) {
+                let budget = CacheBudget::new(store_bytes);
+                let mut caches = [
+                    EntryCache::new(peer_bytes, budget.clone()),
+                    EntryCache::new(peer_bytes, budget.clone()),
+                ];
+                let mut logs: [BTreeMap<u64, Entry>; 2] = [BTreeMap::new(), BTreeMap::new()];
+                for op in ops {
+                    match op {
+                        Op::Append { cache, back, gap, len, term, payload } => {
+                            let last = logs[cache].keys().next_back().copied().unwrap_or(0);
+                            let first = (last + 1 + gap).saturating_sub(back).max(1);
+                            let entries: Vec<Entry> =
+                                (first..first + len).map(|i| entry(i, term, payload)).collect();
+                            logs[cache].retain(|&i, _| i < first);
+                            for e in &entries {
+                                logs[cache].insert(e.index, e.clone());
+                            }
+                            caches[cache].append(&entries);
+                            let newest = first + len - 1;
+                            prop_assert_eq!(caches[cache].term(newest), Some(term), "newest kept");
+                            let held = caches[cache].bytes();
+                            let alone = entry_size(&entries[entries.len() - 1]);
+                            prop_assert!(
+                                held == alone || (held <= peer_bytes && budget.used() <= store_bytes),
+                                "over a budget with more than the newest entry: {} held", held
+                            );
+                        }
+                        Op::Compact { cache, back } => {
+                            let last = logs[cache].keys().next_back().copied().unwrap_or(0);
+                            caches[cache].compact_to(last.saturating_sub(back));
+                        }
+                        Op::Clear { cache } => caches[cache].clear(),
+                    }
+                    prop_assert_eq!(budget.used(), caches[0].bytes() + caches[1].bytes());
+                    for (cache, log) in caches.iter().zip(&logs) {
+                        let last = log.keys().next_back().copied().unwrap_or(0);
+                        for low in 1..=last {
+                            if let Some(t) = cache.term(low) {
+                                prop_assert_eq!(Some(t), log.get(&low).map(|e| e.term));
+                            }
+                            for high in low + 1..=last + 1 {
+                                if let Some(got) = cache.get(low, high, None) {
+                                    let want: Vec<Entry> =
+                                        (low..high).filter_map(|i| log.get(&i).cloned()).collect();
+                                    prop_assert_eq!(got, want);
+                                }
+                            }
+                        }
+                    }
+                }
+                drop(caches);
+                prop_assert_eq!(budget.used(), 0);
+            }
+        }
+    }
 }
