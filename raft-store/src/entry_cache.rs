@@ -165,9 +165,17 @@ impl EntryCache {
     }
 
     /// The bytes of entries held.
+    #[cfg(test)]
     #[must_use]
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// How many entries are held.
+    #[cfg(test)]
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.entries.len()
     }
 
     fn release(&mut self, bytes: u64) {
@@ -409,11 +417,20 @@ mod tests {
                             let newest = first + len - 1;
                             prop_assert_eq!(caches[cache].term(newest), Some(term), "newest kept");
                             let held = caches[cache].bytes();
-                            let alone = entry_size(&entries[entries.len() - 1]);
                             prop_assert!(
-                                held == alone || (held <= peer_bytes && budget.used() <= store_bytes),
+                                caches[cache].len() == 1
+                                    || (held <= peer_bytes && budget.used() <= store_bytes),
                                 "over a budget with more than the newest entry: {} held", held
                             );
+                            // Eviction stops as soon as both budgets are kept: a run that
+                            // fits both by itself stays whole.
+                            let run: u64 = entries.iter().map(entry_size).sum();
+                            if run <= peer_bytes && budget.used() - held + run <= store_bytes {
+                                prop_assert!(
+                                    caches[cache].get(first, newest + 1, None).is_some(),
+                                    "a run within both budgets was evicted"
+                                );
+                            }
                         }
                         Op::Compact { cache, back } => {
                             let last = logs[cache].keys().next_back().copied().unwrap_or(0);
@@ -423,12 +440,13 @@ mod tests {
                     }
                     prop_assert_eq!(budget.used(), caches[0].bytes() + caches[1].bytes());
                     for (cache, log) in caches.iter().zip(&logs) {
+                        // Past the log's end too: a stale tail must never be served.
                         let last = log.keys().next_back().copied().unwrap_or(0);
-                        for low in 1..=last {
+                        for low in 1..=last + 2 {
                             if let Some(t) = cache.term(low) {
                                 prop_assert_eq!(Some(t), log.get(&low).map(|e| e.term));
                             }
-                            for high in low + 1..=last + 1 {
+                            for high in low + 1..=last + 3 {
                                 if let Some(got) = cache.get(low, high, None) {
                                     let want: Vec<Entry> =
                                         (low..high).filter_map(|i| log.get(&i).cloned()).collect();

@@ -10,7 +10,7 @@ pub mod bootstrap;
 pub mod client_session;
 mod command_batch;
 pub mod config;
-pub mod entry_cache;
+mod entry_cache;
 pub mod error;
 pub mod id_alloc;
 pub mod keys;
@@ -55,6 +55,7 @@ pub mod pb {
 }
 
 pub use config::Config;
+pub use entry_cache::CacheBudget;
 pub use error::{Error, Result};
 pub use msg::{Callback, RegionStatus, RegionsCallback, StoreMsg};
 pub use peer::Peer;

@@ -284,8 +284,11 @@ impl<ER: Engine, EK: Engine> Peer<ER, EK> {
         self.peer_cache.values()
     }
 
-    /// Records that a member of configuration `conf_ver` addressed this peer (a leader
-    /// or a candidate only addresses the members of its configuration).
+    /// Records that a message stamped with configuration `conf_ver` addressed this peer.
+    /// A leader or a candidate only addresses the members of its configuration, and the
+    /// stamp is its region's when the message leaves, never older than the configuration
+    /// the message was made in: so this peer was a member at or before `conf_ver`, and
+    /// any configuration newer than it that lacks the peer proves its removal.
     pub fn addressed_at(&mut self, conf_ver: u64) {
         self.member_at_conf_ver = self.member_at_conf_ver.max(conf_ver);
     }

@@ -16,7 +16,8 @@ const REGION_KEYS: [u8; 4] = [b'a', b'g', b'n', b'u'];
 
 /// Four regions on three stores, store 3 stopped while every region takes
 /// `PUTS_PER_REGION` puts of 1 KiB; then store 3 comes back and must catch up. Returns
-/// the most cached bytes a store held while store 3 was down.
+/// the most bytes one store caches after the puts (while store 3 is down the leaders'
+/// caches only grow, so this is their peak).
 fn most_cached_with_a_follower_down<F: EngineFactory>(factory: F, store_budget: u64) -> u64 {
     let mut cfg = test_config();
     cfg.raft_entry_cache_bytes = PEER_BUDGET;

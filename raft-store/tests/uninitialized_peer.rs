@@ -6,7 +6,11 @@
 use conformance_tests::cluster::filter::{DropTypes, MessageFilter as _};
 use conformance_tests::cluster::{Cluster, EngineFactory, change_peer, test_config};
 use conformance_tests::on_every_engine;
+use engines::Peekable;
+use prost::Message as _;
 use raft_core::eraftpb::{ConfChangeType, MessageType};
+use raft_store::keys::{self, CF_META};
+use raft_store::pb::raft_serverpb::{PeerState, RegionLocalState};
 
 const CHECK_TICKS: usize = 5;
 /// Ticks run after each membership change: four checks.
@@ -55,7 +59,15 @@ fn uninitialized_peer_stays_while_a_member_and_goes_once_removed<F: EngineFactor
         !remains,
         "the removed uninitialized peer was told and destroyed"
     );
-    // Its tombstone keeps the configuration that named it from recreating it.
+    // Its tombstone is durable and records the configuration that proved the removal
+    // (what keeps messages of the one that named it from recreating the peer, as
+    // `membership.rs` tests for cut-off peers); a restart keeps the peer destroyed.
+    let state = c.kv(4).get(CF_META, &keys::region_state_key(1)).unwrap();
+    let state = RegionLocalState::decode(&state.expect("a tombstone was written")[..]).unwrap();
+    assert_eq!(state.state(), PeerState::Tombstone);
+    assert_eq!(state.region.unwrap().region_epoch.unwrap().conf_ver, 3);
+    c.stop(4);
+    c.start(4);
     for _ in 0..TICKS {
         c.tick();
     }

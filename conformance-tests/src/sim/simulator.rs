@@ -442,10 +442,11 @@ impl Simulator {
         if let Some(store) = self.nodes[&id].store() {
             self.safety.observe(id, store);
             if store.has_unwritten_rounds() {
-                // Its raft batch is written when it next runs, a disk write later (the
-                // store runs no sooner: its writer is busy). Acknowledgements wait that
-                // long and a crash meanwhile loses the rounds, so an acknowledgement
-                // sent before its write would be caught in this window.
+                // Its raft batch is written when it next runs, a disk write later.
+                // Acknowledgements wait that long and a crash meanwhile loses the rounds,
+                // so an acknowledgement sent before its write is caught in this window.
+                // A hand-driven store also handles no messages until then (production's
+                // raft thread goes on while its writer writes): slower, not unsafe.
                 let disk = self.rng.random_range(200..3_000);
                 self.schedule_run_after(id, disk);
             }

@@ -52,7 +52,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
             if !self.reply_if_sender_removed(&m) {
                 debug!(
                     region_id,
-                    "membership check: no newer configuration lacks the sender"
+                    "membership check: no peer of the region here, or none newer lacking the sender"
                 );
             }
             return Ok(());

@@ -42,12 +42,11 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
     /// others). A store whose region is newer and lacks the peer answers with an
     /// `is_tombstone` message ([`Self::reply_if_sender_removed`]).
     pub(super) fn ask_whether_uninitialized_peers_are_members(&mut self) {
-        let mut stores: BTreeSet<u64> = self
+        let stores: BTreeSet<u64> = self
             .peers
             .values()
             .flat_map(|p| p.region().peers.iter().map(|m| m.store_id))
             .collect();
-        stores.remove(&self.store_id);
         let mut checks = Vec::new();
         for peer in self.peers.values() {
             let conf_ver = peer.member_at_conf_ver();
