@@ -52,10 +52,12 @@ pub struct Config {
     /// Bytes of cached entries all peers of a store hold together: a peer whose append
     /// goes past it evicts its own oldest entries (keeping its newest). A leader keeps
     /// the entries a lagging follower lacks, so with a store down each leader region
-    /// would otherwise hold `raft_entry_cache_bytes`. Only the appending peer evicts:
-    /// idle caches keep what they hold until applied or trimmed, and busy peers share
-    /// what is left. At 0 each peer keeps only its newest entry (`raft_entry_cache_bytes
-    /// = 0` turns caching off). Default 64 MiB.
+    /// would otherwise hold `raft_entry_cache_bytes`. An appending peer evicts its own
+    /// oldest entries; every `raft_log_gc_tick_ticks`, while the caches hold more than
+    /// half of this, peers that appended nothing since the previous check drop theirs
+    /// (read back from the raft engine if needed), so busy regions get the room. At 0
+    /// each peer keeps only its newest entry (`raft_entry_cache_bytes = 0` turns caching
+    /// off). Default 64 MiB.
     pub raft_entry_cache_store_bytes: u64,
     /// Ticks between the checks of peers still uninitialized (created by a leader's or a
     /// candidate's message, no snapshot yet): each asks the stores it knows whether it

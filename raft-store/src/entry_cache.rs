@@ -8,7 +8,9 @@
 //! Two budgets bound the memory: each peer's own ([`EntryCache::new`]'s `peer_bytes`)
 //! and the store's ([`CacheBudget`], shared by every peer of a store). A leader keeps the
 //! entries a lagging follower still lacks, so with a follower down every leader region
-//! would keep a full peer budget; the store budget caps their sum.
+//! would keep a full peer budget; the store budget caps their sum, and a periodic sweep
+//! ([`EntryCache::sweep`]) empties the caches of peers that appended nothing since the
+//! previous one when the store's caches fill half of it, so busy regions get the room.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -47,6 +49,13 @@ impl CacheBudget {
         self.used.load(Ordering::Relaxed)
     }
 
+    /// Whether the caches sharing this budget hold more than half of it: idle ones then
+    /// make room at the next sweep.
+    #[must_use]
+    pub fn crowded(&self) -> bool {
+        self.used() > self.limit / 2
+    }
+
     fn over(&self) -> bool {
         self.used() > self.limit
     }
@@ -70,6 +79,8 @@ pub struct EntryCache {
     bytes: u64,
     peer_bytes: u64,
     store: CacheBudget,
+    /// Whether anything was appended since the last [`Self::sweep`].
+    appended: bool,
 }
 
 impl EntryCache {
@@ -82,6 +93,7 @@ impl EntryCache {
             bytes: 0,
             peer_bytes,
             store,
+            appended: false,
         }
     }
 
@@ -95,6 +107,7 @@ impl EntryCache {
         if self.peer_bytes == 0 {
             return;
         }
+        self.appended = true;
         match (self.entries.front(), self.entries.back()) {
             // Extends the run or replaces a suffix of it: keep what comes before.
             (Some(front), Some(back))
@@ -158,6 +171,17 @@ impl EntryCache {
         }
     }
 
+    /// One sweep: empties the cache if nothing was appended since the previous sweep and
+    /// `crowded` (the store's caches hold much of its budget), and starts a new period.
+    /// An idle peer's entries are still read when they are needed (a follower back after
+    /// an outage), from the raft engine.
+    pub fn sweep(&mut self, crowded: bool) {
+        if crowded && !self.appended {
+            self.clear();
+        }
+        self.appended = false;
+    }
+
     /// Forgets every entry (the log was replaced by a snapshot).
     pub fn clear(&mut self) {
         self.entries.clear();
@@ -165,7 +189,6 @@ impl EntryCache {
     }
 
     /// The bytes of entries held.
-    #[cfg(test)]
     #[must_use]
     pub fn bytes(&self) -> u64 {
         self.bytes
@@ -358,6 +381,10 @@ mod tests {
             Clear {
                 cache: usize,
             },
+            Sweep {
+                cache: usize,
+                crowded: bool,
+            },
         }
 
         fn op() -> impl Strategy<Value = Op> {
@@ -374,6 +401,8 @@ mod tests {
                 ),
                 2 => (0usize..2, 0u64..8).prop_map(|(cache, back)| Op::Compact { cache, back }),
                 1 => (0usize..2).prop_map(|cache| Op::Clear { cache }),
+                2 => (0usize..2, any::<bool>())
+                    .prop_map(|(cache, crowded)| Op::Sweep { cache, crowded }),
             ]
         }
 
@@ -402,6 +431,7 @@ mod tests {
                     EntryCache::new(peer_bytes, budget.clone()),
                 ];
                 let mut logs: [BTreeMap<u64, Entry>; 2] = [BTreeMap::new(), BTreeMap::new()];
+                let mut appended = [false; 2];
                 for op in ops {
                     match op {
                         Op::Append { cache, back, gap, len, term, payload } => {
@@ -414,6 +444,7 @@ mod tests {
                                 logs[cache].insert(e.index, e.clone());
                             }
                             caches[cache].append(&entries);
+                            appended[cache] = true;
                             let newest = first + len - 1;
                             prop_assert_eq!(caches[cache].term(newest), Some(term), "newest kept");
                             let held = caches[cache].bytes();
@@ -437,6 +468,14 @@ mod tests {
                             caches[cache].compact_to(last.saturating_sub(back));
                         }
                         Op::Clear { cache } => caches[cache].clear(),
+                        Op::Sweep { cache, crowded } => {
+                            let before = caches[cache].len();
+                            caches[cache].sweep(crowded);
+                            let was_appended = std::mem::take(&mut appended[cache]);
+                            let idle = crowded && !was_appended;
+                            let want = if idle { 0 } else { before };
+                            prop_assert_eq!(caches[cache].len(), want, "swept: idle {}", idle);
+                        }
                     }
                     prop_assert_eq!(budget.used(), caches[0].bytes() + caches[1].bytes());
                     for (cache, log) in caches.iter().zip(&logs) {

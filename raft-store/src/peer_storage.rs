@@ -373,6 +373,18 @@ impl<ER: Engine, EK: Engine> PeerStorage<ER, EK> {
         self.entry_cache.compact_to(index);
     }
 
+    /// Empties the entry cache if this peer appended nothing since the previous sweep and
+    /// the store's caches are `crowded` (see [`EntryCache::sweep`]).
+    pub fn sweep_entry_cache(&mut self, crowded: bool) {
+        self.entry_cache.sweep(crowded);
+    }
+
+    /// The bytes of log entries this peer keeps cached.
+    #[must_use]
+    pub fn entry_cache_bytes(&self) -> u64 {
+        self.entry_cache.bytes()
+    }
+
     /// Keeps up to `peer_bytes` of the newest entries in memory (0: none), within the
     /// store's `budget`, from the next append on.
     pub fn set_entry_cache(&mut self, peer_bytes: u64, budget: CacheBudget) {

@@ -31,6 +31,10 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
         }
         if due(self.cfg.raft_log_gc_tick_ticks) {
             self.propose_log_gc();
+            let crowded = self.entry_cache_budget.crowded();
+            for peer in self.peers.values_mut() {
+                peer.raft_group_mut().store_mut().sweep_entry_cache(crowded);
+            }
         }
         if due(self.cfg.split_check_tick_ticks) {
             self.check_splits()?;
