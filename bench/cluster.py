@@ -167,19 +167,22 @@ class Cluster:
         self.stop()
 
 
-def fsync_floor(seconds=3.0, shared=False):
-    """(syncs/s, p50 µs, p99 µs) of fdatasync in DATA_ROOT by one writer, or (`shared`)
-    by three writers at once, as three replicas on this disk sync."""
+def fsync_floor(seconds=3.0):
+    """The fdatasync floor in DATA_ROOT from one run of the probe: ((syncs/s, p50 µs,
+    p99 µs) of one writer, the same of three writers at once, as three replicas on this
+    disk sync)."""
     os.makedirs(DATA_ROOT, exist_ok=True)
     out = subprocess.run([FSYNC_FLOOR, DATA_ROOT, str(seconds)], capture_output=True,
                          text=True, check=True).stdout
     # "fdatasync floor in DIR: N syncs/s by one writer, p50 X, p99 Y (K syncs)"
     # "three writers at once: N syncs/s in all, p50 X, p99 Y (K syncs)"
-    line = out.splitlines()[1 if shared else 0]
-    rate = float(line.split(": ", 1)[1].split(" syncs/s")[0])
-    p50 = parse_debug_duration(line.split("p50 ", 1)[1].split(",")[0])
-    p99 = parse_debug_duration(line.split("p99 ", 1)[1].split(" (")[0])
-    return rate, p50, p99
+    def parse(line):
+        rate = float(line.split(": ", 1)[1].split(" syncs/s")[0])
+        p50 = parse_debug_duration(line.split("p50 ", 1)[1].split(",")[0])
+        p99 = parse_debug_duration(line.split("p99 ", 1)[1].split(" (")[0])
+        return rate, p50, p99
+    one, three = out.splitlines()[:2]
+    return parse(one), parse(three)
 
 
 def parse_debug_duration(s):

@@ -92,9 +92,9 @@ def breakdown(cluster, r, before, after):
 
 
 def e2e():
-    floor = fsync_floor(3.0)
+    floor, shared = fsync_floor(3.0)
     rate, p50, p99 = floor
-    shared_rate, shared_p50, shared_p99 = fsync_floor(3.0, shared=True)
+    shared_rate, shared_p50, shared_p99 = shared
     print(f"Disk floor (same run, same directory as the data dirs): one writer fdatasyncs "
           f"{rate:.0f} times/s, p50 {ms(p50)} ms, p99 {ms(p99)} ms. Three writers at once "
           f"(the three replicas share this disk): {shared_rate:.0f} syncs/s in all, p50 "
@@ -139,7 +139,7 @@ def e2e():
         with Cluster("fjall", store={"sync_log": False}) as cluster:
             r = cluster.bench(1, SECS, 0.0)
         unsynced_p50 = r["write"]["latency_us"]["p50"]
-        _, end_p50, _ = fsync_floor(3.0)
+        (_, end_p50, _), _ = fsync_floor(3.0)
         print(f"Without any fsync (`sync_log = false`, fjall, 1 client) a put's p50 is "
               f"{ms(unsynced_p50)} ms = {unsynced_p50 / p50:.2f}× the one-writer fdatasync "
               f"p50: the hops, the loopback network and the CPU alone. The disk floor "

@@ -72,10 +72,12 @@ impl CacheBudget {
 /// A contiguous run of the newest log entries, at most `peer_bytes` of them and within
 /// the store's [`CacheBudget`] (always the newest one, if any). Invariant: when not
 /// empty, the last cached entry is the last entry of the log, and the cached indexes are
-/// consecutive; `bytes` is the size of `entries` and is counted in the store budget.
+/// consecutive; `bytes` is the sum of the sizes kept with `entries` and is counted in
+/// the store budget.
 #[derive(Debug)]
 pub struct EntryCache {
-    entries: VecDeque<Entry>,
+    /// Each entry with its size, computed once on the way in.
+    entries: VecDeque<(Entry, u64)>,
     bytes: u64,
     peer_bytes: u64,
     store: CacheBudget,
@@ -108,14 +110,14 @@ impl EntryCache {
             return;
         }
         self.appended = true;
-        match (self.entries.front(), self.entries.back()) {
+        match (self.front_index(), self.entries.back()) {
             // Extends the run or replaces a suffix of it: keep what comes before.
-            (Some(front), Some(back))
-                if front.index < first.index && first.index <= back.index + 1 =>
+            (Some(front), Some((back, _)))
+                if front < first.index && first.index <= back.index + 1 =>
             {
-                let keep = usize::try_from(first.index - front.index)
+                let keep = usize::try_from(first.index - front)
                     .expect("a cached run is shorter than usize::MAX");
-                let dropped: u64 = self.entries.drain(keep..).map(|e| entry_size(&e)).sum();
+                let dropped: u64 = self.entries.drain(keep..).map(|(_, size)| size).sum();
                 self.release(dropped);
             }
             // Replaces the whole run, or leaves a gap after it: start over.
@@ -123,33 +125,42 @@ impl EntryCache {
         }
         let mut added = 0;
         for e in entries {
-            added += entry_size(e);
-            self.entries.push_back(e.clone());
+            let size = entry_size(e);
+            added += size;
+            self.entries.push_back((e.clone(), size));
         }
         self.bytes += added;
         self.store.take(added);
         while self.entries.len() > 1 && (self.bytes > self.peer_bytes || self.store.over()) {
-            let evicted = self
+            let (_, size) = self
                 .entries
                 .pop_front()
                 .expect("more than one entry cached");
-            self.release(entry_size(&evicted));
+            self.release(size);
         }
+    }
+
+    fn front_index(&self) -> Option<u64> {
+        self.entries.front().map(|(e, _)| e.index)
     }
 
     /// The entries `[low, high)`, stopping before the one that would take their total
     /// size past `max_size` (the first is always returned), if all of them are cached.
     #[must_use]
     pub fn get(&self, low: u64, high: u64, max_size: Option<u64>) -> Option<Vec<Entry>> {
-        let front = self.entries.front()?.index;
-        let back = self.entries.back()?.index;
+        let front = self.front_index()?;
+        let back = self.entries.back()?.0.index;
         if low < front || high > back + 1 || low >= high {
             return None;
         }
         let start = usize::try_from(low - front).ok()?;
         let count = usize::try_from(high - low).ok()?;
         // Clones share the payloads (`Bytes`); cutting them afterwards is cheap.
-        let mut out: Vec<Entry> = self.entries.range(start..start + count).cloned().collect();
+        let mut out: Vec<Entry> = self
+            .entries
+            .range(start..start + count)
+            .map(|(e, _)| e.clone())
+            .collect();
         limit_size(&mut out, max_size);
         Some(out)
     }
@@ -157,18 +168,19 @@ impl EntryCache {
     /// The term of the entry at `index`, if cached.
     #[must_use]
     pub fn term(&self, index: u64) -> Option<u64> {
-        let front = self.entries.front()?.index;
-        let offset = usize::try_from(index.checked_sub(front)?).ok()?;
-        self.entries.get(offset).map(|e| e.term)
+        let offset = usize::try_from(index.checked_sub(self.front_index()?)?).ok()?;
+        self.entries.get(offset).map(|(e, _)| e.term)
     }
 
     /// Drops the entries at or below `index`, which nobody will read again (applied,
     /// and on a leader also held by every follower).
     pub fn compact_to(&mut self, index: u64) {
-        while self.entries.front().is_some_and(|e| e.index <= index) {
-            let dropped = self.entries.pop_front().expect("the front was just seen");
-            self.release(entry_size(&dropped));
+        let mut dropped = 0;
+        while self.front_index().is_some_and(|front| front <= index) {
+            let (_, size) = self.entries.pop_front().expect("the front was just seen");
+            dropped += size;
         }
+        self.release(dropped);
     }
 
     /// One sweep: empties the cache if nothing was appended since the previous sweep and
@@ -182,7 +194,8 @@ impl EntryCache {
         self.appended = false;
     }
 
-    /// Forgets every entry (the log was replaced by a snapshot).
+    /// Forgets every entry (the log was replaced by a snapshot, the cache starts over or
+    /// gives its room to busier peers).
     pub fn clear(&mut self) {
         self.entries.clear();
         self.release(self.bytes);
@@ -202,8 +215,10 @@ impl EntryCache {
     }
 
     fn release(&mut self, bytes: u64) {
-        self.bytes -= bytes;
-        self.store.give_back(bytes);
+        if bytes > 0 {
+            self.bytes -= bytes;
+            self.store.give_back(bytes);
+        }
     }
 }
 

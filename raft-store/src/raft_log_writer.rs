@@ -191,29 +191,30 @@ impl<ER: Engine> WriterThread<ER> {
 
     fn take_completed(&mut self, wait: bool) -> Result<Option<ER::WriteBatch>> {
         if self.jobs.is_none() {
-            return Err(Error::Other("the raft log writer has stopped".into()));
+            return Err(writer_stopped());
         }
         if !self.in_flight {
             return Ok(None);
         }
         let done = if wait {
-            self.done
-                .recv()
-                .map_err(|_| Error::Other("the raft log writer has stopped".into()))?
+            self.done.recv().map_err(|_| writer_stopped())?
         } else {
             match self.done.try_recv() {
                 Ok(done) => done,
                 Err(TryRecvError::Empty) => return Ok(None),
                 // The thread died (a panic in the engine) without answering.
-                Err(TryRecvError::Disconnected) => {
-                    return Err(Error::Other("the raft log writer has stopped".into()));
-                }
+                Err(TryRecvError::Disconnected) => return Err(writer_stopped()),
             }
         };
         self.in_flight = false;
         done.result?;
         Ok(Some(done.batch))
     }
+}
+
+/// The error of a writer thread that left its loop (after a failed write or a panic).
+fn writer_stopped() -> Error {
+    Error::Other("the raft log writer has stopped".into())
 }
 
 impl<ER: Engine> Drop for WriterThread<ER> {

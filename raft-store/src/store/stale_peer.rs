@@ -32,6 +32,7 @@ use super::{Store, TombstoneWrite};
 use crate::error::Result;
 use crate::pb::metapb::{self, RegionEpoch};
 use crate::pb::raft_serverpb::RaftMessage;
+use crate::peer::Peer;
 use crate::sender::RaftMessageSender;
 
 impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
@@ -42,20 +43,26 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
     /// others). A store whose region is newer and lacks the peer answers with an
     /// `is_tombstone` message ([`Self::reply_if_sender_removed`]).
     pub(super) fn ask_whether_uninitialized_peers_are_members(&mut self) {
+        let asking: Vec<&Peer<ER, EK>> = self
+            .peers
+            .values()
+            .filter(|p| {
+                !p.raft_group().store().is_initialized()
+                    && !p.is_applying_snapshot()
+                    && p.member_at_conf_ver() > 0
+            })
+            .collect();
+        if asking.is_empty() {
+            return;
+        }
         let stores: BTreeSet<u64> = self
             .peers
             .values()
             .flat_map(|p| p.region().peers.iter().map(|m| m.store_id))
             .collect();
         let mut checks = Vec::new();
-        for peer in self.peers.values() {
+        for peer in asking {
             let conf_ver = peer.member_at_conf_ver();
-            if peer.raft_group().store().is_initialized()
-                || peer.is_applying_snapshot()
-                || conf_ver == 0
-            {
-                continue;
-            }
             let heard_from = peer.peers_heard_from().map(|p| p.store_id);
             let targets: BTreeSet<u64> = stores
                 .iter()
@@ -72,7 +79,7 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                 "uninitialized peer: asking whether it is still a member"
             );
             for store_id in targets {
-                checks.push(RaftMessage {
+                let check = RaftMessage {
                     region_id: peer.region_id(),
                     from_peer: Some(*peer.meta()),
                     to_peer: Some(metapb::Peer {
@@ -87,11 +94,11 @@ impl<ER: Engine, EK: Engine, S: RaftMessageSender> Store<ER, EK, S> {
                     message: None,
                     start_key: Default::default(),
                     end_key: Default::default(),
-                });
+                };
+                checks.push((store_id, check));
             }
         }
-        for check in checks {
-            let store_id = check.to_peer.unwrap_or_default().store_id;
+        for (store_id, check) in checks {
             self.sender.send(store_id, check);
         }
     }
