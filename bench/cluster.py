@@ -136,6 +136,16 @@ class Cluster:
     def pid(self, i):
         return self.procs[i].pid
 
+    def cpu_seconds(self):
+        """User+system CPU seconds used so far by each server process."""
+        tick = os.sysconf("SC_CLK_TCK")
+        out = []
+        for p in self.procs:
+            with open(f"/proc/{p.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out.append((int(fields[11]) + int(fields[12])) / tick)
+        return out
+
     def bench(self, clients, seconds, read_ratio, keys=10_000, value_size=256, preload=False,
               extra=(), timeout=None):
         """One `raftkv bench --json` run: 8-byte keys (no prefix), `value_size` values;

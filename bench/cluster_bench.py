@@ -158,26 +158,15 @@ def e2e():
         print()
 
 
-def cpu_seconds(cluster):
-    """User+system CPU seconds used so far by each server process."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out = []
-    for i in range(len(cluster.procs)):
-        with open(f"/proc/{cluster.pid(i)}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        out.append((int(fields[11]) + int(fields[12])) / tick)
-    return out
-
-
 def measured(cluster, clients, read_ratio, **kw):
     """A bench run plus what the servers did meanwhile: CPU (cores busy, summed over
     the three servers) and fsyncs per second (summed)."""
     import resource
-    cpu0, m0 = cpu_seconds(cluster), cluster.all_metrics()
+    cpu0, m0 = cluster.cpu_seconds(), cluster.all_metrics()
     c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = cluster.bench(clients, SECS, read_ratio, **kw)
     c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu1, m1 = cpu_seconds(cluster), cluster.all_metrics()
+    cpu1, m1 = cluster.cpu_seconds(), cluster.all_metrics()
     secs = r["elapsed_secs"]
     # The bench client's CPU (its run includes a second of connecting and reporting).
     r["client_cores"] = (c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime) / secs
